@@ -1,0 +1,40 @@
+// The ABI side of the library: the public header plus what every export needs.
+//
+// Conventions of src/api (how things cross the C boundary):
+//  1. Every export is noexcept: GuardedCall runs the body and turns std::bad_alloc into
+//     ERROR_NOT_ENOUGH_MEMORY and any other exception into ERROR_INTERNAL_ERROR (logged).
+//  2. Arguments are validated in Windows' order: NULL pointers, then flag bits, then
+//     versions, then the file itself.
+//  3. Handles are looked up in the HandleTable; a stale or foreign handle is
+//     ERROR_INVALID_HANDLE.
+//  4. Strings arrive as PCWSTR and become std::filesystem::path / UTF-8 in strings.h.
+//  5. Core failures become Win32 codes in exactly one place, error_map.cpp.
+#pragma once
+
+#include <virtdisk.h>
+
+#include <exception>
+#include <new>
+#include <string>
+
+namespace vdisk::api {
+
+void TraceException(const char* name, const char* what) noexcept;
+
+template <typename Body>
+DWORD GuardedCall(const char* name, Body&& body) noexcept {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    TraceException(name, "out of memory");
+    return ERROR_NOT_ENOUGH_MEMORY;
+  } catch (const std::exception& e) {
+    TraceException(name, e.what());
+    return ERROR_INTERNAL_ERROR;
+  } catch (...) {
+    TraceException(name, "unknown exception");
+    return ERROR_INTERNAL_ERROR;
+  }
+}
+
+}  // namespace vdisk::api

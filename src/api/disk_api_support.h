@@ -1,0 +1,27 @@
+// Helpers shared by the virtual disk exports.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "api/abi.h"
+#include "api/disk_handle.h"
+#include "core/image.h"
+#include "core/status.h"
+
+namespace vdisk::api {
+
+// The disk handle behind `handle`, or nullptr with *error set (ERROR_INVALID_HANDLE).
+std::shared_ptr<DiskHandle> LookupDisk(HANDLE handle, DWORD* error);
+
+// VIRTUAL_STORAGE_TYPE -> the format to open or create; kProviderNotFound for an unknown vendor
+// or device.
+Result<DiskFormat> FormatOf(const VIRTUAL_STORAGE_TYPE& type);
+GUID ToGuid(const Guid& guid);
+Guid FromGuid(const GUID& guid);
+
+// For calls that finish before returning but were given an OVERLAPPED: complete it as Windows
+// completes an asynchronous request, so that a caller waiting on it proceeds.
+DWORD CompleteNow(OVERLAPPED* overlapped, DWORD error);
+
+}  // namespace vdisk::api

@@ -1,0 +1,144 @@
+#include "api/disk_handle.h"
+
+#include <span>
+
+#include "api/error_map.h"
+#include "api/overlapped.h"
+#include "core/work_queue.h"
+
+namespace vdisk::api {
+
+DiskHandle::DiskHandle(std::shared_ptr<OpenDisk> disk, DiskHandleOptions options)
+    : disk_(std::move(disk)), options_(options) {}
+
+bool DiskHandle::Allows(VIRTUAL_DISK_ACCESS_MASK access) const {
+  if (options_.version2) {
+    if (options_.get_info_only) return (access & ~VIRTUAL_DISK_ACCESS_GET_INFO) == 0;
+    if (options_.read_only) return (access & (VIRTUAL_DISK_ACCESS_ATTACH_RW |
+                                              VIRTUAL_DISK_ACCESS_METAOPS |
+                                              VIRTUAL_DISK_ACCESS_CREATE)) == 0;
+    return true;
+  }
+  return (options_.access & access) == access;
+}
+
+DWORD DiskHandle::Read(void* buffer, DWORD length, DWORD* done, OVERLAPPED* overlapped) {
+  return Transfer(Direction::kRead, buffer, length, done, overlapped);
+}
+
+DWORD DiskHandle::Write(const void* buffer, DWORD length, DWORD* done, OVERLAPPED* overlapped) {
+  // The buffer is only read on this path; Transfer takes one pointer type for both directions.
+  return Transfer(Direction::kWrite, const_cast<void*>(buffer), length, done, overlapped);
+}
+
+DWORD DiskHandle::DoTransfer(Direction direction, void* buffer, DWORD length,
+                             std::uint64_t offset) {
+  auto bytes = std::span(static_cast<std::byte*>(buffer), length);
+  const Status status = direction == Direction::kRead ? disk().Read(offset, bytes)
+                                                      : disk().Write(offset, bytes);
+  return status.ok() ? ERROR_SUCCESS : Fail(status);
+}
+
+DWORD DiskHandle::Transfer(Direction direction, void* buffer, DWORD length, DWORD* done,
+                           OVERLAPPED* overlapped) {
+  // Raw I/O needs an attachment (AttachVirtualDisk with NO_LOCAL_HOST): a disk that is not
+  // surfaced is "not ready", as a device without media is on Windows.
+  if (!disk_->attached()) return ERROR_NOT_READY;
+  if (direction == Direction::kWrite && disk_->attached_read_only()) return ERROR_WRITE_PROTECT;
+  if (buffer == nullptr && length != 0) return ERROR_INVALID_PARAMETER;
+  if (overlapped == nullptr) {
+    const std::uint64_t offset = position_.load();
+    const DWORD error = DoTransfer(direction, buffer, length, offset);
+    if (error == ERROR_SUCCESS) {
+      position_.store(offset + length);
+      *done = length;
+    }
+    return error;
+  }
+  const std::uint64_t offset =
+      (static_cast<std::uint64_t>(overlapped->OffsetHigh) << 32) | overlapped->Offset;
+  auto request = std::make_shared<Request>();
+  request->overlapped = overlapped;
+  std::list<std::shared_ptr<Request>>::iterator it;
+  {
+    std::lock_guard lock(mutex_);
+    MarkPending(overlapped);
+    it = pending_.insert(pending_.end(), request);
+  }
+  WorkQueue::Io().Submit([this, it, request, direction, buffer, length, offset] {
+    if (request->cancelled.load()) {
+      Finish(it, ERROR_OPERATION_ABORTED, 0);
+      return;
+    }
+    const DWORD error = DoTransfer(direction, buffer, length, offset);
+    Finish(it, error, error == ERROR_SUCCESS ? length : 0);
+  });
+  return ERROR_IO_PENDING;
+}
+
+void DiskHandle::Finish(std::list<std::shared_ptr<Request>>::iterator it, DWORD error,
+                        DWORD bytes) {
+  std::shared_ptr<KernelObject> port;
+  ULONG_PTR key = 0;
+  OVERLAPPED* overlapped = (*it)->overlapped;
+  {
+    std::lock_guard lock(mutex_);
+    port = port_;
+    key = port_key_;
+  }
+  CompleteOverlapped(overlapped, error, bytes, port, key);
+  // Notify under the lock: once pending_ is empty, OnClose may return and the handle die.
+  std::lock_guard lock(mutex_);
+  pending_.erase(it);
+  drained_.notify_all();
+}
+
+DWORD DiskHandle::Seek(LONGLONG distance, DWORD method, ULONGLONG* position) {
+  LONGLONG base = 0;
+  switch (method) {
+    case FILE_BEGIN: base = 0; break;
+    case FILE_CURRENT: base = static_cast<LONGLONG>(position_.load()); break;
+    case FILE_END: base = static_cast<LONGLONG>(disk().size()); break;
+    default: return ERROR_INVALID_PARAMETER;
+  }
+  const LONGLONG target = base + distance;
+  if (target < 0) return ERROR_NEGATIVE_SEEK;
+  position_.store(static_cast<std::uint64_t>(target));
+  *position = static_cast<ULONGLONG>(target);
+  return ERROR_SUCCESS;
+}
+
+DWORD DiskHandle::Flush() {
+  const Status status = disk().Flush();
+  return status.ok() ? ERROR_SUCCESS : Fail(status);
+}
+
+DWORD DiskHandle::Cancel(const OVERLAPPED* overlapped) {
+  bool found = false;
+  std::lock_guard lock(mutex_);
+  for (auto& request : pending_) {
+    if (overlapped == nullptr || request->overlapped == overlapped) {
+      request->cancelled.store(true);
+      found = true;
+    }
+  }
+  return found ? ERROR_SUCCESS : ERROR_NOT_FOUND;
+}
+
+DWORD DiskHandle::AssociatePort(std::shared_ptr<KernelObject> port, ULONG_PTR key) {
+  std::lock_guard lock(mutex_);
+  port_ = std::move(port);
+  port_key_ = key;
+  return ERROR_SUCCESS;
+}
+
+void DiskHandle::OnClose() {
+  Cancel(nullptr);
+  {
+    std::unique_lock lock(mutex_);
+    drained_.wait(lock, [this] { return pending_.empty(); });
+  }
+  if (attached_here_ && disk_->attached()) (void)disk_->Detach();
+}
+
+}  // namespace vdisk::api

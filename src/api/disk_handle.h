@@ -1,0 +1,72 @@
+// DiskHandle: what a HANDLE from OpenVirtualDisk / CreateVirtualDisk refers to.
+//
+// It holds the shared OpenDisk, the access the handle was opened with, and the requests in
+// flight on it (raw I/O with OVERLAPPED), so that CancelIo/CancelIoEx/CloseHandle can end them.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <list>
+#include <memory>
+#include <mutex>
+
+#include "api/abi.h"
+#include "api/handle_table.h"
+#include "core/open_disk.h"
+
+namespace vdisk::api {
+
+struct DiskHandleOptions {
+  VIRTUAL_DISK_ACCESS_MASK access = VIRTUAL_DISK_ACCESS_NONE;
+  bool version2 = false;      // opened with V2/V3 parameters: access is decided per operation
+  bool read_only = false;     // the disk is open read-only for this handle
+  bool get_info_only = false;
+};
+
+class DiskHandle final : public KernelObject {
+ public:
+  DiskHandle(std::shared_ptr<OpenDisk> disk, DiskHandleOptions options);
+
+  OpenDisk& open_disk() const { return *disk_; }
+  VirtualDisk& disk() const { return disk_->disk(); }
+  const DiskHandleOptions& options() const { return options_; }
+  // Whether the handle may do what `access` names: V1 handles by their mask, V2 handles by
+  // ReadOnly/GetInfoOnly.
+  bool Allows(VIRTUAL_DISK_ACCESS_MASK access) const;
+
+  // Attachment made through this handle (raw I/O); ends when this handle closes.
+  void set_attached_here(bool value) { attached_here_ = value; }
+
+  DWORD Read(void* buffer, DWORD length, DWORD* done, OVERLAPPED* overlapped) override;
+  DWORD Write(const void* buffer, DWORD length, DWORD* done, OVERLAPPED* overlapped) override;
+  DWORD Seek(LONGLONG distance, DWORD method, ULONGLONG* position) override;
+  DWORD Flush() override;
+  DWORD Cancel(const OVERLAPPED* overlapped) override;
+  DWORD AssociatePort(std::shared_ptr<KernelObject> port, ULONG_PTR key) override;
+  void OnClose() override;
+
+ private:
+  struct Request {
+    OVERLAPPED* overlapped;
+    std::atomic<bool> cancelled{false};
+  };
+  enum class Direction { kRead, kWrite };
+
+  DWORD Transfer(Direction direction, void* buffer, DWORD length, DWORD* done,
+                 OVERLAPPED* overlapped);
+  DWORD DoTransfer(Direction direction, void* buffer, DWORD length, std::uint64_t offset);
+  void Finish(std::list<std::shared_ptr<Request>>::iterator it, DWORD error, DWORD bytes);
+
+  std::shared_ptr<OpenDisk> disk_;
+  const DiskHandleOptions options_;
+  std::atomic<std::uint64_t> position_{0};
+  bool attached_here_ = false;
+
+  std::mutex mutex_;
+  std::condition_variable drained_;
+  std::list<std::shared_ptr<Request>> pending_;
+  std::shared_ptr<KernelObject> port_;
+  ULONG_PTR port_key_ = 0;
+};
+
+}  // namespace vdisk::api

@@ -1,0 +1,148 @@
+// Exports whose behaviour is not built yet, and exports for features this library does not have
+// (VHD sets, resilient change tracking, SCSI pass-through, forking).
+//
+// Each one validates its handle like the real DLL and then says plainly, through the return
+// value and the last-failure message, which it is:
+//   ERROR_CALL_NOT_IMPLEMENTED - planned (mirror, merge, metadata, attach surfacing, ...);
+//   ERROR_NOT_SUPPORTED        - a feature of a disk type this library has no provider for.
+#include <string>
+
+#include "api/abi.h"
+#include "api/disk_api_support.h"
+#include "api/trace.h"
+
+namespace vdisk::api {
+namespace {
+
+DWORD Refuse(const char* name, HANDLE handle, DWORD answer, const char* why,
+             bool takes_handle = true) {
+  ClearLastFailureMessage();
+  DWORD error = ERROR_SUCCESS;
+  if (takes_handle && !LookupDisk(handle, &error)) {
+    TraceCall(name, Hex(reinterpret_cast<ULONG_PTR>(handle)), error);
+    return error;
+  }
+  SetLastFailureMessage(std::string(name) + ": " + why);
+  TraceCall(name, Hex(reinterpret_cast<ULONG_PTR>(handle)), answer);
+  return answer;
+}
+
+DWORD Planned(const char* name, HANDLE handle) {
+  return Refuse(name, handle, ERROR_CALL_NOT_IMPLEMENTED, "not implemented yet");
+}
+
+DWORD NoVhdSet(const char* name, HANDLE handle) {
+  return Refuse(name, handle, ERROR_NOT_SUPPORTED, "VHD sets (.vhds) are not supported");
+}
+
+}  // namespace
+}  // namespace vdisk::api
+
+using vdisk::api::NoVhdSet;
+using vdisk::api::Planned;
+using vdisk::api::Refuse;
+
+extern "C" {
+
+VIRTDISK_API DWORD WINAPI GetVirtualDiskPhysicalPath(HANDLE VirtualDiskHandle, PULONG, PWSTR) {
+  return Planned("GetVirtualDiskPhysicalPath", VirtualDiskHandle);
+}
+VIRTDISK_API DWORD WINAPI GetAllAttachedVirtualDiskPhysicalPaths(PULONG, PWSTR) {
+  return Refuse("GetAllAttachedVirtualDiskPhysicalPaths", nullptr, ERROR_CALL_NOT_IMPLEMENTED,
+                "not implemented yet", /*takes_handle=*/false);
+}
+VIRTDISK_API DWORD WINAPI GetStorageDependencyInformation(HANDLE ObjectHandle,
+                                                          GET_STORAGE_DEPENDENCY_FLAG, ULONG,
+                                                          PSTORAGE_DEPENDENCY_INFO, PULONG) {
+  return Planned("GetStorageDependencyInformation", ObjectHandle);
+}
+VIRTDISK_API DWORD WINAPI SetVirtualDiskInformation(HANDLE VirtualDiskHandle,
+                                                    PSET_VIRTUAL_DISK_INFO) {
+  return Planned("SetVirtualDiskInformation", VirtualDiskHandle);
+}
+VIRTDISK_API DWORD WINAPI EnumerateVirtualDiskMetadata(HANDLE VirtualDiskHandle, PULONG, GUID*) {
+  return Planned("EnumerateVirtualDiskMetadata", VirtualDiskHandle);
+}
+VIRTDISK_API DWORD WINAPI GetVirtualDiskMetadata(HANDLE VirtualDiskHandle, const GUID*, PULONG,
+                                                 PVOID) {
+  return Planned("GetVirtualDiskMetadata", VirtualDiskHandle);
+}
+VIRTDISK_API DWORD WINAPI SetVirtualDiskMetadata(HANDLE VirtualDiskHandle, const GUID*, ULONG,
+                                                 const void*) {
+  return Planned("SetVirtualDiskMetadata", VirtualDiskHandle);
+}
+VIRTDISK_API DWORD WINAPI DeleteVirtualDiskMetadata(HANDLE VirtualDiskHandle, const GUID*) {
+  return Planned("DeleteVirtualDiskMetadata", VirtualDiskHandle);
+}
+VIRTDISK_API DWORD WINAPI GetVirtualDiskOperationProgress(HANDLE VirtualDiskHandle, LPOVERLAPPED,
+                                                          PVIRTUAL_DISK_PROGRESS) {
+  return Planned("GetVirtualDiskOperationProgress", VirtualDiskHandle);
+}
+VIRTDISK_API DWORD WINAPI CompactVirtualDisk(HANDLE VirtualDiskHandle, COMPACT_VIRTUAL_DISK_FLAG,
+                                             PCOMPACT_VIRTUAL_DISK_PARAMETERS, LPOVERLAPPED) {
+  return Planned("CompactVirtualDisk", VirtualDiskHandle);
+}
+VIRTDISK_API DWORD WINAPI MergeVirtualDisk(HANDLE VirtualDiskHandle, MERGE_VIRTUAL_DISK_FLAG,
+                                           PMERGE_VIRTUAL_DISK_PARAMETERS, LPOVERLAPPED) {
+  return Planned("MergeVirtualDisk", VirtualDiskHandle);
+}
+VIRTDISK_API DWORD WINAPI ExpandVirtualDisk(HANDLE VirtualDiskHandle, EXPAND_VIRTUAL_DISK_FLAG,
+                                            PEXPAND_VIRTUAL_DISK_PARAMETERS, LPOVERLAPPED) {
+  return Planned("ExpandVirtualDisk", VirtualDiskHandle);
+}
+VIRTDISK_API DWORD WINAPI ResizeVirtualDisk(HANDLE VirtualDiskHandle, RESIZE_VIRTUAL_DISK_FLAG,
+                                            PRESIZE_VIRTUAL_DISK_PARAMETERS, LPOVERLAPPED) {
+  return Planned("ResizeVirtualDisk", VirtualDiskHandle);
+}
+VIRTDISK_API DWORD WINAPI MirrorVirtualDisk(HANDLE VirtualDiskHandle, MIRROR_VIRTUAL_DISK_FLAG,
+                                            PMIRROR_VIRTUAL_DISK_PARAMETERS, LPOVERLAPPED) {
+  return Planned("MirrorVirtualDisk", VirtualDiskHandle);
+}
+VIRTDISK_API DWORD WINAPI BreakMirrorVirtualDisk(HANDLE VirtualDiskHandle) {
+  return Planned("BreakMirrorVirtualDisk", VirtualDiskHandle);
+}
+VIRTDISK_API DWORD WINAPI AddVirtualDiskParent(HANDLE VirtualDiskHandle, PCWSTR) {
+  return Planned("AddVirtualDiskParent", VirtualDiskHandle);
+}
+VIRTDISK_API DWORD WINAPI QueryChangesVirtualDisk(HANDLE VirtualDiskHandle, PCWSTR, ULONG64,
+                                                  ULONG64, QUERY_CHANGES_VIRTUAL_DISK_FLAG,
+                                                  PQUERY_CHANGES_VIRTUAL_DISK_RANGE, PULONG,
+                                                  PULONG64) {
+  return Refuse("QueryChangesVirtualDisk", VirtualDiskHandle, ERROR_NOT_SUPPORTED,
+                "resilient change tracking is not supported");
+}
+VIRTDISK_API DWORD WINAPI TakeSnapshotVhdSet(HANDLE VirtualDiskHandle,
+                                             const PTAKE_SNAPSHOT_VHDSET_PARAMETERS,
+                                             TAKE_SNAPSHOT_VHDSET_FLAG) {
+  return NoVhdSet("TakeSnapshotVhdSet", VirtualDiskHandle);
+}
+VIRTDISK_API DWORD WINAPI DeleteSnapshotVhdSet(HANDLE VirtualDiskHandle,
+                                               const PDELETE_SNAPSHOT_VHDSET_PARAMETERS,
+                                               DELETE_SNAPSHOT_VHDSET_FLAG) {
+  return NoVhdSet("DeleteSnapshotVhdSet", VirtualDiskHandle);
+}
+VIRTDISK_API DWORD WINAPI ModifyVhdSet(HANDLE VirtualDiskHandle, const PMODIFY_VHDSET_PARAMETERS,
+                                       MODIFY_VHDSET_FLAG) {
+  return NoVhdSet("ModifyVhdSet", VirtualDiskHandle);
+}
+VIRTDISK_API DWORD WINAPI ApplySnapshotVhdSet(HANDLE VirtualDiskHandle,
+                                              const PAPPLY_SNAPSHOT_VHDSET_PARAMETERS,
+                                              APPLY_SNAPSHOT_VHDSET_FLAG) {
+  return NoVhdSet("ApplySnapshotVhdSet", VirtualDiskHandle);
+}
+VIRTDISK_API DWORD WINAPI RawSCSIVirtualDisk(HANDLE VirtualDiskHandle,
+                                             const PRAW_SCSI_VIRTUAL_DISK_PARAMETERS,
+                                             RAW_SCSI_VIRTUAL_DISK_FLAG,
+                                             PRAW_SCSI_VIRTUAL_DISK_RESPONSE) {
+  return Refuse("RawSCSIVirtualDisk", VirtualDiskHandle, ERROR_NOT_SUPPORTED,
+                "SCSI pass-through needs a kernel disk, which a user-mode library does not have");
+}
+VIRTDISK_API DWORD WINAPI ForkVirtualDisk(HANDLE VirtualDiskHandle, FORK_VIRTUAL_DISK_FLAG,
+                                          const FORK_VIRTUAL_DISK_PARAMETERS*, LPOVERLAPPED) {
+  return NoVhdSet("ForkVirtualDisk", VirtualDiskHandle);
+}
+VIRTDISK_API DWORD WINAPI CompleteForkVirtualDisk(HANDLE VirtualDiskHandle) {
+  return NoVhdSet("CompleteForkVirtualDisk", VirtualDiskHandle);
+}
+
+}  // extern "C"

@@ -1,0 +1,94 @@
+// Image: one opened virtual disk file, one layer of a differencing chain.
+//
+// A format provider (src/formats/*) implements Image. VirtualDisk (virtual_disk.h) stacks images
+// into a chain and does the reading through parents, so a format only answers "where does this
+// range live in my file?" (Map) and knows how to store a write (Write).
+//
+// Thread safety: Map, ReadData and Write may be called from several threads at once; an image
+// serialises its own metadata updates.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/guid.h"
+#include "core/status.h"
+#include "platform/file.h"
+
+namespace vdisk {
+
+// Values are VIRTUAL_STORAGE_TYPE_DEVICE_*.
+enum class DiskFormat : std::uint32_t { kUnknown = 0, kIso = 1, kVhd = 2, kVhdx = 3, kVhdSet = 4 };
+// Values are those of GET_VIRTUAL_DISK_INFO.ProviderSubtype.
+enum class DiskSubtype : std::uint32_t { kFixed = 2, kDynamic = 3, kDifferencing = 4 };
+
+// Where a range of the virtual disk lives, as seen by one layer.
+struct Extent {
+  enum class Kind {
+    kData,    // in this layer's file at file_offset
+    kZero,    // reads as zeros; does not fall through to a parent
+    kParent,  // not present in this layer: read the parent (zeros if there is none)
+  };
+  Kind kind = Kind::kZero;
+  std::uint64_t length = 0;       // bytes from the queried offset; > 0
+  std::uint64_t file_offset = 0;  // kData only
+};
+
+// What a differencing image records about its parent.
+struct ParentReference {
+  // Paths to try, in order (relative locator first, then absolute), already resolved against
+  // the child's directory and converted to this OS's conventions.
+  std::vector<std::filesystem::path> candidates;
+  // The locator strings as stored, for GET_VIRTUAL_DISK_INFO_PARENT_LOCATION.
+  std::vector<std::string> stored_locations;
+  Guid parent_id;                       // unique id the parent must have
+  std::optional<std::uint32_t> parent_timestamp;  // VHD only
+};
+
+class Image {
+ public:
+  virtual ~Image() = default;
+
+  virtual DiskFormat format() const = 0;
+  virtual DiskSubtype subtype() const = 0;
+  virtual std::uint64_t virtual_size() const = 0;
+  virtual std::uint32_t logical_sector_size() const = 0;
+  virtual std::uint32_t physical_sector_size() const = 0;
+  // Allocation unit of a dynamic or differencing image; 0 for fixed images.
+  virtual std::uint32_t block_size() const = 0;
+  // GET_VIRTUAL_DISK_INFO_IDENTIFIER: the image's unique id (what a child records as parent id).
+  virtual Guid unique_id() const = 0;
+  // GET_VIRTUAL_DISK_INFO_VIRTUAL_DISK_ID: identity of the disk as a guest sees it.
+  virtual Guid virtual_disk_id() const { return unique_id(); }
+  // Timestamp a child records for this image (VHD: footer time stamp).
+  virtual std::uint32_t timestamp() const { return 0; }
+  virtual bool read_only() const = 0;
+  // GET_VIRTUAL_DISK_INFO_IS_4K_ALIGNED: every payload block starts on a 4 KiB boundary.
+  virtual bool is_4k_aligned() const { return true; }
+  virtual std::optional<ParentReference> parent() const { return std::nullopt; }
+  // Checks that `parent` is the image this one was created against. Default: ids match.
+  virtual Status CheckParent(const Image& parent) const;
+
+  // Maps [offset, offset+length) from its start. REQUIRES: offset < virtual_size(), length > 0.
+  // The returned extent covers at least one logical sector and at most `length` bytes.
+  virtual Result<Extent> Map(std::uint64_t offset, std::uint64_t length) = 0;
+  // Reads payload bytes of a kData extent.
+  virtual Status ReadData(std::uint64_t file_offset, std::span<std::byte> out) {
+    return file().ReadAt(file_offset, out);
+  }
+  // Stores `data` at virtual `offset`, allocating as needed; the rest of a newly allocated block
+  // reads as before (zeros, or the parent's data in a differencing image).
+  // REQUIRES: offset and size are multiples of logical_sector_size(), range within the disk.
+  virtual Status Write(std::uint64_t offset, std::span<const std::byte> data) = 0;
+  // Makes every completed write durable.
+  virtual Status Flush() = 0;
+
+  // The file behind this image (the Image owns it).
+  virtual platform::File& file() const = 0;
+};
+
+}  // namespace vdisk

@@ -1,0 +1,239 @@
+#include "core/virtual_disk.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <system_error>
+
+namespace vdisk {
+namespace {
+
+// Chains deeper than this are treated as loops that file identity failed to catch.
+constexpr std::size_t kMaxChainDepth = 256;
+
+bool SameFile(const std::filesystem::path& a, const std::filesystem::path& b) {
+  std::error_code ec;
+  return std::filesystem::equivalent(a, b, ec);
+}
+
+Result<std::unique_ptr<Image>> OpenImage(const ProviderRegistry& registry,
+                                         const std::filesystem::path& path, DiskFormat format,
+                                         const OpenOptions& options) {
+  const auto access =
+      options.read_only ? platform::FileAccess::kRead : platform::FileAccess::kReadWrite;
+  VDISK_ASSIGN_OR_RETURN(auto file, platform::OpenFile(path, access));
+  const Provider* provider = nullptr;
+  if (format == DiskFormat::kUnknown) {
+    VDISK_ASSIGN_OR_RETURN(provider, registry.Detect(path, *file));
+  } else {
+    provider = registry.Find(format);
+    if (provider == nullptr) {
+      return Status(Code::kProviderNotFound,
+                    "no provider for device type " +
+                        std::to_string(static_cast<std::uint32_t>(format)));
+    }
+  }
+  VDISK_RETURN_IF_ERROR(file->Lock(!options.read_only));
+  return provider->Open(std::move(file), options);
+}
+
+// Opens the parents of chain.back() until the base, checking identity and loops.
+Status OpenParents(const ProviderRegistry& registry, std::vector<std::unique_ptr<Image>>& chain,
+                   const OpenOptions& child_options) {
+  OpenOptions parent_options = child_options;
+  parent_options.read_only = true;
+  while (auto ref = chain.back()->parent()) {
+    const Image& child = *chain.back();
+    if (chain.size() >= kMaxChainDepth) {
+      return Status(Code::kVhdChainCycle, child.file().path().string() +
+                                              ": differencing chain deeper than " +
+                                              std::to_string(kMaxChainDepth));
+    }
+    std::string tried;
+    std::unique_ptr<Image> parent;
+    for (const auto& candidate : ref->candidates) {
+      if (child_options.ignore_relative_parent_locator && candidate.is_relative()) continue;
+      tried += (tried.empty() ? "" : ", ") + candidate.string();
+      std::error_code ec;
+      if (!std::filesystem::exists(candidate, ec) || std::filesystem::is_directory(candidate, ec))
+        continue;
+      for (const auto& image : chain) {
+        if (SameFile(image->file().path(), candidate)) {
+          return Status(Code::kVhdChainCycle, child.file().path().string() + ": parent " +
+                                                  candidate.string() +
+                                                  " is already in the chain");
+        }
+      }
+      auto opened = OpenImage(registry, candidate, DiskFormat::kUnknown, parent_options);
+      if (!opened.ok()) {
+        return Status(Code::kVhdChainErrorInParent,
+                      std::string(opened.status().message()), opened.status().os_error());
+      }
+      parent = std::move(opened).value();
+      break;
+    }
+    if (!parent) {
+      return Status(Code::kVhdParentNotFound,
+                    child.file().path().string() + ": parent not found (tried: " +
+                        (tried.empty() ? std::string("no locator") : tried) + ")");
+    }
+    VDISK_RETURN_IF_ERROR(child.CheckParent(*parent));
+    chain.push_back(std::move(parent));
+  }
+  return Status::Ok();
+}
+
+bool AllZero(std::span<const std::byte> data) {
+  return std::all_of(data.begin(), data.end(), [](std::byte b) { return b == std::byte{0}; });
+}
+
+}  // namespace
+
+VirtualDisk::VirtualDisk(std::vector<std::unique_ptr<Image>> chain) : chain_(std::move(chain)) {}
+
+Result<std::unique_ptr<VirtualDisk>> VirtualDisk::Open(const ProviderRegistry& registry,
+                                                       const DiskOpenRequest& request) {
+  std::vector<std::unique_ptr<Image>> chain;
+  VDISK_ASSIGN_OR_RETURN(auto top,
+                         OpenImage(registry, request.path, request.format, request.options));
+  chain.push_back(std::move(top));
+  if (!request.no_parents) VDISK_RETURN_IF_ERROR(OpenParents(registry, chain, request.options));
+  return std::make_unique<VirtualDisk>(std::move(chain));
+}
+
+Result<std::unique_ptr<VirtualDisk>> VirtualDisk::Create(const ProviderRegistry& registry,
+                                                         const DiskCreateRequest& request) {
+  const Provider* provider = registry.Find(request.format);
+  if (provider == nullptr) {
+    return Status(Code::kProviderNotFound,
+                  "no provider can create device type " +
+                      std::to_string(static_cast<std::uint32_t>(request.format)));
+  }
+  CreateOptions options = request.options;
+  std::unique_ptr<VirtualDisk> parent;
+  if (!request.parent_path.empty()) {
+    DiskOpenRequest parent_request;
+    parent_request.path = request.parent_path;
+    auto opened = Open(registry, parent_request);
+    if (!opened.ok()) {
+      const Code code = opened.status().code() == Code::kFileNotFound ? Code::kVhdParentNotFound
+                                                                        : opened.status().code();
+      return Status(code, std::string(opened.status().message()), opened.status().os_error());
+    }
+    parent = std::move(opened).value();
+    options.subtype = DiskSubtype::kDifferencing;
+    options.parent = &parent->top();
+    options.parent_path = request.parent_path;
+    if (options.virtual_size == 0) options.virtual_size = parent->size();
+    if (options.logical_sector_size == 0)
+      options.logical_sector_size = parent->top().logical_sector_size();
+  }
+  std::unique_ptr<VirtualDisk> source;
+  if (!request.source_path.empty()) {
+    DiskOpenRequest source_request;
+    source_request.path = request.source_path;
+    VDISK_ASSIGN_OR_RETURN(source, Open(registry, source_request));
+    if (options.virtual_size == 0) options.virtual_size = source->size();
+    if (options.virtual_size < source->size()) {
+      return Status(Code::kInvalidParameter,
+                    "MaximumSize " + std::to_string(options.virtual_size) +
+                        " is smaller than the source disk (" + std::to_string(source->size()) + ")");
+    }
+  }
+
+  VDISK_ASSIGN_OR_RETURN(auto image, provider->Create(request.path, options));
+  std::vector<std::unique_ptr<Image>> chain;
+  chain.push_back(std::move(image));
+  if (parent) {
+    for (auto& p : parent->chain_) chain.push_back(std::move(p));
+  }
+  auto disk = std::make_unique<VirtualDisk>(std::move(chain));
+
+  if (source) {
+    // Copies in 1 MiB pieces and leaves all-zero pieces unwritten, so that a dynamic target
+    // stays sparse.
+    constexpr std::uint64_t kPiece = 1 << 20;
+    std::vector<std::byte> buffer(kPiece);
+    Status status;
+    for (std::uint64_t offset = 0; offset < source->size() && status.ok(); offset += kPiece) {
+      const auto n = std::min<std::uint64_t>(kPiece, source->size() - offset);
+      auto piece = std::span(buffer).first(n);
+      status = source->Read(offset, piece);
+      if (status.ok() && !AllZero(piece)) status = disk->Write(offset, piece);
+    }
+    if (status.ok()) status = disk->Flush();
+    if (!status.ok()) {
+      const auto path = disk->top().file().path();
+      disk.reset();
+      (void)platform::RemoveFile(path);
+      return status.WithContext("copying from " + request.source_path.string());
+    }
+  }
+  return disk;
+}
+
+Status VirtualDisk::CheckRange(std::uint64_t offset, std::uint64_t length) const {
+  const std::uint32_t sector = sector_size();
+  if (offset % sector != 0 || length % sector != 0) {
+    return Status(Code::kInvalidParameter, "offset " + std::to_string(offset) + " and length " +
+                                               std::to_string(length) +
+                                               " must be multiples of the sector size " +
+                                               std::to_string(sector));
+  }
+  if (offset > size() || length > size() - offset) {
+    return Status(Code::kInvalidParameter, "range at " + std::to_string(offset) + " of " +
+                                               std::to_string(length) +
+                                               " bytes ends past the disk size " +
+                                               std::to_string(size()));
+  }
+  return Status::Ok();
+}
+
+Status VirtualDisk::ReadLayer(std::size_t level, std::uint64_t offset, std::span<std::byte> out) {
+  if (level == chain_.size()) {
+    std::memset(out.data(), 0, out.size());
+    return Status::Ok();
+  }
+  Image& image = *chain_[level];
+  while (!out.empty()) {
+    VDISK_ASSIGN_OR_RETURN(const Extent extent, image.Map(offset, out.size()));
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(extent.length, out.size()));
+    if (n == 0) return Status(Code::kInternal, "image mapped an empty extent");
+    auto piece = out.first(n);
+    switch (extent.kind) {
+      case Extent::Kind::kData:
+        VDISK_RETURN_IF_ERROR(image.ReadData(extent.file_offset, piece));
+        break;
+      case Extent::Kind::kZero:
+        std::memset(piece.data(), 0, piece.size());
+        break;
+      case Extent::Kind::kParent:
+        VDISK_RETURN_IF_ERROR(ReadLayer(level + 1, offset, piece));
+        break;
+    }
+    offset += n;
+    out = out.subspan(n);
+  }
+  return Status::Ok();
+}
+
+Status VirtualDisk::Read(std::uint64_t offset, std::span<std::byte> out) {
+  VDISK_RETURN_IF_ERROR(CheckRange(offset, out.size()));
+  return ReadLayer(0, offset, out);
+}
+
+Status VirtualDisk::Write(std::uint64_t offset, std::span<const std::byte> data) {
+  VDISK_RETURN_IF_ERROR(CheckRange(offset, data.size()));
+  if (read_only()) {
+    return Status(Code::kWriteProtect, top().file().path().string() + ": opened read-only");
+  }
+  if (data.empty()) return Status::Ok();
+  return top().Write(offset, data);
+}
+
+Status VirtualDisk::Flush() {
+  if (read_only()) return Status::Ok();
+  return top().Flush();
+}
+
+}  // namespace vdisk

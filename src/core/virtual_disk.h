@@ -1,0 +1,67 @@
+// VirtualDisk: an opened disk, i.e. a chain of images (top first) read through parents.
+//
+// All I/O on a disk goes through one VirtualDisk object, whatever handle or path it came from,
+// so that writes are seen by everything reading the disk (raw I/O, exports, a running mirror).
+// Thread safety: Read, Write and Flush may be called concurrently.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "core/image.h"
+#include "core/status.h"
+#include "formats/registry/registry.h"
+
+namespace vdisk {
+
+struct DiskOpenRequest {
+  std::filesystem::path path;
+  DiskFormat format = DiskFormat::kUnknown;  // kUnknown: detect as Windows does
+  OpenOptions options;
+  // OPEN_VIRTUAL_DISK_FLAG_NO_PARENTS: open only the top image; reads of ranges it does not
+  // hold return zeros.
+  bool no_parents = false;
+};
+
+struct DiskCreateRequest {
+  std::filesystem::path path;
+  DiskFormat format = DiskFormat::kVhd;
+  CreateOptions options;  // options.parent is filled in from parent_path
+  std::filesystem::path parent_path;  // non-empty: a differencing disk
+  std::filesystem::path source_path;  // non-empty: fill the new disk with this disk's data
+};
+
+class VirtualDisk {
+ public:
+  static Result<std::unique_ptr<VirtualDisk>> Open(const ProviderRegistry& registry,
+                                                   const DiskOpenRequest& request);
+  // Creates the file and returns it open read-write. On failure no file is left behind.
+  static Result<std::unique_ptr<VirtualDisk>> Create(const ProviderRegistry& registry,
+                                                     const DiskCreateRequest& request);
+
+  explicit VirtualDisk(std::vector<std::unique_ptr<Image>> chain);
+
+  Image& top() const { return *chain_.front(); }
+  // Top first; the last one is the base.
+  const std::vector<std::unique_ptr<Image>>& chain() const { return chain_; }
+  std::uint64_t size() const { return top().virtual_size(); }
+  std::uint32_t sector_size() const { return top().logical_sector_size(); }
+  bool read_only() const { return top().read_only(); }
+
+  // REQUIRES for both: offset and size multiples of sector_size(), range inside the disk
+  // (otherwise kInvalidParameter).
+  Status Read(std::uint64_t offset, std::span<std::byte> out);
+  Status Write(std::uint64_t offset, std::span<const std::byte> data);
+  Status Flush();
+
+ private:
+  Status CheckRange(std::uint64_t offset, std::uint64_t length) const;
+  Status ReadLayer(std::size_t level, std::uint64_t offset, std::span<std::byte> out);
+
+  std::vector<std::unique_ptr<Image>> chain_;
+};
+
+}  // namespace vdisk

@@ -1,0 +1,13 @@
+// The built-in providers, registered explicitly (no static constructors), cheapest probe first.
+#include "formats/iso/iso_provider.h"
+#include "formats/registry/registry.h"
+#include "formats/vhd/vhd_provider.h"
+
+namespace vdisk {
+
+void RegisterBuiltinProviders(ProviderRegistry& registry) {
+  registry.Register(MakeVhdProvider());
+  registry.Register(MakeIsoProvider());
+}
+
+}  // namespace vdisk

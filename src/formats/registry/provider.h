@@ -1,0 +1,68 @@
+// Provider: one virtual disk format (VHD, VHDX, ISO) as the registry sees it.
+//
+// A provider scores a file's first and last bytes (Probe), opens an image from an open file,
+// and creates new images. Providers are registered explicitly by RegisterBuiltinProviders(),
+// cheap probes first, as libarchive registers its formats.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "core/image.h"
+#include "core/status.h"
+#include "platform/file.h"
+
+namespace vdisk {
+
+struct OpenOptions {
+  bool read_only = true;
+  // OPEN_VIRTUAL_DISK_FLAG_NO_WRITE_HARDENING: metadata updates are not flushed in order.
+  bool no_write_hardening = false;
+  // OPEN_VIRTUAL_DISK_FLAG_IGNORE_RELATIVE_PARENT_LOCATOR.
+  bool ignore_relative_parent_locator = false;
+};
+
+struct CreateOptions {
+  DiskSubtype subtype = DiskSubtype::kDynamic;
+  std::uint64_t virtual_size = 0;         // bytes; for differencing: the parent's size
+  std::uint32_t block_size = 0;           // 0: the format's default
+  std::uint32_t logical_sector_size = 0;  // 0: the format's default
+  std::uint32_t physical_sector_size = 0; // 0: the format's default
+  Guid unique_id;                         // zero: a random one
+  // Differencing: the opened parent and the path to record in the locators.
+  const Image* parent = nullptr;
+  std::filesystem::path parent_path;
+  // Fixed images: reserve real storage instead of leaving a sparse file.
+  bool full_physical_allocation = false;
+  bool no_write_hardening = false;
+};
+
+// The first and last bytes of a file, for probing.
+struct ProbeData {
+  std::span<const std::byte> head;  // up to the first kProbeHeadBytes
+  std::span<const std::byte> tail;  // up to the last kProbeTailBytes
+  std::uint64_t file_size = 0;
+};
+
+class Provider {
+ public:
+  virtual ~Provider() = default;
+  virtual DiskFormat format() const = 0;
+  virtual std::string_view name() const = 0;
+  // File extensions (lower case, with the dot) that select this provider, e.g. ".vhd".
+  virtual std::span<const std::string_view> extensions() const = 0;
+  // 0: not this format; higher is more certain.
+  virtual int Probe(const ProbeData& data) const = 0;
+  virtual Result<std::unique_ptr<Image>> Open(std::unique_ptr<platform::File> file,
+                                              const OpenOptions& options) const = 0;
+  // Creates `path` (which must not exist) and returns it opened read-write. On failure the
+  // partly written file is removed.
+  virtual Result<std::unique_ptr<Image>> Create(const std::filesystem::path& path,
+                                                const CreateOptions& options) const = 0;
+};
+
+}  // namespace vdisk

@@ -1,0 +1,613 @@
+#include "formats/vhd/vhd_image.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace vdisk::vhd {
+namespace {
+
+// Sector bitmaps kept in memory per differencing image (2 MiB blocks: 64 GiB of disk).
+constexpr std::size_t kMaxCachedBitmapBytes = std::size_t{16} << 20;
+// Locator data longer than this is not a path; such locators are ignored.
+constexpr std::uint32_t kMaxLocatorBytes = 64 * 1024;
+constexpr std::uint32_t kBatEntriesPerSector = kSectorSize / 4;
+
+std::uint64_t RoundUp(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
+
+std::string Hex32(std::uint32_t v) {
+  char text[16];
+  std::snprintf(text, sizeof text, "0x%08X", v);
+  return text;
+}
+
+std::string Where(const platform::File& file, std::string_view structure, std::uint64_t offset) {
+  return file.path().string() + ": " + std::string(structure) + " at offset " +
+         std::to_string(offset);
+}
+
+template <typename T>
+T Load(std::span<const std::byte> bytes) {
+  T value;
+  static_assert(std::is_trivially_copyable_v<T>);
+  std::memcpy(&value, bytes.data(), sizeof(T));
+  return value;
+}
+
+bool HasCookie(std::span<const std::byte> bytes, std::string_view cookie) {
+  return bytes.size() >= cookie.size() &&
+         std::memcmp(bytes.data(), cookie.data(), cookie.size()) == 0;
+}
+
+// Validates one footer (spec "Hard Disk Footer Format"); `where` names the file and offset.
+Status CheckFooter(std::span<const std::byte, kFooterSize> bytes, const std::string& where) {
+  if (!HasCookie(bytes, kFooterCookie)) {
+    return Status(Code::kVhdFooterMissing, where + ": no VHD footer (cookie \"conectix\" missing)");
+  }
+  const auto footer = Load<Footer>(bytes);
+  const std::uint32_t computed = ComputeChecksum(bytes, kFooterChecksumOffset);
+  if (footer.checksum.get() != computed) {
+    return Status(Code::kVhdFooterChecksumMismatch, where + ": footer checksum " +
+                                                        Hex32(footer.checksum.get()) +
+                                                        " does not match the computed " +
+                                                        Hex32(computed));
+  }
+  if ((footer.file_format_version.get() >> 16) != (kVersion >> 16)) {
+    return Status(Code::kVhdUnsupportedVersion,
+                  where + ": footer file format version " +
+                      Hex32(footer.file_format_version.get()) + " is not 0x00010000");
+  }
+  const std::uint32_t type = footer.disk_type.get();
+  if (type != static_cast<std::uint32_t>(DiskType::kFixed) &&
+      type != static_cast<std::uint32_t>(DiskType::kDynamic) &&
+      type != static_cast<std::uint32_t>(DiskType::kDifferencing)) {
+    return Status(Code::kVhdInvalidType,
+                  where + ": footer disk type " + std::to_string(type) +
+                      " is not fixed (2), dynamic (3) or differencing (4)");
+  }
+  const std::uint64_t size = footer.current_size.get();
+  if (size % kSectorSize != 0 || size > kMaxDiskSize) {
+    return Status(Code::kVhdInvalidSize,
+                  where + ": footer current size " + std::to_string(size) +
+                      " is not a multiple of 512 of at most 2040 GiB");
+  }
+  return Status::Ok();
+}
+
+bool IsDamagedFooter(const Status& status) {
+  return status.code() == Code::kVhdFooterMissing ||
+         status.code() == Code::kVhdFooterChecksumMismatch;
+}
+
+// A stored locator string as a path on this OS.
+std::filesystem::path ToPath(std::string text) {
+#ifndef _WIN32
+  std::replace(text.begin(), text.end(), '\\', '/');
+#endif
+  return std::filesystem::path(std::u8string(text.begin(), text.end()));
+}
+
+bool HasDrivePrefix(std::string_view text) {
+  return text.size() >= 2 && text[1] == ':' &&
+         ((text[0] >= 'A' && text[0] <= 'Z') || (text[0] >= 'a' && text[0] <= 'z'));
+}
+
+void AddCandidate(ParentReference& ref, std::filesystem::path candidate) {
+  candidate = candidate.lexically_normal();
+  if (std::find(ref.candidates.begin(), ref.candidates.end(), candidate) == ref.candidates.end())
+    ref.candidates.push_back(std::move(candidate));
+}
+
+// A file region that metadata or a block occupies, for the overlap check.
+struct Region {
+  static constexpr std::int64_t kFooterCopy = -3;
+  static constexpr std::int64_t kDynamicHeader = -2;
+  static constexpr std::int64_t kTable = -1;
+  std::uint64_t start;
+  std::uint64_t end;
+  std::int64_t block;  // BAT index, or one of the metadata kinds above
+};
+
+std::string Describe(const Region& r) {
+  std::string what = r.block == Region::kFooterCopy       ? "the footer copy"
+                     : r.block == Region::kDynamicHeader ? "the dynamic header"
+                     : r.block == Region::kTable         ? "the BAT"
+                                                         : "the block of BAT entry " +
+                                                               std::to_string(r.block);
+  return what + " at offset " + std::to_string(r.start);
+}
+
+// Reads the parent locators (spec "Parent Locator Entries") and the parent name of a
+// differencing image. Locators whose data lies outside the file are ignored.
+Result<ParentReference> ReadParentReference(platform::File& file, std::uint64_t file_size,
+                                            const DynamicHeader& header,
+                                            const OpenOptions& options,
+                                            std::uint64_t& used_end) {
+  ParentReference ref;
+  std::memcpy(ref.parent_id.bytes.data(), header.parent_unique_id.data(), 16);
+  ref.parent_timestamp = header.parent_time_stamp.get();
+
+  std::string relative;
+  std::string absolute;
+  for (const ParentLocatorEntry& entry : header.parent_locators) {
+    const std::uint32_t code = entry.platform_code.get();
+    if (code != kPlatformW2ru && code != kPlatformW2ku) continue;
+    std::string& target = code == kPlatformW2ru ? relative : absolute;
+    if (!target.empty()) continue;
+    const std::uint32_t length = entry.platform_data_length.get();
+    const std::uint64_t offset = entry.platform_data_offset.get();
+    if (length == 0 || length > kMaxLocatorBytes || offset > file_size ||
+        file_size - offset < length) {
+      continue;
+    }
+    std::vector<std::byte> data(length);
+    VDISK_RETURN_IF_ERROR(file.ReadAt(offset, data));
+    target = Utf16ToUtf8(data, /*big_endian=*/false);
+    used_end = std::max(used_end, offset + length);
+  }
+  const std::string name = Utf16ToUtf8(
+      std::as_bytes(std::span(header.parent_unicode_name)), /*big_endian=*/true);
+
+  const std::filesystem::path dir = file.path().parent_path();
+  if (!relative.empty()) {
+    ref.stored_locations.push_back(relative);
+    std::string_view rel = relative;
+    if (rel.starts_with(".\\") || rel.starts_with("./")) rel.remove_prefix(2);
+    if (!options.ignore_relative_parent_locator) AddCandidate(ref, dir / ToPath(std::string(rel)));
+  }
+  if (!absolute.empty()) {
+    ref.stored_locations.push_back(absolute);
+    // A Windows path ("C:\...") is not absolute elsewhere; it cannot name a file here.
+    if (auto path = ToPath(absolute); path.is_absolute()) AddCandidate(ref, std::move(path));
+  }
+  if (!name.empty()) {
+    ref.stored_locations.push_back(name);
+    auto path = ToPath(name);
+    if (!path.is_absolute() && HasDrivePrefix(name)) path = path.filename();
+    if (path.is_absolute() || !options.ignore_relative_parent_locator)
+      AddCandidate(ref, dir / path);
+  }
+  return ref;
+}
+
+// Validates the dynamic header and the BAT of a dynamic or differencing image and fills in
+// `m`. `data_limit`: where metadata and blocks must end (the end footer's offset, or the file
+// size when the end footer is damaged). `used_end` receives the end of everything in use.
+Status ReadDynamicMetadata(platform::File& file, std::uint64_t file_size, std::uint64_t data_limit,
+                           const Footer& footer, const OpenOptions& options,
+                           VhdImage::Metadata& m, std::uint64_t& used_end) {
+  const std::string path = file.path().string();
+  const std::uint64_t header_offset = footer.data_offset.get();
+  if (header_offset < kFooterSize || header_offset > data_limit ||
+      data_limit - header_offset < kDynamicHeaderSize) {
+    return Status(Code::kVhdSparseHeaderCorrupt,
+                  path + ": the footer's data offset " + std::to_string(header_offset) +
+                      " does not point at a dynamic header inside the file (data ends at " +
+                      std::to_string(data_limit) + ")");
+  }
+  std::array<std::byte, kDynamicHeaderSize> header_bytes;
+  VDISK_RETURN_IF_ERROR(file.ReadAt(header_offset, header_bytes));
+  const std::string where = Where(file, "dynamic header", header_offset);
+  if (!HasCookie(header_bytes, kDynamicHeaderCookie)) {
+    return Status(Code::kVhdSparseHeaderCorrupt,
+                  where + ": cookie \"cxsparse\" missing");
+  }
+  const auto header = Load<DynamicHeader>(header_bytes);
+  const std::uint32_t computed = ComputeChecksum(header_bytes, kDynamicHeaderChecksumOffset);
+  if (header.checksum.get() != computed) {
+    return Status(Code::kVhdSparseHeaderChecksumMismatch,
+                  where + ": checksum " + Hex32(header.checksum.get()) +
+                      " does not match the computed " + Hex32(computed));
+  }
+  if ((header.header_version.get() >> 16) != (kVersion >> 16)) {
+    return Status(Code::kVhdSparseHeaderUnsupportedVersion,
+                  where + ": header version " + Hex32(header.header_version.get()) +
+                      " is not 0x00010000");
+  }
+  const std::uint32_t block_size = header.block_size.get();
+  if (!IsPowerOfTwo(block_size) || block_size < kMinBlockSize || block_size > kMaxBlockSize) {
+    return Status(Code::kVhdInvalidBlockSize,
+                  where + ": block size " + std::to_string(block_size) +
+                      " is not a power of two between 512 bytes and 256 MiB");
+  }
+  const std::uint64_t needed = (m.virtual_size + block_size - 1) / block_size;
+  const std::uint32_t max_entries = header.max_table_entries.get();
+  if (max_entries < needed) {
+    return Status(Code::kVhdBlockAllocationTableCorrupt,
+                  where + ": " + std::to_string(max_entries) + " BAT entries cannot map " +
+                      std::to_string(m.virtual_size) + " bytes in blocks of " +
+                      std::to_string(block_size) + " (" + std::to_string(needed) + " needed)");
+  }
+  // Tables longer than needed are tolerated (the extra entries are ignored) if they fit.
+  const std::uint64_t table_offset = header.table_offset.get();
+  const std::uint64_t table_bytes = std::uint64_t{max_entries} * 4;
+  if (table_offset > data_limit || data_limit - table_offset < table_bytes) {
+    return Status(Code::kVhdBlockAllocationTableCorrupt,
+                  Where(file, "BAT", table_offset) + ": " + std::to_string(max_entries) +
+                      " entries end past the image data, which ends at " +
+                      std::to_string(data_limit));
+  }
+  std::vector<std::byte> table(needed * 4);
+  VDISK_RETURN_IF_ERROR(file.ReadAt(table_offset, table));
+
+  std::vector<Region> regions;
+  regions.reserve(needed + 3);
+  regions.push_back({0, kFooterSize, Region::kFooterCopy});
+  regions.push_back({header_offset, header_offset + kDynamicHeaderSize, Region::kDynamicHeader});
+  if (table_bytes > 0) regions.push_back({table_offset, table_offset + table_bytes, Region::kTable});
+  used_end = std::max(header_offset + kDynamicHeaderSize, table_offset + table_bytes);
+
+  const std::uint32_t bitmap_bytes = BitmapBytes(block_size);
+  m.bat.resize(needed);
+  for (std::uint64_t i = 0; i < needed; ++i) {
+    const std::uint32_t entry = Load<Be32>(std::span(table).subspan(i * 4, 4)).get();
+    m.bat[i] = entry;
+    if (entry == kUnallocated) continue;
+    const std::uint64_t start = std::uint64_t{entry} * kSectorSize;
+    const std::uint64_t data_bytes =
+        std::min<std::uint64_t>(block_size, m.virtual_size - i * block_size);
+    const std::uint64_t end = start + bitmap_bytes + data_bytes;
+    if (end > data_limit) {
+      return Status(Code::kVhdBlockAllocationTableCorrupt,
+                    Where(file, "BAT", table_offset) + ": entry " + std::to_string(i) +
+                        " points at sector " + std::to_string(entry) +
+                        " whose block ends at " + std::to_string(end) +
+                        ", past the image data, which ends at " + std::to_string(data_limit));
+    }
+    regions.push_back({start, end, static_cast<std::int64_t>(i)});
+    used_end = std::max(used_end, end);
+  }
+  std::sort(regions.begin(), regions.end(),
+            [](const Region& a, const Region& b) { return a.start < b.start; });
+  std::size_t furthest = 0;  // the region reaching furthest so far
+  for (std::size_t i = 1; i < regions.size(); ++i) {
+    if (regions[i].start < regions[furthest].end) {
+      return Status(Code::kVhdBlockAllocationTableCorrupt,
+                    Where(file, "BAT", table_offset) + ": " + Describe(regions[i]) +
+                        " overlaps " + Describe(regions[furthest]));
+    }
+    if (regions[i].end > regions[furthest].end) furthest = i;
+  }
+
+  m.block_size = block_size;
+  m.table_offset = table_offset;
+  if (m.subtype == DiskSubtype::kDifferencing) {
+    VDISK_ASSIGN_OR_RETURN(m.parent,
+                           ReadParentReference(file, file_size, header, options, used_end));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<VhdImage>> VhdImage::Open(std::unique_ptr<platform::File> file,
+                                                 const OpenOptions& options) {
+  const std::string path = file->path().string();
+  VDISK_ASSIGN_OR_RETURN(const std::uint64_t file_size, file->Size());
+  if (file_size < kOldFooterSize) {
+    return Status(Code::kVhdFooterMissing, path + ": the file is " + std::to_string(file_size) +
+                                               " bytes, too small to hold a VHD footer");
+  }
+
+  // The end footer: the last 512 bytes, or the last 511 of an old Virtual PC image.
+  std::array<std::byte, kFooterSize> end_footer{};
+  std::uint64_t end_offset = file_size - kOldFooterSize;
+  {
+    const std::size_t tail_size = static_cast<std::size_t>(std::min<std::uint64_t>(file_size, 512));
+    std::array<std::byte, kFooterSize> tail{};
+    VDISK_RETURN_IF_ERROR(file->ReadAt(file_size - tail_size, std::span(tail).first(tail_size)));
+    if (tail_size == kFooterSize && HasCookie(tail, kFooterCookie)) {
+      end_footer = tail;
+      end_offset = file_size - kFooterSize;
+    } else if (HasCookie(std::span(tail).subspan(tail_size - kOldFooterSize), kFooterCookie)) {
+      std::copy_n(tail.begin() + (tail_size - kOldFooterSize), kOldFooterSize,
+                  end_footer.begin());
+    } else if (tail_size == kFooterSize) {
+      end_footer = tail;
+      end_offset = file_size - kFooterSize;
+    }
+  }
+  Metadata m;
+  const Status end_status = CheckFooter(end_footer, Where(*file, "footer", end_offset));
+  bool use_head_copy = false;
+  std::array<std::byte, kFooterSize> head_footer{};
+  std::optional<Status> head_status;
+  if (file_size >= kFooterSize) {
+    VDISK_RETURN_IF_ERROR(file->ReadAt(0, head_footer));
+    head_status = CheckFooter(head_footer, Where(*file, "footer copy", 0));
+  }
+  const auto head_type = Load<Footer>(head_footer).disk_type.get();
+  const bool head_is_dynamic = head_status && head_status->ok() &&
+                               (head_type == static_cast<std::uint32_t>(DiskType::kDynamic) ||
+                                head_type == static_cast<std::uint32_t>(DiskType::kDifferencing));
+  if (!end_status.ok()) {
+    // A dynamic image whose end footer was torn (e.g. by a crash while the file grew) is still
+    // described by its copy at offset 0.
+    if (!IsDamagedFooter(end_status) || !head_is_dynamic) return end_status;
+    use_head_copy = true;
+    m.footer = head_footer;
+    m.repair_end_footer = true;
+  } else {
+    m.footer = end_footer;
+  }
+
+  const auto footer = Load<Footer>(m.footer);
+  m.virtual_size = footer.current_size.get();
+  m.timestamp = footer.time_stamp.get();
+  std::memcpy(m.unique_id.bytes.data(), footer.unique_id.data(), 16);
+  m.subtype = static_cast<DiskSubtype>(footer.disk_type.get());
+
+  if (m.subtype == DiskSubtype::kFixed) {
+    if (end_offset < m.virtual_size) {
+      return Status(Code::kVhdInvalidFileSize,
+                    Where(*file, "footer", end_offset) + ": a fixed disk of " +
+                        std::to_string(m.virtual_size) + " bytes needs a file of at least " +
+                        std::to_string(m.virtual_size + kFooterSize) + " bytes, this one has " +
+                        std::to_string(file_size));
+    }
+    m.footer_offset = end_offset;
+    return std::make_unique<VhdImage>(std::move(file), std::move(m), options);
+  }
+
+  const std::uint64_t data_limit = use_head_copy ? file_size : end_offset;
+  std::uint64_t used_end = 0;
+  VDISK_RETURN_IF_ERROR(
+      ReadDynamicMetadata(*file, file_size, data_limit, footer, options, m, used_end));
+  if (use_head_copy) {
+    // The new end footer goes after everything in use, and no earlier than the last whole
+    // sector of the file, where the torn footer was.
+    const std::uint64_t last_sector = file_size / kSectorSize * kSectorSize;
+    m.footer_offset = std::max(last_sector >= kSectorSize ? last_sector - kSectorSize : 0,
+                               RoundUp(used_end, kSectorSize));
+  } else {
+    m.footer_offset = end_offset;
+    m.repair_head_footer = head_status && IsDamagedFooter(*head_status);
+  }
+  const bool repair_end = m.repair_end_footer;
+  const bool repair_head = m.repair_head_footer;
+  auto image = std::make_unique<VhdImage>(std::move(file), std::move(m), options);
+  VDISK_RETURN_IF_ERROR(image->RepairFooters(repair_end, repair_head));
+  return image;
+}
+
+VhdImage::VhdImage(std::unique_ptr<platform::File> file, Metadata metadata,
+                   const OpenOptions& options)
+    : file_(std::move(file)),
+      read_only_(options.read_only || !file_->writable()),
+      write_hardening_(!options.no_write_hardening),
+      subtype_(metadata.subtype),
+      size_(metadata.virtual_size),
+      timestamp_(metadata.timestamp),
+      unique_id_(metadata.unique_id),
+      footer_(metadata.footer),
+      parent_(std::move(metadata.parent)),
+      block_size_(metadata.block_size),
+      bitmap_bytes_(metadata.block_size == 0 ? 0 : BitmapBytes(metadata.block_size)),
+      table_offset_(metadata.table_offset),
+      bat_(metadata.bat.size()),
+      footer_offset_(metadata.footer_offset) {
+  for (std::size_t i = 0; i < metadata.bat.size(); ++i)
+    bat_[i].store(metadata.bat[i], std::memory_order_relaxed);
+}
+
+Status VhdImage::RepairFooters(bool end_footer, bool head_footer) {
+  if (read_only_ || (!end_footer && !head_footer)) return Status::Ok();
+  if (end_footer) {
+    VDISK_RETURN_IF_ERROR(file_->WriteAt(footer_offset_, footer_));
+    VDISK_ASSIGN_OR_RETURN(const std::uint64_t file_size, file_->Size());
+    if (file_size > footer_offset_ + kFooterSize)
+      VDISK_RETURN_IF_ERROR(file_->Resize(footer_offset_ + kFooterSize));
+  }
+  if (head_footer) VDISK_RETURN_IF_ERROR(file_->WriteAt(0, footer_));
+  return file_->Flush();
+}
+
+Result<Extent> VhdImage::Map(std::uint64_t offset, std::uint64_t length) {
+  if (offset >= size_ || length == 0) {
+    return Status(Code::kInvalidParameter, file_->path().string() + ": map of " +
+                                               std::to_string(length) + " bytes at " +
+                                               std::to_string(offset) + " outside the disk");
+  }
+  length = std::min(length, size_ - offset);
+  if (subtype_ == DiskSubtype::kFixed) return Extent{Extent::Kind::kData, length, offset};
+
+  const auto block = static_cast<std::uint32_t>(offset / block_size_);
+  const auto within = static_cast<std::uint32_t>(offset % block_size_);
+  const std::uint64_t n = std::min<std::uint64_t>(length, block_size_ - within);
+  const std::uint32_t entry = bat_[block].load(std::memory_order_acquire);
+  if (entry == kUnallocated) {
+    return Extent{subtype_ == DiskSubtype::kDifferencing ? Extent::Kind::kParent
+                                                         : Extent::Kind::kZero,
+                  n, 0};
+  }
+  const std::uint64_t data_offset = BlockFileOffset(entry) + bitmap_bytes_ + within;
+  // Dynamic disks: the bitmap is not consulted (as qemu does); unwritten sectors of an
+  // allocated block read as the zeros the file holds there.
+  if (subtype_ == DiskSubtype::kDynamic) return Extent{Extent::Kind::kData, n, data_offset};
+
+  const auto sectors = static_cast<std::uint32_t>((n + kSectorSize - 1) / kSectorSize);
+  VDISK_ASSIGN_OR_RETURN(const BitmapRun run,
+                         ReadBitmapRun(block, entry, within / kSectorSize, sectors));
+  const std::uint64_t run_bytes = std::min<std::uint64_t>(n, std::uint64_t{run.sectors} * kSectorSize);
+  if (run.present) return Extent{Extent::Kind::kData, run_bytes, data_offset};
+  return Extent{Extent::Kind::kParent, run_bytes, 0};
+}
+
+Status VhdImage::Write(std::uint64_t offset, std::span<const std::byte> data) {
+  if (read_only_) {
+    return Status(Code::kWriteProtect, file_->path().string() + ": opened read-only");
+  }
+  if (offset % kSectorSize != 0 || data.size() % kSectorSize != 0 || offset > size_ ||
+      data.size() > size_ - offset) {
+    return Status(Code::kInvalidParameter,
+                  file_->path().string() + ": write of " + std::to_string(data.size()) +
+                      " bytes at " + std::to_string(offset) +
+                      " is not sector aligned or ends past the disk");
+  }
+  if (subtype_ == DiskSubtype::kFixed) return file_->WriteAt(offset, data);
+
+  while (!data.empty()) {
+    const auto block = static_cast<std::uint32_t>(offset / block_size_);
+    const auto within = static_cast<std::uint32_t>(offset % block_size_);
+    const std::size_t n = std::min<std::size_t>(data.size(), block_size_ - within);
+    const auto piece = data.first(n);
+    const std::uint32_t entry = bat_[block].load(std::memory_order_acquire);
+    VDISK_RETURN_IF_ERROR(entry == kUnallocated ? AllocateAndWrite(block, within, piece)
+                                                : WriteAllocated(block, entry, within, piece));
+    offset += n;
+    data = data.subspan(n);
+  }
+  return Status::Ok();
+}
+
+Status VhdImage::WriteAllocated(std::uint32_t block, std::uint32_t entry, std::uint32_t within,
+                                std::span<const std::byte> data) {
+  VDISK_RETURN_IF_ERROR(file_->WriteAt(BlockFileOffset(entry) + bitmap_bytes_ + within, data));
+  if (subtype_ != DiskSubtype::kDifferencing) return Status::Ok();
+  // The bits go after the data, so that no reader sees a "present" sector before its data.
+  return MarkSectorsPresent(block, entry, within / kSectorSize,
+                            static_cast<std::uint32_t>(data.size() / kSectorSize));
+}
+
+Status VhdImage::AllocateAndWrite(std::uint32_t block, std::uint32_t within,
+                                  std::span<const std::byte> data) {
+  std::unique_lock lock(allocation_mutex_);
+  if (const std::uint32_t entry = bat_[block].load(std::memory_order_acquire);
+      entry != kUnallocated) {
+    lock.unlock();
+    return WriteAllocated(block, entry, within, data);
+  }
+  const std::uint64_t block_offset = RoundUp(footer_offset_, kSectorSize);
+  const std::uint64_t new_footer_offset = block_offset + bitmap_bytes_ + block_size_;
+  if (block_offset / kSectorSize >= kUnallocated) {
+    return Status(Code::kVhdBlockAllocationFailure,
+                  Where(*file_, "new block", block_offset) +
+                      ": past what 32-bit BAT sector numbers can address");
+  }
+  // (a) The footer copy at the new end of file; the block's space becomes a hole that reads
+  // as zeros.
+  VDISK_RETURN_IF_ERROR(file_->WriteAt(new_footer_offset, footer_));
+  // (b) The bitmap over the old footer, then the data. Dynamic disks mark every sector present
+  // (as qemu and Windows do); a differencing block marks only the sectors written.
+  const bool differencing = subtype_ == DiskSubtype::kDifferencing;
+  std::vector<std::uint8_t> bitmap(bitmap_bytes_, differencing ? 0x00 : 0xFF);
+  if (differencing) {
+    const std::uint32_t first = within / kSectorSize;
+    const auto count = static_cast<std::uint32_t>(data.size() / kSectorSize);
+    for (std::uint32_t s = first; s < first + count; ++s)
+      bitmap[s / 8] = static_cast<std::uint8_t>(bitmap[s / 8] | (0x80u >> (s % 8)));
+  }
+  VDISK_RETURN_IF_ERROR(file_->WriteAt(block_offset, std::as_bytes(std::span(bitmap))));
+  VDISK_RETURN_IF_ERROR(file_->WriteAt(block_offset + bitmap_bytes_ + within, data));
+  // From here the block's space lies before the end footer: a later allocation goes after it
+  // even if the rest fails, so half-prepared space is never handed out twice.
+  footer_offset_ = new_footer_offset;
+  // (c) Data durable before the BAT points at it.
+  if (write_hardening_) VDISK_RETURN_IF_ERROR(file_->Flush());
+  // (d) The BAT sector on disk, then the entry in memory: no thread writes into the block until
+  // the file references it.
+  const auto entry = static_cast<std::uint32_t>(block_offset / kSectorSize);
+  if (differencing) {
+    std::lock_guard bitmap_lock(bitmap_mutex_);
+    CacheBitmapLocked(block, std::move(bitmap));
+  }
+  VDISK_RETURN_IF_ERROR(WriteBatSector(block, entry));
+  bat_[block].store(entry, std::memory_order_release);
+  // (e)
+  if (write_hardening_) VDISK_RETURN_IF_ERROR(file_->Flush());
+  return Status::Ok();
+}
+
+Status VhdImage::WriteBatSector(std::uint32_t block, std::uint32_t entry) {
+  const std::size_t first = block / kBatEntriesPerSector * kBatEntriesPerSector;
+  const std::size_t last = std::min<std::size_t>(first + kBatEntriesPerSector, bat_.size());
+  std::array<Be32, kBatEntriesPerSector> sector;
+  for (std::size_t i = first; i < last; ++i) {
+    sector[i - first].set(i == block ? entry : bat_[i].load(std::memory_order_relaxed));
+  }
+  return file_->WriteAt(table_offset_ + first * 4,
+                        std::as_bytes(std::span(sector).first(last - first)));
+}
+
+Status VhdImage::Flush() {
+  if (read_only_) return Status::Ok();
+  return file_->Flush();
+}
+
+Result<VhdImage::BitmapRun> VhdImage::ReadBitmapRun(std::uint32_t block, std::uint32_t entry,
+                                                    std::uint32_t first_sector,
+                                                    std::uint32_t count) {
+  std::lock_guard lock(bitmap_mutex_);
+  VDISK_ASSIGN_OR_RETURN(const std::vector<std::uint8_t>* bitmap,
+                         CachedBitmapLocked(block, entry));
+  const std::uint8_t* bits = bitmap->data();
+  auto bit = [bits](std::uint32_t s) { return ((bits[s / 8] >> (7 - s % 8)) & 1) != 0; };
+  const bool present = bit(first_sector);
+  const std::uint8_t same = present ? 0xFF : 0x00;
+  const std::uint32_t end = first_sector + count;
+  std::uint32_t s = first_sector + 1;
+  while (s < end) {
+    if (s % 8 == 0 && end - s >= 8 && bits[s / 8] == same) {
+      s += 8;
+      continue;
+    }
+    if (bit(s) != present) break;
+    ++s;
+  }
+  return BitmapRun{present, s - first_sector};
+}
+
+Status VhdImage::MarkSectorsPresent(std::uint32_t block, std::uint32_t entry,
+                                    std::uint32_t first_sector, std::uint32_t count) {
+  std::lock_guard lock(bitmap_mutex_);
+  VDISK_ASSIGN_OR_RETURN(std::vector<std::uint8_t>* bitmap, CachedBitmapLocked(block, entry));
+  bool changed = false;
+  for (std::uint32_t s = first_sector; s < first_sector + count; ++s) {
+    std::uint8_t& byte = (*bitmap)[s / 8];
+    const auto mask = static_cast<std::uint8_t>(0x80u >> (s % 8));
+    if ((byte & mask) == 0) {
+      byte = static_cast<std::uint8_t>(byte | mask);
+      changed = true;
+    }
+  }
+  if (!changed) return Status::Ok();
+  // Write back only the bitmap sectors that hold the changed bits.
+  const std::size_t lo = first_sector / 8 / kSectorSize * kSectorSize;
+  const std::size_t hi = RoundUp((first_sector + count - 1) / 8 + 1, kSectorSize);
+  const Status status = file_->WriteAt(
+      BlockFileOffset(entry) + lo, std::as_bytes(std::span(*bitmap).subspan(lo, hi - lo)));
+  if (!status.ok()) {
+    // The file may hold either version now; reload it on next use.
+    cached_bitmap_bytes_ -= bitmap->size();
+    bitmap_cache_.erase(block);
+  }
+  return status;
+}
+
+Result<std::vector<std::uint8_t>*> VhdImage::CachedBitmapLocked(std::uint32_t block,
+                                                                std::uint32_t entry) {
+  if (auto it = bitmap_cache_.find(block); it != bitmap_cache_.end()) return &it->second;
+  std::vector<std::uint8_t> bitmap(bitmap_bytes_);
+  VDISK_RETURN_IF_ERROR(
+      file_->ReadAt(BlockFileOffset(entry), std::as_writable_bytes(std::span(bitmap))));
+  CacheBitmapLocked(block, std::move(bitmap));
+  return &bitmap_cache_.find(block)->second;
+}
+
+void VhdImage::CacheBitmapLocked(std::uint32_t block, std::vector<std::uint8_t> bitmap) {
+  if (auto it = bitmap_cache_.find(block); it != bitmap_cache_.end()) {
+    cached_bitmap_bytes_ -= it->second.size();
+    bitmap_cache_.erase(it);
+  }
+  while (!bitmap_cache_.empty() && cached_bitmap_bytes_ + bitmap.size() > kMaxCachedBitmapBytes) {
+    cached_bitmap_bytes_ -= bitmap_cache_.begin()->second.size();
+    bitmap_cache_.erase(bitmap_cache_.begin());
+  }
+  cached_bitmap_bytes_ += bitmap.size();
+  bitmap_cache_.emplace(block, std::move(bitmap));
+}
+
+}  // namespace vdisk::vhd

@@ -1,0 +1,137 @@
+// VhdImage: one opened VHD file (fixed, dynamic or differencing) as an Image.
+//
+// Thread safety: Map, ReadData and Write may be called from many threads at once.
+//  - BAT entries are atomics; an entry changes only from unallocated to allocated (never back), so
+//    lookups and writes into allocated blocks take no lock: the hot read path is one atomic load
+//    and the data pread.
+//  - Allocation is serialised by allocation_mutex_ and re-checks the entry under it.
+//  - Sector bitmaps of a differencing image are cached; bitmap_mutex_ guards the cache and
+//    serialises the bitmap read-modify-writes.
+//
+// Crash safety of an allocation (a process killed at any point leaves an image that opens and
+// holds every write that returned success):
+//  (a) a copy of the footer is written at the new end of file, (b) the block's bitmap (over the
+//  old footer) and data, (c) flush, (d) the BAT sector with the new entry, (e) flush. Until (d)
+//  lands the block is unreferenced space; if the end footer is torn, Open falls back to the copy
+//  at offset 0 and a read-write open rewrites the end footer.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "core/image.h"
+#include "formats/registry/provider.h"
+#include "formats/vhd/vhd_format.h"
+
+namespace vdisk::vhd {
+
+class VhdImage final : public Image {
+ public:
+  // The validated metadata that Open hands to the constructor.
+  struct Metadata {
+    DiskSubtype subtype = DiskSubtype::kFixed;
+    std::array<std::byte, kFooterSize> footer{};  // the footer bytes in use (checksum valid)
+    std::uint64_t virtual_size = 0;
+    std::uint32_t timestamp = 0;
+    Guid unique_id;
+    // Where the end footer is, or will be written when the end footer needs repair.
+    std::uint64_t footer_offset = 0;
+    bool repair_end_footer = false;   // the end footer is damaged; the copy at 0 is in use
+    bool repair_head_footer = false;  // dynamic: the copy at 0 is damaged
+    // Dynamic and differencing only.
+    std::uint32_t block_size = 0;
+    std::uint64_t table_offset = 0;
+    std::vector<std::uint32_t> bat;  // ceil(virtual_size / block_size) entries
+    std::optional<ParentReference> parent;
+  };
+
+  // Validates `file` as a VHD and returns it opened. REQUIRES: file != nullptr.
+  // Fails with the specific kVhd* code naming the structure and offset at fault.
+  static Result<std::unique_ptr<VhdImage>> Open(std::unique_ptr<platform::File> file,
+                                                const OpenOptions& options);
+
+  VhdImage(std::unique_ptr<platform::File> file, Metadata metadata, const OpenOptions& options);
+  VhdImage(const VhdImage&) = delete;
+  VhdImage& operator=(const VhdImage&) = delete;
+
+  DiskFormat format() const override { return DiskFormat::kVhd; }
+  DiskSubtype subtype() const override { return subtype_; }
+  std::uint64_t virtual_size() const override { return size_; }
+  std::uint32_t logical_sector_size() const override { return kSectorSize; }
+  std::uint32_t physical_sector_size() const override { return kSectorSize; }
+  std::uint32_t block_size() const override { return block_size_; }
+  Guid unique_id() const override { return unique_id_; }
+  std::uint32_t timestamp() const override { return timestamp_; }
+  bool read_only() const override { return read_only_; }
+  std::optional<ParentReference> parent() const override { return parent_; }
+
+  Result<Extent> Map(std::uint64_t offset, std::uint64_t length) override;
+  Status Write(std::uint64_t offset, std::span<const std::byte> data) override;
+  Status Flush() override;
+  platform::File& file() const override { return *file_; }
+
+ private:
+  struct BitmapRun {
+    bool present = false;
+    std::uint32_t sectors = 0;
+  };
+
+  // Rewrites the end footer and/or the copy at offset 0 that Open found damaged (read-write
+  // opens only).
+  Status RepairFooters(bool end_footer, bool head_footer);
+  // Writes `data` (inside one block) into an allocated block at `within` bytes from its start.
+  Status WriteAllocated(std::uint32_t block, std::uint32_t entry, std::uint32_t within,
+                        std::span<const std::byte> data);
+  // Allocates `block` at the end of the file and writes `data` into it (see the header comment),
+  // or writes into it if another thread allocated it first.
+  Status AllocateAndWrite(std::uint32_t block, std::uint32_t within,
+                          std::span<const std::byte> data);
+  // Writes the BAT sector holding `block`'s entry, with `entry` as that entry's new value.
+  Status WriteBatSector(std::uint32_t block, std::uint32_t entry);
+  // Differencing: the run of equal bitmap bits of `block` from `first_sector`, at most `count`.
+  Result<BitmapRun> ReadBitmapRun(std::uint32_t block, std::uint32_t entry,
+                                  std::uint32_t first_sector, std::uint32_t count);
+  // Differencing: sets the bits of [first_sector, first_sector+count) and writes changed sectors.
+  Status MarkSectorsPresent(std::uint32_t block, std::uint32_t entry, std::uint32_t first_sector,
+                            std::uint32_t count);
+  // REQUIRES: bitmap_mutex_ held. The cached bitmap of `block`, loaded from the file if needed.
+  Result<std::vector<std::uint8_t>*> CachedBitmapLocked(std::uint32_t block, std::uint32_t entry);
+  void CacheBitmapLocked(std::uint32_t block, std::vector<std::uint8_t> bitmap);
+  std::uint64_t BlockFileOffset(std::uint32_t entry) const {
+    return std::uint64_t{entry} * kSectorSize;
+  }
+
+  const std::unique_ptr<platform::File> file_;
+  const bool read_only_;
+  const bool write_hardening_;
+  const DiskSubtype subtype_;
+  const std::uint64_t size_;
+  const std::uint32_t timestamp_;
+  const Guid unique_id_;
+  const std::array<std::byte, kFooterSize> footer_;
+  const std::optional<ParentReference> parent_;
+
+  // Dynamic and differencing.
+  const std::uint32_t block_size_;
+  const std::uint32_t bitmap_bytes_;
+  const std::uint64_t table_offset_;
+  std::vector<std::atomic<std::uint32_t>> bat_;
+
+  std::mutex allocation_mutex_;
+  std::uint64_t footer_offset_;  // GUARDED_BY(allocation_mutex_)
+
+  std::mutex bitmap_mutex_;
+  // GUARDED_BY(bitmap_mutex_): block -> its sector bitmap, bounded by kMaxCachedBitmapBytes.
+  std::unordered_map<std::uint32_t, std::vector<std::uint8_t>> bitmap_cache_;
+  std::size_t cached_bitmap_bytes_ = 0;  // GUARDED_BY(bitmap_mutex_)
+};
+
+}  // namespace vdisk::vhd

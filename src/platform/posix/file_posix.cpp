@@ -1,0 +1,172 @@
+// File over POSIX pread/pwrite, with OFD locks for cross-process exclusion.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "platform/file.h"
+
+namespace vdisk::platform {
+namespace {
+
+// The lock covers one byte far past any real data, so that it never conflicts with the byte
+// ranges other tools lock in the same file (qemu locks bytes 100..).
+constexpr off_t kLockByte = off_t{1} << 62;
+
+class PosixFile final : public File {
+ public:
+  PosixFile(int fd, std::filesystem::path path, bool writable)
+      : fd_(fd), path_(std::move(path)), writable_(writable) {}
+  ~PosixFile() override { ::close(fd_); }
+  PosixFile(const PosixFile&) = delete;
+  PosixFile& operator=(const PosixFile&) = delete;
+
+  Status ReadAt(std::uint64_t offset, std::span<std::byte> out) override {
+    std::size_t done = 0;
+    while (done < out.size()) {
+      const ssize_t n = ::pread(fd_, out.data() + done, out.size() - done,
+                                static_cast<off_t>(offset + done));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return OsError(errno, "read at offset " + std::to_string(offset + done), path_);
+      }
+      if (n == 0) {
+        return Status(Code::kFileCorrupt, path_.string() + ": file ends before offset " +
+                                              std::to_string(offset + out.size()));
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    return Status::Ok();
+  }
+
+  Status WriteAt(std::uint64_t offset, std::span<const std::byte> data) override {
+    std::size_t done = 0;
+    while (done < data.size()) {
+      const ssize_t n = ::pwrite(fd_, data.data() + done, data.size() - done,
+                                 static_cast<off_t>(offset + done));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return OsError(errno, "write at offset " + std::to_string(offset + done), path_);
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    return Status::Ok();
+  }
+
+  Status Flush() override {
+    if (::fdatasync(fd_) != 0) return OsError(errno, "flush", path_);
+    return Status::Ok();
+  }
+
+  Result<std::uint64_t> Size() override {
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) return OsError(errno, "stat", path_);
+    return static_cast<std::uint64_t>(st.st_size);
+  }
+
+  Status Resize(std::uint64_t size) override {
+    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) return OsError(errno, "resize", path_);
+    return Status::Ok();
+  }
+
+  Status Allocate(std::uint64_t offset, std::uint64_t length) override {
+    const int rc = ::posix_fallocate(fd_, static_cast<off_t>(offset), static_cast<off_t>(length));
+    if (rc != 0) return OsError(rc, "allocate", path_);
+    return Status::Ok();
+  }
+
+  Result<std::uint64_t> AllocatedBytes() override {
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) return OsError(errno, "stat", path_);
+    return static_cast<std::uint64_t>(st.st_blocks) * 512;
+  }
+
+  Status Lock(bool exclusive) override {
+    struct flock fl {};
+    fl.l_type = exclusive ? F_WRLCK : F_RDLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = kLockByte;
+    fl.l_len = 1;
+    if (::fcntl(fd_, F_OFD_SETLK, &fl) == 0) return Status::Ok();
+    if (errno == EAGAIN || errno == EACCES) {
+      return Status(Code::kSharingViolation,
+                    path_.string() + ": in use by another process (" +
+                        (exclusive ? "needs exclusive access" : "held for writing") + ")",
+                    errno);
+    }
+    if (errno == EINVAL || errno == ENOLCK || errno == EOPNOTSUPP) return Status::Ok();
+    return OsError(errno, "lock", path_);
+  }
+
+  bool writable() const override { return writable_; }
+  const std::filesystem::path& path() const override { return path_; }
+
+ private:
+  int fd_;
+  std::filesystem::path path_;
+  bool writable_;
+};
+
+}  // namespace
+
+Status OsError(int os_error, std::string_view operation, const std::filesystem::path& path) {
+  Code code = Code::kIoError;
+  switch (os_error) {
+    case ENOENT: code = Code::kFileNotFound; break;
+    case ENOTDIR: code = Code::kPathNotFound; break;
+    case EACCES:
+    case EPERM: code = Code::kAccessDenied; break;
+    case EEXIST: code = Code::kFileExists; break;
+    case EISDIR: code = Code::kDirectory; break;
+    case EROFS: code = Code::kWriteProtect; break;
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG: code = Code::kDiskFull; break;
+    case ENOMEM: code = Code::kNotEnoughMemory; break;
+    case ETXTBSY:
+    case EBUSY: code = Code::kSharingViolation; break;
+    case EINVAL: code = Code::kInvalidParameter; break;
+    default: break;
+  }
+  return Status(code, path.string() + ": " + std::string(operation) + ": " + std::strerror(os_error),
+                os_error);
+}
+
+Result<std::unique_ptr<File>> OpenOsFile(const std::filesystem::path& path, FileAccess access,
+                                         FileDisposition disposition) {
+  int flags = O_CLOEXEC | (access == FileAccess::kReadWrite ? O_RDWR : O_RDONLY);
+  if (disposition == FileDisposition::kCreateNew) flags |= O_CREAT | O_EXCL;
+  const int fd = ::open(path.c_str(), flags, 0644);
+  if (fd < 0) {
+    const int err = errno;
+    // Windows tells a missing directory (ERROR_PATH_NOT_FOUND) from a missing file.
+    std::error_code ec;
+    if (err == ENOENT && path.has_parent_path() &&
+        !std::filesystem::is_directory(path.parent_path(), ec)) {
+      return OsError(ENOTDIR, "open", path);
+    }
+    return OsError(err, "open", path);
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return OsError(err, "stat", path);
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    return Status(Code::kDirectory, path.string() + ": is a directory, not an image file", EISDIR);
+  }
+  return std::unique_ptr<File>(
+      std::make_unique<PosixFile>(fd, path, access == FileAccess::kReadWrite));
+}
+
+Status RemoveFile(const std::filesystem::path& path) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return OsError(errno, "remove", path);
+  return Status::Ok();
+}
+
+}  // namespace vdisk::platform

@@ -1,0 +1,214 @@
+// Raw I/O on an attached disk handle, as Microsoft's RawIO sample does it: open, attach with
+// ATTACH_VIRTUAL_DISK_FLAG_NO_LOCAL_HOST, ReadFile/WriteFile with OVERLAPPED offsets.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "api_test_support.h"
+
+namespace vdisk_test {
+namespace {
+
+class RawIoTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = dir_.Wide("raw.vhd");
+    ASSERT_EQ(CreateVhd(path_, kSize, false, &h_), ERROR_SUCCESS);
+    ASSERT_EQ(AttachRaw(h_), ERROR_SUCCESS);
+  }
+  void TearDown() override {
+    if (h_ != nullptr) EXPECT_TRUE(CloseHandle(h_));
+  }
+  static constexpr ULONGLONG kSize = 32ull << 20;
+  TempDir dir_;
+  WString path_;
+  HANDLE h_ = nullptr;
+};
+
+TEST_F(RawIoTest, AsynchronousReadWithEventAndGetOverlappedResult) {
+  const auto data = Pattern(128 << 10, 11);
+  ASSERT_EQ(WriteAt(h_, 5 << 20, data.data(), static_cast<DWORD>(data.size())), ERROR_SUCCESS);
+
+  std::vector<unsigned char> back(data.size());
+  OVERLAPPED ov{};
+  ov.Offset = 5 << 20;
+  ov.hEvent = CreateEventW(nullptr, TRUE, FALSE, nullptr);
+  DWORD n = 0;
+  const BOOL ok = ReadFile(h_, back.data(), static_cast<DWORD>(back.size()), &n, &ov);
+  if (!ok) {
+    ASSERT_EQ(GetLastError(), static_cast<DWORD>(ERROR_IO_PENDING));
+    EXPECT_EQ(WaitForSingleObject(ov.hEvent, 10000), WAIT_OBJECT_0);
+    ASSERT_TRUE(GetOverlappedResult(h_, &ov, &n, FALSE));
+  }
+  EXPECT_TRUE(HasOverlappedIoCompleted(&ov));
+  EXPECT_EQ(n, back.size());
+  EXPECT_EQ(back, data);
+  CloseHandle(ov.hEvent);
+}
+
+TEST_F(RawIoTest, OverlappedWithoutEventWaitsOnTheHandle) {
+  const auto data = Pattern(4096, 12);
+  OVERLAPPED ov{};
+  ov.Offset = 4096;
+  DWORD n = 0;
+  if (!WriteFile(h_, data.data(), 4096, &n, &ov)) {
+    ASSERT_EQ(GetLastError(), static_cast<DWORD>(ERROR_IO_PENDING));
+  }
+  ASSERT_TRUE(GetOverlappedResult(h_, &ov, &n, TRUE));
+  EXPECT_EQ(n, 4096u);
+  std::vector<unsigned char> back(4096);
+  ASSERT_EQ(ReadAt(h_, 4096, back.data(), 4096), ERROR_SUCCESS);
+  EXPECT_EQ(back, data);
+}
+
+TEST_F(RawIoTest, SynchronousIoFollowsTheFilePointer) {
+  const auto data = Pattern(8192, 13);
+  LARGE_INTEGER to{};
+  to.QuadPart = 3 << 20;
+  LARGE_INTEGER now{};
+  ASSERT_TRUE(SetFilePointerEx(h_, to, &now, FILE_BEGIN));
+  EXPECT_EQ(now.QuadPart, 3 << 20);
+  DWORD n = 0;
+  ASSERT_TRUE(WriteFile(h_, data.data(), 8192, &n, nullptr));
+  EXPECT_EQ(n, 8192u);
+  to.QuadPart = 0;
+  ASSERT_TRUE(SetFilePointerEx(h_, to, &now, FILE_CURRENT));
+  EXPECT_EQ(now.QuadPart, (3 << 20) + 8192);
+  to.QuadPart = 3 << 20;
+  ASSERT_TRUE(SetFilePointerEx(h_, to, nullptr, FILE_BEGIN));
+  std::vector<unsigned char> back(8192);
+  ASSERT_TRUE(ReadFile(h_, back.data(), 8192, &n, nullptr));
+  EXPECT_EQ(back, data);
+  ASSERT_TRUE(FlushFileBuffers(h_));
+}
+
+TEST_F(RawIoTest, UnwrittenSpaceReadsAsZeros) {
+  std::vector<unsigned char> back(64 << 10, 0xEE);
+  ASSERT_EQ(ReadAt(h_, 20 << 20, back.data(), static_cast<DWORD>(back.size())), ERROR_SUCCESS);
+  EXPECT_EQ(back, std::vector<unsigned char>(back.size(), 0));
+}
+
+TEST_F(RawIoTest, MisalignedOrOutOfRangeRequestsAreInvalid) {
+  unsigned char buffer[1024] = {};
+  EXPECT_EQ(ReadAt(h_, 100, buffer, 512), static_cast<DWORD>(ERROR_INVALID_PARAMETER));
+  EXPECT_EQ(ReadAt(h_, 0, buffer, 100), static_cast<DWORD>(ERROR_INVALID_PARAMETER));
+  EXPECT_EQ(ReadAt(h_, kSize - 512, buffer, 1024), static_cast<DWORD>(ERROR_INVALID_PARAMETER));
+  EXPECT_EQ(WriteAt(h_, kSize, buffer, 512), static_cast<DWORD>(ERROR_INVALID_PARAMETER));
+}
+
+TEST_F(RawIoTest, ManyRequestsInFlightFromSeveralThreads) {
+  std::vector<std::thread> threads;
+  std::vector<DWORD> errors(4, ERROR_SUCCESS);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      // Each thread owns an 8 MiB quarter and keeps 8 requests in flight.
+      constexpr int kInFlight = 8;
+      std::vector<std::vector<unsigned char>> buffers;
+      std::vector<OVERLAPPED> ovs(kInFlight);
+      for (int i = 0; i < kInFlight; ++i) {
+        buffers.push_back(Pattern(64 << 10, static_cast<std::uint32_t>(t * 100 + i)));
+        ovs[i] = OVERLAPPED{};
+        const std::uint64_t offset = (static_cast<std::uint64_t>(t) << 23) +
+                                     static_cast<std::uint64_t>(i) * (1 << 20);
+        ovs[i].Offset = static_cast<DWORD>(offset);
+        ovs[i].hEvent = CreateEventW(nullptr, TRUE, FALSE, nullptr);
+        DWORD n = 0;
+        if (!WriteFile(h_, buffers[i].data(), 64 << 10, &n, &ovs[i]) &&
+            GetLastError() != ERROR_IO_PENDING)
+          errors[t] = GetLastError();
+      }
+      for (int i = 0; i < kInFlight; ++i) {
+        DWORD n = 0;
+        if (!GetOverlappedResult(h_, &ovs[i], &n, TRUE)) errors[t] = GetLastError();
+        CloseHandle(ovs[i].hEvent);
+      }
+      for (int i = 0; i < kInFlight; ++i) {
+        std::vector<unsigned char> back(64 << 10);
+        const std::uint64_t offset = (static_cast<std::uint64_t>(t) << 23) +
+                                     static_cast<std::uint64_t>(i) * (1 << 20);
+        if (ReadAt(h_, offset, back.data(), 64 << 10) != ERROR_SUCCESS || back != buffers[i])
+          errors[t] = ERROR_INVALID_DATA;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 4; ++t) EXPECT_EQ(errors[t], static_cast<DWORD>(ERROR_SUCCESS)) << "thread " << t;
+}
+
+TEST_F(RawIoTest, ReadOnlyAttachmentRefusesWrites) {
+  ASSERT_EQ(DetachVirtualDisk(h_, DETACH_VIRTUAL_DISK_FLAG_NONE, 0), ERROR_SUCCESS);
+  ASSERT_EQ(AttachRaw(h_, true), ERROR_SUCCESS);
+  unsigned char buffer[512] = {1};
+  EXPECT_EQ(WriteAt(h_, 0, buffer, 512), static_cast<DWORD>(ERROR_WRITE_PROTECT));
+  EXPECT_EQ(ReadAt(h_, 0, buffer, 512), static_cast<DWORD>(ERROR_SUCCESS));
+}
+
+TEST_F(RawIoTest, AttachingTwiceIsRefused) {
+  EXPECT_NE(AttachRaw(h_), static_cast<DWORD>(ERROR_SUCCESS));
+}
+
+TEST_F(RawIoTest, WritesSurviveCloseAndReopen) {
+  const auto data = Pattern(3 << 20, 21);  // spans two 2 MiB blocks
+  ASSERT_EQ(WriteAt(h_, (1 << 20) + 512, data.data(), static_cast<DWORD>(data.size())),
+            ERROR_SUCCESS);
+  ASSERT_TRUE(CloseHandle(h_));
+  h_ = nullptr;
+  ASSERT_EQ(OpenV2(path_, true, &h_), ERROR_SUCCESS);
+  ASSERT_EQ(AttachRaw(h_, true), ERROR_SUCCESS);
+  std::vector<unsigned char> back(data.size());
+  ASSERT_EQ(ReadAt(h_, (1 << 20) + 512, back.data(), static_cast<DWORD>(back.size())),
+            ERROR_SUCCESS);
+  EXPECT_EQ(back, data);
+}
+
+TEST_F(RawIoTest, DifferencingChildReadsThroughToItsParent) {
+  const auto base_data = Pattern(1 << 20, 31);
+  ASSERT_EQ(WriteAt(h_, 0, base_data.data(), 1 << 20), ERROR_SUCCESS);
+  ASSERT_TRUE(CloseHandle(h_));
+  h_ = nullptr;
+  HANDLE child = nullptr;
+  ASSERT_EQ(CreateVhd(dir_.Wide("child.vhd"), 0, false, &child, 0, path_), ERROR_SUCCESS);
+  ASSERT_EQ(AttachRaw(child), ERROR_SUCCESS);
+  const auto child_data = Pattern(4096, 32);
+  ASSERT_EQ(WriteAt(child, 8192, child_data.data(), 4096), ERROR_SUCCESS);
+  std::vector<unsigned char> back(1 << 20);
+  ASSERT_EQ(ReadAt(child, 0, back.data(), 1 << 20), ERROR_SUCCESS);
+  auto expected = base_data;
+  std::memcpy(expected.data() + 8192, child_data.data(), 4096);
+  EXPECT_EQ(back, expected);
+  EXPECT_TRUE(CloseHandle(child));
+  // The parent file itself is unchanged.
+  ASSERT_EQ(OpenV2(path_, true, &h_), ERROR_SUCCESS);
+  ASSERT_EQ(AttachRaw(h_, true), ERROR_SUCCESS);
+  ASSERT_EQ(ReadAt(h_, 0, back.data(), 1 << 20), ERROR_SUCCESS);
+  EXPECT_EQ(back, base_data);
+}
+
+TEST(IoCompletionPort, ReceivesRawIoCompletions) {
+  TempDir dir;
+  HANDLE h = nullptr;
+  ASSERT_EQ(CreateVhd(dir.Wide("p.vhd"), 4 << 20, false, &h), ERROR_SUCCESS);
+  ASSERT_EQ(AttachRaw(h), ERROR_SUCCESS);
+  HANDLE port = CreateIoCompletionPort(h, nullptr, 0x5eed, 0);
+  ASSERT_NE(port, nullptr);
+  const auto data = Pattern(4096, 5);
+  OVERLAPPED ov{};
+  ov.Offset = 8192;
+  DWORD n = 0;
+  if (!WriteFile(h, data.data(), 4096, &n, &ov)) {
+    ASSERT_EQ(GetLastError(), static_cast<DWORD>(ERROR_IO_PENDING));
+  }
+  ULONG_PTR key = 0;
+  LPOVERLAPPED got = nullptr;
+  ASSERT_TRUE(GetQueuedCompletionStatus(port, &n, &key, &got, 10000));
+  EXPECT_EQ(key, 0x5eedu);
+  EXPECT_EQ(got, &ov);
+  EXPECT_EQ(n, 4096u);
+  EXPECT_TRUE(CloseHandle(h));
+  EXPECT_TRUE(CloseHandle(port));
+}
+
+}  // namespace
+}  // namespace vdisk_test
