@@ -19,6 +19,13 @@
 
 namespace vdisk::api {
 
+// ORs flag enumerators as plain DWORDs. (The SDK's DEFINE_ENUM_FLAG_OPERATORS are not
+// constexpr in every Windows header set, so constant masks are built with this.)
+template <typename... Flags>
+constexpr DWORD Bits(Flags... flags) {
+  return (DWORD{0} | ... | static_cast<DWORD>(flags));
+}
+
 void TraceException(const char* name, const char* what) noexcept;
 
 template <typename Body>

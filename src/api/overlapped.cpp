@@ -7,6 +7,8 @@
 namespace vdisk::api {
 namespace {
 
+constexpr ULONG_PTR kStatusSuccess = 0;
+constexpr ULONG_PTR kStatusPending = 0x103u;
 constexpr ULONG_PTR kStatusCancelled = 0xC0000120u;
 constexpr ULONG_PTR kFacilityWin32 = 0xC0070000u;
 
@@ -26,7 +28,7 @@ std::atomic_ref<ULONG_PTR> InternalOf(const OVERLAPPED* overlapped) {
 }  // namespace
 
 ULONG_PTR ToNtStatus(DWORD error) noexcept {
-  if (error == ERROR_SUCCESS) return STATUS_SUCCESS;
+  if (error == ERROR_SUCCESS) return kStatusSuccess;
   if (error == ERROR_OPERATION_ABORTED) return kStatusCancelled;
   if ((error & 0xC0000000u) == 0xC0000000u) return error;
   return kFacilityWin32 | (error & 0xFFFFu);
@@ -34,8 +36,8 @@ ULONG_PTR ToNtStatus(DWORD error) noexcept {
 
 DWORD FromNtStatus(ULONG_PTR status) noexcept {
   const auto value = static_cast<DWORD>(status);
-  if (value == STATUS_SUCCESS) return ERROR_SUCCESS;
-  if (value == STATUS_PENDING) return ERROR_IO_INCOMPLETE;
+  if (value == kStatusSuccess) return ERROR_SUCCESS;
+  if (value == kStatusPending) return ERROR_IO_INCOMPLETE;
   if (value == kStatusCancelled) return ERROR_OPERATION_ABORTED;
   if ((value & 0xFFFF0000u) == kFacilityWin32) return value & 0xFFFFu;
   return value;
@@ -43,11 +45,11 @@ DWORD FromNtStatus(ULONG_PTR status) noexcept {
 
 void MarkPending(OVERLAPPED* overlapped) noexcept {
   overlapped->InternalHigh = 0;
-  InternalOf(overlapped).store(STATUS_PENDING, std::memory_order_release);
+  InternalOf(overlapped).store(kStatusPending, std::memory_order_release);
 }
 
 bool IsComplete(const OVERLAPPED* overlapped) noexcept {
-  return InternalOf(overlapped).load(std::memory_order_acquire) != STATUS_PENDING;
+  return InternalOf(overlapped).load(std::memory_order_acquire) != kStatusPending;
 }
 
 void CompleteOverlapped(OVERLAPPED* overlapped, DWORD error, DWORD bytes,

@@ -30,7 +30,7 @@ std::string CommandResult::Describe() const {
   return text;
 }
 
-CommandResult Run(const std::vector<std::string>& argv) {
+CommandResult RunTool(const std::vector<std::string>& argv) {
   CommandResult result;
   for (const auto& arg : argv) {
     if (!result.command.empty()) result.command += ' ';
@@ -197,7 +197,7 @@ std::string CompareBytes(std::span<const std::uint8_t> actual,
 
 std::optional<std::uint64_t> QemuVirtualSize(const std::filesystem::path& image,
                                              std::string_view format) {
-  const auto r = Run({"qemu-img", "info", "--output=json", "-f", std::string(format),
+  const auto r = RunTool({"qemu-img", "info", "--output=json", "-f", std::string(format),
                       image.string()});
   if (r.exit_code != 0) return std::nullopt;
   // The first "virtual-size" is the image's own (backing images come later, nested).
@@ -209,7 +209,7 @@ std::optional<std::uint64_t> QemuVirtualSize(const std::filesystem::path& image,
 std::optional<Bytes> QemuReadAll(const std::filesystem::path& image, std::string_view format,
                                  const std::filesystem::path& scratch, std::string* error) {
   const auto raw = scratch / (image.filename().string() + ".qemu.raw");
-  const auto r = Run({"qemu-img", "convert", "-f", std::string(format), "-O", "raw",
+  const auto r = RunTool({"qemu-img", "convert", "-f", std::string(format), "-O", "raw",
                       image.string(), raw.string()});
   if (r.exit_code != 0) {
     if (error) *error = r.Describe();
@@ -221,7 +221,7 @@ std::optional<Bytes> QemuReadAll(const std::filesystem::path& image, std::string
 }
 
 QemuCheck QemuCheckVpc(const std::filesystem::path& image) {
-  const auto r = Run({"qemu-img", "check", "-f", "vpc", image.string()});
+  const auto r = RunTool({"qemu-img", "check", "-f", "vpc", image.string()});
   QemuCheck check;
   check.detail = r.Describe();
   if (r.exit_code == 63 && r.err.find("does not support checks") != std::string::npos) {

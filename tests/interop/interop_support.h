@@ -36,7 +36,7 @@ struct CommandResult {
 };
 
 // Runs argv (argv[0] looked up in PATH) with stdin from /dev/null and collects its output.
-CommandResult Run(const std::vector<std::string>& argv);
+CommandResult RunTool(const std::vector<std::string>& argv);
 
 // Whether `name` is an executable in PATH.
 bool HaveTool(std::string_view name);

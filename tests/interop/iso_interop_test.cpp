@@ -39,7 +39,7 @@ struct IsoVolume {
 // payload file) for `iso`.
 std::optional<IsoVolume> InspectWithIsoinfo(const std::filesystem::path& iso, std::string* error) {
   IsoVolume v;
-  const auto d = Run({"isoinfo", "-d", "-i", iso.string()});
+  const auto d = RunTool({"isoinfo", "-d", "-i", iso.string()});
   std::smatch m;
   static const std::regex size_re("Volume size is: ([0-9]+)");
   static const std::regex block_re("Logical block size is: ([0-9]+)");
@@ -53,7 +53,7 @@ std::optional<IsoVolume> InspectWithIsoinfo(const std::filesystem::path& iso, st
     return std::nullopt;
   }
   v.block_size = std::stoull(m[1]);
-  const auto l = Run({"isoinfo", "-l", "-i", iso.string()});
+  const auto l = RunTool({"isoinfo", "-l", "-i", iso.string()});
   static const std::regex extent_re(
       "\\[ *([0-9]+) +[0-9]+\\] +PAYLOAD\\.BIN;1");
   if (l.exit_code != 0 || !std::regex_search(l.out, m, extent_re)) {
@@ -85,7 +85,7 @@ class GenisoimageIso : public ::testing::TestWithParam<IsoFlavor> {
     std::vector<std::string> argv = {"genisoimage", "-quiet", "-V", "VIRTDISK"};
     argv.insert(argv.end(), GetParam().options.begin(), GetParam().options.end());
     argv.insert(argv.end(), {"-o", iso_.string(), tree.string()});
-    const auto r = Run(argv);
+    const auto r = RunTool(argv);
     ASSERT_EQ(r.exit_code, 0) << r.Describe();
     std::string error;
     const auto volume = InspectWithIsoinfo(iso_, &error);
@@ -232,7 +232,7 @@ TEST_P(DamagedIso, OpensWithFileCorrupt) {
   FillPattern(5, payload);
   WriteWholeFile(tree / "payload.bin", payload);
   const auto good = dir / "good.iso";
-  const auto r = Run({"genisoimage", "-quiet", "-J", "-R", "-o", good.string(), tree.string()});
+  const auto r = RunTool({"genisoimage", "-quiet", "-J", "-R", "-o", good.string(), tree.string()});
   ASSERT_EQ(r.exit_code, 0) << r.Describe();
   Bytes image = ReadWholeFile(good);
   ASSERT_GT(image.size(), 64u * 1024);

@@ -64,7 +64,7 @@ void ExpectOraclesAgree(const std::filesystem::path& image, const Bytes& expecte
 
   const auto raw = dir / (image.filename().string() + ".expected.raw");
   WriteWholeFile(raw, expected);
-  const auto compare = Run({"qemu-img", "compare", "-f", "vpc", "-F", "raw", image.string(),
+  const auto compare = RunTool({"qemu-img", "compare", "-f", "vpc", "-F", "raw", image.string(),
                             raw.string()});
   EXPECT_EQ(compare.exit_code, 0) << compare.Describe();
   std::filesystem::remove(raw);
@@ -77,8 +77,10 @@ void ExpectOraclesAgree(const std::filesystem::path& image, const Bytes& expecte
     ::testing::Test::RecordProperty("qemu_img_check_vpc", "unsupported (exit 63)");
   }
 
-  const auto vhdiinfo = Run({"vhdiinfo", image.string()});
-  if (vhdiinfo.exit_code != -1) EXPECT_EQ(vhdiinfo.exit_code, 0) << vhdiinfo.Describe();
+  const auto vhdiinfo = RunTool({"vhdiinfo", image.string()});
+  if (vhdiinfo.exit_code != -1) {
+    EXPECT_EQ(vhdiinfo.exit_code, 0) << vhdiinfo.Describe();
+  }
 
   if (HaveLibvhdi()) {
     std::string error;
@@ -114,7 +116,7 @@ class QemuMadeVhd : public ::testing::TestWithParam<QemuImageCase> {
     std::string options = std::string("subformat=") + c.subformat;
     if (c.force_size) options += ",force_size=on";
     const auto create =
-        Run({"qemu-img", "create", "-q", "-f", "vpc", "-o", options, image_.string(), c.size});
+        RunTool({"qemu-img", "create", "-q", "-f", "vpc", "-o", options, image_.string(), c.size});
     ASSERT_EQ(create.exit_code, 0) << create.Describe();
     const auto size = QemuVirtualSize(image_, "vpc");
     ASSERT_TRUE(size.has_value());
@@ -153,7 +155,7 @@ class QemuMadeVhd : public ::testing::TestWithParam<QemuImageCase> {
       }
     }
     argv.push_back(image_.string());
-    const auto r = Run(argv);
+    const auto r = RunTool(argv);
     ASSERT_EQ(r.exit_code, 0) << r.Describe();
     ASSERT_TRUE(r.err.empty()) << r.Describe();
   }
@@ -168,7 +170,9 @@ class QemuMadeVhd : public ::testing::TestWithParam<QemuImageCase> {
 TEST_P(QemuMadeVhd, CreatorAndSizeAreWhatTheOracleNotesSay) {
   // Pins the qemu behaviour the rest of the file relies on (see the header comment).
   EXPECT_EQ(CreatorApplication(image_), GetParam().force_size ? "qem2" : "qemu");
-  if (GetParam().force_size) EXPECT_EQ(size_ % kMiB, 0u) << "force_size keeps the exact size";
+  if (GetParam().force_size) {
+    EXPECT_EQ(size_ % kMiB, 0u) << "force_size keeps the exact size";
+  }
 }
 
 TEST_P(QemuMadeVhd, ReadsWhatQemuIoWrote) {
@@ -274,7 +278,9 @@ TEST_P(OurVhd, QemuLibvhdiAndWeAgreeAfterRandomWrites) {
     const auto info = QuerySize(h.get(), &e);
     ASSERT_TRUE(info.has_value()) << e;
     EXPECT_EQ(info->virtual_size, c.size);
-    if (!c.fixed) EXPECT_EQ(info->block_size, c.block_size == 0 ? 2 * kMiB : c.block_size);
+    if (!c.fixed) {
+      EXPECT_EQ(info->block_size, c.block_size == 0 ? 2 * kMiB : c.block_size);
+    }
     ASSERT_OK(AttachRaw(h.get(), false));
 
     WritePlanSpec spec;
@@ -338,7 +344,7 @@ TEST_P(VhdVirtualSize, OursCreatedMatchesQemuInfoAndLibvhdi) {
       ASSERT_TRUE(info.has_value()) << e;
       EXPECT_EQ(info->virtual_size, size) << "GetVirtualDiskInformation after reopening";
     }
-    const auto vhdiinfo = Run({"vhdiinfo", image.string()});
+    const auto vhdiinfo = RunTool({"vhdiinfo", image.string()});
     if (vhdiinfo.exit_code != -1) {
       EXPECT_EQ(vhdiinfo.exit_code, 0) << vhdiinfo.Describe();
       EXPECT_NE(vhdiinfo.out.find("(" + std::to_string(size) + " bytes)"), std::string::npos)
@@ -359,12 +365,14 @@ TEST_P(VhdVirtualSize, QemuCreatedReportsWhatQemuInfoSays) {
       const auto image = dir / "qemu.vhd";
       std::string options = std::string("subformat=") + subformat;
       if (force_size) options += ",force_size=on";
-      const auto create = Run({"qemu-img", "create", "-q", "-f", "vpc", "-o", options,
+      const auto create = RunTool({"qemu-img", "create", "-q", "-f", "vpc", "-o", options,
                                image.string(), std::to_string(size)});
       ASSERT_EQ(create.exit_code, 0) << create.Describe();
       const auto qemu_size = QemuVirtualSize(image, "vpc");
       ASSERT_TRUE(qemu_size.has_value());
-      if (force_size) EXPECT_EQ(*qemu_size, size);
+      if (force_size) {
+        EXPECT_EQ(*qemu_size, size);
+      }
       // Without force_size qemu rounds to whole CHS cylinders; the footer's current size holds
       // the rounded size, so a reader of current size and qemu agree.
       Handle h;
@@ -491,7 +499,7 @@ TEST_P(VhdDifferencingChain, ThreeLevelsReadBackThroughUsAndLibvhdi) {
     ASSERT_TRUE(through.has_value()) << error;
     EXPECT_EQ(CompareBytes(*through, mid_model), "equal") << "libvhdi on mid -> base";
   }
-  const auto vhdiinfo = Run({"vhdiinfo", top.string()});
+  const auto vhdiinfo = RunTool({"vhdiinfo", top.string()});
   if (vhdiinfo.exit_code != -1) {
     EXPECT_EQ(vhdiinfo.exit_code, 0) << vhdiinfo.Describe();
     EXPECT_NE(vhdiinfo.out.find("Differential"), std::string::npos) << vhdiinfo.Describe();

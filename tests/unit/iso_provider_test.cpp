@@ -58,7 +58,8 @@ std::vector<std::byte> RandomBytes(std::size_t size, unsigned seed) {
 
 void WriteBytes(const std::filesystem::path& path, const std::vector<std::byte>& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   ASSERT_TRUE(out.good()) << "cannot write " << path;
 }
 
@@ -180,8 +181,8 @@ std::vector<std::byte> ReadThroughMap(Image& image, std::uint64_t offset, std::s
     EXPECT_EQ(extent->kind, Extent::Kind::kData);
     EXPECT_EQ(extent->file_offset, offset + done) << "the image is the disk, byte for byte";
     EXPECT_GT(extent->length, 0u);
-    const auto length = static_cast<std::size_t>(std::min<std::uint64_t>(extent->length,
-                                                                          size - done));
+    const auto length =
+        static_cast<std::size_t>(std::min<std::uint64_t>(extent->length, size - done));
     const Status read = image.ReadData(extent->file_offset, std::span(out).subspan(done, length));
     if (!read.ok()) {
       ADD_FAILURE() << "ReadData at " << extent->file_offset << ": " << read.message();
@@ -198,7 +199,8 @@ std::vector<std::byte> MinimalIso(std::uint32_t sectors) {
   auto put = [&b](std::size_t at, unsigned value) { b[at] = static_cast<std::byte>(value); };
   for (const std::size_t sector : {16u, 17u}) {
     put(sector * kSector, sector == 16 ? 1 : 255);
-    for (int i = 0; i < 5; ++i) put(sector * kSector + 1 + i, static_cast<unsigned char>("CD001"[i]));
+    for (int i = 0; i < 5; ++i)
+      put(sector * kSector + 1 + i, static_cast<unsigned char>("CD001"[i]));
     put(sector * kSector + 6, 1);
   }
   const std::size_t pvd = 16 * kSector;
@@ -271,8 +273,8 @@ TEST(IsoProbe, RejectsOtherContent) {
   EXPECT_EQ(provider->Probe(ProbeData{zeros, {}, zeros.size()}), 0);
   auto wrong_version = MinimalIso(40);
   wrong_version[16 * kSector + 6] = std::byte{2};
-  EXPECT_EQ(provider->Probe(ProbeData{std::span(wrong_version).first(kProbeHeadBytes), {},
-                                      wrong_version.size()}),
+  EXPECT_EQ(provider->Probe(ProbeData{
+                std::span(wrong_version).first(kProbeHeadBytes), {}, wrong_version.size()}),
             0);
 }
 
@@ -397,8 +399,8 @@ void CheckProducedIso(const std::string& producer_args, const std::string& extra
       << "isoinfo says " << expected_size << " bytes (volume size x logical block size)";
   EXPECT_LE(image.virtual_size(), std::filesystem::file_size(image_path));
 
-  for (const auto& [name, content] :
-       {std::pair{std::string("big.bin"), &tree.big}, std::pair{std::string("small.bin"), &tree.small}}) {
+  for (const auto& [name, content] : {std::pair{std::string("big.bin"), &tree.big},
+                                      std::pair{std::string("small.bin"), &tree.small}}) {
     SCOPED_TRACE(name);
     const auto block = IsoinfoExtent(image_path, name, log);
     ASSERT_TRUE(block.has_value());
@@ -452,7 +454,7 @@ TEST(IsoOpen, RejectsDamagedGenisoimageImages) {
   const SourceTree tree = MakeSourceTree(dir.path() / "src");
   const auto good = dir.path() / "good.iso";
   RunCommand("genisoimage -quiet -J -R -o " + Quote(good) + " " + Quote(tree.root),
-      dir.path() / "log.txt");
+             dir.path() / "log.txt");
   const auto bytes = ReadBytes(good);
   const std::uint64_t pvd = 16 * kSector;
 

@@ -43,7 +43,8 @@ class TempDir {
 
 void WriteBytes(const std::filesystem::path& path, const std::vector<std::byte>& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   ASSERT_TRUE(out.good()) << "cannot write " << path;
 }
 
@@ -91,7 +92,8 @@ void PutBe32(std::vector<std::byte>& b, std::size_t at, std::uint32_t v) {
   PutBe16(b, at + 2, v & 0xffff);
 }
 void PutText(std::vector<std::byte>& b, std::size_t at, std::string_view text) {
-  for (std::size_t i = 0; i < text.size(); ++i) PutU8(b, at + i, static_cast<unsigned char>(text[i]));
+  for (std::size_t i = 0; i < text.size(); ++i)
+    PutU8(b, at + i, static_cast<unsigned char>(text[i]));
 }
 void FillSector(std::vector<std::byte>& b, std::size_t sector, std::byte value) {
   std::fill_n(b.begin() + static_cast<std::ptrdiff_t>(sector * kSector), kSector, value);
@@ -164,11 +166,11 @@ void PutAnchor(std::vector<std::byte>& b, std::size_t sector) {
 void PutPartition(std::vector<std::byte>& b, std::size_t sector, std::uint32_t start,
                   std::uint32_t length) {
   const std::size_t at = sector * kSector;
-  PutLe32(b, at + 16, 1);                    // volume descriptor sequence number
-  PutLe16(b, at + 20, 1);                    // flags: allocated
-  PutLe16(b, at + 22, 0);                    // partition number
-  PutText(b, at + 25, "+NSR03");             // partition contents
-  PutLe32(b, at + 184, 1);                   // access type: read-only
+  PutLe32(b, at + 16, 1);         // volume descriptor sequence number
+  PutLe16(b, at + 20, 1);         // flags: allocated
+  PutLe16(b, at + 22, 0);         // partition number
+  PutText(b, at + 25, "+NSR03");  // partition contents
+  PutLe32(b, at + 184, 1);        // access type: read-only
   PutLe32(b, at + 188, start);
   PutLe32(b, at + 192, length);
   SealTag(b, sector, 5, static_cast<std::uint32_t>(sector));
@@ -295,7 +297,7 @@ TEST(IsoGeometry, AcceptsBootRecordAndSupplementaryDescriptors) {
   auto b = MakeIso(100);
   PutStructureDescriptor(b, 16, 0, "CD001");  // El Torito boot record first
   PutPrimary(b, 17, 100, 100, 2048, 2048);
-  PutStructureDescriptor(b, 18, 2, "CD001");  // Joliet
+  PutStructureDescriptor(b, 18, 2, "CD001");     // Joliet
   PutStructureDescriptor(b, 19, 2, "CD001", 2);  // ISO 9660:1999 enhanced descriptor
   PutStructureDescriptor(b, 20, 255, "CD001");
   PutStructureDescriptor(b, 21, 255, "CD001");  // "one or more" terminators
@@ -306,8 +308,8 @@ TEST(IsoGeometry, AcceptsBootRecordAndSupplementaryDescriptors) {
 
 TEST(IsoGeometry, RejectsFileShorterThanPrimaryVolumeDescriptor) {
   const auto b = MakeIso(100);
-  for (const std::size_t size : {std::size_t{0}, std::size_t{100}, 16 * kSector,
-                                 16 * kSector + 1000, 17 * kSector - 1}) {
+  for (const std::size_t size :
+       {std::size_t{0}, std::size_t{100}, 16 * kSector, 16 * kSector + 1000, 17 * kSector - 1}) {
     SCOPED_TRACE("truncated to " + std::to_string(size));
     ExpectCorrupt(Truncated(b, size), "too short");
   }

@@ -48,8 +48,8 @@ class IsoImage final : public Image {
     if (offset >= virtual_size_ || length == 0) {
       return Status(Code::kInvalidParameter,
                     file_->path().string() + ": map of " + std::to_string(length) +
-                        " bytes at offset " + std::to_string(offset) +
-                        " is outside the disk of " + std::to_string(virtual_size_) + " bytes");
+                        " bytes at offset " + std::to_string(offset) + " is outside the disk of " +
+                        std::to_string(virtual_size_) + " bytes");
     }
     // The volume is stored as is, sector for sector, from the start of the file.
     return Extent{Extent::Kind::kData, std::min(length, virtual_size_ - offset), offset};
@@ -82,8 +82,7 @@ class IsoProvider final : public Provider {
     const auto from_sector_16 = data.head.subspan(kFirst);
     // ECMA-119 8.1: a volume descriptor at sector 16, "CD001", version 1.
     const auto header = iso::LoadStruct<iso::VolumeStructureDescriptorHeader>(from_sector_16);
-    const std::string_view id(header.standard_identifier.data(),
-                              header.standard_identifier.size());
+    const std::string_view id(header.standard_identifier.data(), header.standard_identifier.size());
     if (id == iso::kIso9660Identifier && header.version == 1) return kProbeScore;
     // ECMA-167 2/9: a UDF extended area with an NSR descriptor (within the head we were given).
     if (iso::ScanVolumeRecognition(from_sector_16).is_udf()) return kProbeScore;

@@ -11,11 +11,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <gsl/gsl>
 #include <span>
 #include <string_view>
 #include <type_traits>
-
-#include <gsl/gsl>
 
 namespace vdisk::iso {
 
@@ -75,11 +74,11 @@ struct BothEndian32 {
 
 // ECMA-119 8.1.1: volume descriptor types.
 enum class VolumeDescriptorType : std::uint8_t {
-  kBootRecord = 0,             // 8.2
-  kPrimary = 1,                // 8.4
-  kSupplementary = 2,          // 8.5 (also the enhanced descriptor of ISO 9660:1999, version 2)
-  kVolumePartition = 3,        // 8.6
-  kSetTerminator = 255,        // 8.3
+  kBootRecord = 0,       // 8.2
+  kPrimary = 1,          // 8.4
+  kSupplementary = 2,    // 8.5 (also the enhanced descriptor of ISO 9660:1999, version 2)
+  kVolumePartition = 3,  // 8.6
+  kSetTerminator = 255,  // 8.3
 };
 
 // ECMA-119 8.1 (and ECMA-167 2/9.1 for the descriptors of the extended area): the first seven
@@ -92,10 +91,10 @@ struct VolumeStructureDescriptorHeader {
 static_assert(sizeof(VolumeStructureDescriptorHeader) == 7);
 
 // ECMA-119 8.1.2 and ECMA-167 2/9.1.2, 3/9.1.2: standard identifiers.
-inline constexpr std::string_view kIso9660Identifier = "CD001";  // ECMA-119 8.1.2
-inline constexpr std::string_view kBeginExtendedArea = "BEA01";  // ECMA-167 2/9.2
+inline constexpr std::string_view kIso9660Identifier = "CD001";      // ECMA-119 8.1.2
+inline constexpr std::string_view kBeginExtendedArea = "BEA01";      // ECMA-167 2/9.2
 inline constexpr std::string_view kTerminateExtendedArea = "TEA01";  // ECMA-167 2/9.3
-inline constexpr std::string_view kBootDescriptor = "BOOT2";     // ECMA-167 2/9.4
+inline constexpr std::string_view kBootDescriptor = "BOOT2";         // ECMA-167 2/9.4
 inline constexpr std::string_view kNsr02 = "NSR02";  // ECMA-167 2nd edition 3/9.1 (UDF <= 1.50)
 inline constexpr std::string_view kNsr03 = "NSR03";  // ECMA-167 3rd edition 3/9.1 (UDF >= 2.00)
 inline constexpr std::string_view kCdw02 = "CDW02";  // ECMA-168
@@ -138,26 +137,26 @@ static_assert(offsetof(PrimaryVolumeDescriptor, file_structure_version) == 881);
 
 // ECMA-167 3/7.2.1: tag identifiers of the volume structure descriptors.
 enum class UdfTagIdentifier : std::uint16_t {
-  kPrimaryVolume = 1,               // 3/10.1
+  kPrimaryVolume = 1,                  // 3/10.1
   kAnchorVolumeDescriptorPointer = 2,  // 3/10.2
-  kVolumeDescriptorPointer = 3,     // 3/10.3
-  kImplementationUseVolume = 4,     // 3/10.4
-  kPartition = 5,                   // 3/10.5
-  kLogicalVolume = 6,               // 3/10.6
-  kUnallocatedSpace = 7,            // 3/10.8
-  kTerminating = 8,                 // 3/10.9
+  kVolumeDescriptorPointer = 3,        // 3/10.3
+  kImplementationUseVolume = 4,        // 3/10.4
+  kPartition = 5,                      // 3/10.5
+  kLogicalVolume = 6,                  // 3/10.6
+  kUnallocatedSpace = 7,               // 3/10.8
+  kTerminating = 8,                    // 3/10.9
 };
 
 // ECMA-167 3/7.2: the 16-byte tag every descriptor starts with.
 struct UdfDescriptorTag {
-  Le16 identifier;            // RBP 0 (3/7.2.1)
-  Le16 descriptor_version;    // RBP 2 (3/7.2.2): 2 for NSR02 volumes, 3 for NSR03
-  std::uint8_t checksum;      // RBP 4 (3/7.2.3): sum of bytes 0-3 and 5-15, modulo 256
-  std::uint8_t reserved;      // RBP 5
-  Le16 serial_number;         // RBP 6 (3/7.2.5)
-  Le16 descriptor_crc;        // RBP 8 (3/7.2.6): CRC of crc_length bytes after the tag
-  Le16 descriptor_crc_length; // RBP 10 (3/7.2.7)
-  Le32 location;              // RBP 12 (3/7.2.8): the sector the descriptor is recorded in
+  Le16 identifier;             // RBP 0 (3/7.2.1)
+  Le16 descriptor_version;     // RBP 2 (3/7.2.2): 2 for NSR02 volumes, 3 for NSR03
+  std::uint8_t checksum;       // RBP 4 (3/7.2.3): sum of bytes 0-3 and 5-15, modulo 256
+  std::uint8_t reserved;       // RBP 5
+  Le16 serial_number;          // RBP 6 (3/7.2.5)
+  Le16 descriptor_crc;         // RBP 8 (3/7.2.6): CRC of crc_length bytes after the tag
+  Le16 descriptor_crc_length;  // RBP 10 (3/7.2.7)
+  Le32 location;               // RBP 12 (3/7.2.8): the sector the descriptor is recorded in
 };
 static_assert(sizeof(UdfDescriptorTag) == 16);
 
@@ -170,33 +169,33 @@ static_assert(sizeof(UdfExtent) == 8);
 
 // ECMA-167 3/10.2: anchor volume descriptor pointer.
 struct UdfAnchorVolumeDescriptorPointer {
-  UdfDescriptorTag tag;                      // RBP 0, identifier 2
-  UdfExtent main_sequence;                   // RBP 16: main volume descriptor sequence extent
-  UdfExtent reserve_sequence;                // RBP 24: reserve volume descriptor sequence extent
-  std::array<std::uint8_t, 480> reserved;    // RBP 32
+  UdfDescriptorTag tag;                    // RBP 0, identifier 2
+  UdfExtent main_sequence;                 // RBP 16: main volume descriptor sequence extent
+  UdfExtent reserve_sequence;              // RBP 24: reserve volume descriptor sequence extent
+  std::array<std::uint8_t, 480> reserved;  // RBP 32
 };
 static_assert(sizeof(UdfAnchorVolumeDescriptorPointer) == 512);
 
 // ECMA-167 3/10.3: volume descriptor pointer, continuing the sequence elsewhere.
 struct UdfVolumeDescriptorPointer {
-  UdfDescriptorTag tag;                      // RBP 0, identifier 3
-  Le32 sequence_number;                      // RBP 16
-  UdfExtent next_extent;                     // RBP 20
-  std::array<std::uint8_t, 484> reserved;    // RBP 28
+  UdfDescriptorTag tag;                    // RBP 0, identifier 3
+  Le32 sequence_number;                    // RBP 16
+  UdfExtent next_extent;                   // RBP 20
+  std::array<std::uint8_t, 484> reserved;  // RBP 28
 };
 static_assert(sizeof(UdfVolumeDescriptorPointer) == 512);
 
 // ECMA-167 3/10.5: partition descriptor.
 struct UdfPartitionDescriptor {
-  UdfDescriptorTag tag;                                   // RBP 0, identifier 5
-  Le32 sequence_number;                                   // RBP 16
-  Le16 flags;                                             // RBP 20 (3/10.5.3)
-  Le16 partition_number;                                  // RBP 22
-  std::array<std::uint8_t, 32> contents;                  // RBP 24 (regid, e.g. "+NSR02")
-  std::array<std::uint8_t, 128> contents_use;             // RBP 56
-  Le32 access_type;                                       // RBP 184 (3/10.5.7)
-  Le32 starting_location;                                 // RBP 188 (3/10.5.8), sector
-  Le32 length;                                            // RBP 192 (3/10.5.9), sectors
+  UdfDescriptorTag tag;                                    // RBP 0, identifier 5
+  Le32 sequence_number;                                    // RBP 16
+  Le16 flags;                                              // RBP 20 (3/10.5.3)
+  Le16 partition_number;                                   // RBP 22
+  std::array<std::uint8_t, 32> contents;                   // RBP 24 (regid, e.g. "+NSR02")
+  std::array<std::uint8_t, 128> contents_use;              // RBP 56
+  Le32 access_type;                                        // RBP 184 (3/10.5.7)
+  Le32 starting_location;                                  // RBP 188 (3/10.5.8), sector
+  Le32 length;                                             // RBP 192 (3/10.5.9), sectors
   std::array<std::uint8_t, 32> implementation_identifier;  // RBP 196
   std::array<std::uint8_t, 128> implementation_use;        // RBP 228
   std::array<std::uint8_t, 156> reserved;                  // RBP 356

@@ -57,19 +57,19 @@ Result<VolumeGeometry> ReadIso9660Geometry(const platform::File& file, std::uint
   const auto pvd =
       LoadStruct<PrimaryVolumeDescriptor>(from_sector_16.subspan(*vrs.primary * kSectorSize));
   if (pvd.header.version != 1) {
-    return Corrupt(file, pvd_name + ": version " + Str(pvd.header.version) +
-                             ", expected 1 (ECMA-119 8.4.3)");
+    return Corrupt(
+        file, pvd_name + ": version " + Str(pvd.header.version) + ", expected 1 (ECMA-119 8.4.3)");
   }
   if (!pvd.volume_space_size.consistent()) {
     return Corrupt(file, pvd_name + ": volume space size is " +
-                             Str(pvd.volume_space_size.little.value()) +
-                             " little-endian but " + Str(pvd.volume_space_size.big.value()) +
+                             Str(pvd.volume_space_size.little.value()) + " little-endian but " +
+                             Str(pvd.volume_space_size.big.value()) +
                              " big-endian (ECMA-119 8.4.8, 7.3.3)");
   }
   if (!pvd.logical_block_size.consistent()) {
     return Corrupt(file, pvd_name + ": logical block size is " +
-                             Str(pvd.logical_block_size.little.value()) +
-                             " little-endian but " + Str(pvd.logical_block_size.big.value()) +
+                             Str(pvd.logical_block_size.little.value()) + " little-endian but " +
+                             Str(pvd.logical_block_size.big.value()) +
                              " big-endian (ECMA-119 8.4.12, 7.2.3)");
   }
   // ECMA-119 6.2.2: a logical block is 2^(n+9) bytes and no larger than the 2048-byte logical
@@ -91,13 +91,14 @@ Result<VolumeGeometry> ReadIso9660Geometry(const platform::File& file, std::uint
       (kFirstVolumeDescriptorSector + *vrs.iso_terminator + 1) * kSectorSize;
   if (size < descriptors_end) {
     return Corrupt(file, pvd_name + ": the volume space of " + Str(blocks) + " blocks of " +
-                             Str(block_size) + " bytes ends before the volume descriptor set "
-                             "does, at byte " + Str(descriptors_end) + " (ECMA-119 8.4.8)");
+                             Str(block_size) +
+                             " bytes ends before the volume descriptor set does, at byte " +
+                             Str(descriptors_end) + " (ECMA-119 8.4.8)");
   }
   if (file_size < size) {
     return Corrupt(file, "the file is " + Str(file_size) + " bytes, shorter than the volume: " +
-                             pvd_name + " gives " + Str(blocks) + " blocks of " +
-                             Str(block_size) + " bytes (ECMA-119 8.4.8, 8.4.12)");
+                             pvd_name + " gives " + Str(blocks) + " blocks of " + Str(block_size) +
+                             " bytes (ECMA-119 8.4.8, 8.4.12)");
   }
   return VolumeGeometry{VolumeKind::kIso9660, size};
 }
@@ -127,8 +128,8 @@ Status CheckTag(std::span<const std::byte> sector, std::uint64_t location,
                                           ", expected 2 or 3 (ECMA-167 3/7.2.2)");
   }
   if (tag.location.value() != location) {
-    return Status(Code::kFileCorrupt, where + ": records location " +
-                                          Str(tag.location.value()) + " (ECMA-167 3/7.2.8)");
+    return Status(Code::kFileCorrupt, where + ": records location " + Str(tag.location.value()) +
+                                          " (ECMA-167 3/7.2.8)");
   }
   const std::size_t crc_length = tag.descriptor_crc_length.value();
   if (crc_length > sector.size() - sizeof(UdfDescriptorTag)) {
@@ -188,7 +189,8 @@ Result<std::vector<UdfPartition>> ReadPartitions(platform::File& file, std::uint
       if (AllZero(sector)) return partitions;
       const Status tag_ok = CheckTag(sector, location, std::nullopt);
       if (!tag_ok.ok()) return Corrupt(file, name + ": " + std::string(tag_ok.message()));
-      switch (static_cast<UdfTagIdentifier>(LoadStruct<UdfDescriptorTag>(sector).identifier.value())) {
+      switch (
+          static_cast<UdfTagIdentifier>(LoadStruct<UdfDescriptorTag>(sector).identifier.value())) {
         case UdfTagIdentifier::kTerminating:
           return partitions;
         case UdfTagIdentifier::kVolumeDescriptorPointer:
@@ -231,9 +233,10 @@ Result<UdfAnchorVolumeDescriptorPointer> ReadAnchor(platform::File& file,
     if (tag_ok.ok()) return LoadStruct<UdfAnchorVolumeDescriptorPointer>(sector);
     if (first_error.ok()) first_error = tag_ok;
   }
-  return Corrupt(file, "no valid UDF anchor volume descriptor pointer at sector 256, N or N-256 "
-                       "(ECMA-167 3/8.4.2.1, 3/10.2); at sector 256: " +
-                           std::string(first_error.message()));
+  return Corrupt(file,
+                 "no valid UDF anchor volume descriptor pointer at sector 256, N or N-256 "
+                 "(ECMA-167 3/8.4.2.1, 3/10.2); at sector 256: " +
+                     std::string(first_error.message()));
 }
 
 Result<VolumeGeometry> ReadUdfGeometry(platform::File& file, std::uint64_t file_size,
@@ -259,8 +262,9 @@ Result<VolumeGeometry> ReadUdfGeometry(platform::File& file, std::uint64_t file_
     if (reserve.ok() && !reserve->empty()) {
       partitions = std::move(reserve);
     } else if (partitions.ok()) {
-      return Corrupt(file, "no partition descriptor in the UDF main or reserve volume "
-                           "descriptor sequence (ECMA-167 3/10.5)");
+      return Corrupt(file,
+                     "no partition descriptor in the UDF main or reserve volume "
+                     "descriptor sequence (ECMA-167 3/10.5)");
     } else {
       return partitions.status();
     }
@@ -268,9 +272,9 @@ Result<VolumeGeometry> ReadUdfGeometry(platform::File& file, std::uint64_t file_
   for (const UdfPartition& p : *partitions) {
     const std::uint64_t end = p.start + p.length;
     if (end > file_sectors) {
-      return Corrupt(file, "UDF partition " + Str(p.number) + " (sectors " + Str(p.start) +
-                               ".." + Str(end - 1) + ") lies past the end of the file, which " +
-                               "has " + Str(file_sectors) + " sectors (ECMA-167 3/10.5)");
+      return Corrupt(file, "UDF partition " + Str(p.number) + " (sectors " + Str(p.start) + ".." +
+                               Str(end - 1) + ") lies past the end of the file, which " + "has " +
+                               Str(file_sectors) + " sectors (ECMA-167 3/10.5)");
     }
   }
   return VolumeGeometry{VolumeKind::kUdf, file_sectors * kSectorSize};
@@ -286,8 +290,7 @@ VolumeRecognition ScanVolumeRecognition(std::span<const std::byte> from_sector_1
   for (; i < count; ++i) {
     const auto header =
         LoadStruct<VolumeStructureDescriptorHeader>(from_sector_16.subspan(i * kSectorSize));
-    const std::string_view id(header.standard_identifier.data(),
-                              header.standard_identifier.size());
+    const std::string_view id(header.standard_identifier.data(), header.standard_identifier.size());
     if (id == kIso9660Identifier) {
       // ECMA-119 6.7.1: the set ends at the first of one or more terminators.
       if (!r.iso_terminator) {

@@ -32,9 +32,9 @@ struct VolumeRecognition {
   std::optional<std::size_t> primary;         // the first primary volume descriptor
   std::optional<std::size_t> iso_terminator;  // the first volume descriptor set terminator
   // UDF (ECMA-167 2/9.2, 2/9.3, 3/9.1).
-  bool extended_area = false;                 // "BEA01" seen
-  bool nsr = false;                           // "NSR02" or "NSR03" inside the extended area
-  bool extended_area_terminated = false;      // "TEA01" after "BEA01"
+  bool extended_area = false;             // "BEA01" seen
+  bool nsr = false;                       // "NSR02" or "NSR03" inside the extended area
+  bool extended_area_terminated = false;  // "TEA01" after "BEA01"
   // Descriptors recognised; the sector after them is the first that is not one.
   std::size_t length = 0;
   // The bytes ended before a sector that is not a descriptor (the sequence may go on).

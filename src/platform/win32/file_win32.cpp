@@ -2,7 +2,9 @@
 // a synchronous handle), share modes for cross-process exclusion.
 #include <windows.h>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "platform/file.h"
 
@@ -82,9 +84,16 @@ class Win32File final : public File {
     if (offset + length <= size) return Status::Ok();
     FILE_ALLOCATION_INFO info{};
     info.AllocationSize.QuadPart = static_cast<LONGLONG>(offset + length);
-    if (!SetFileInformationByHandle(handle_, FileAllocationInfo, &info, sizeof info))
-      return OsError(static_cast<int>(GetLastError()), "allocate", path_);
-    return Resize(offset + length);
+    if (SetFileInformationByHandle(handle_, FileAllocationInfo, &info, sizeof info))
+      return Resize(offset + length);
+    // Some Win32 implementations (Wine) lack FileAllocationInfo: write the zeros instead.
+    const std::vector<std::byte> zeros(1 << 20);
+    for (std::uint64_t at = std::max(offset, size); at < offset + length;) {
+      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(zeros.size(), offset + length - at));
+      VDISK_RETURN_IF_ERROR(WriteAt(at, std::span(zeros).first(n)));
+      at += n;
+    }
+    return Status::Ok();
   }
 
   Result<std::uint64_t> AllocatedBytes() override {
