@@ -158,7 +158,9 @@ class CrashTest : public ::testing::Test {
     const std::uint64_t seed = rng();
     const auto delay = std::chrono::microseconds(
         std::uniform_int_distribution<std::int64_t>(1000, 60000)(rng));
+    auto w0 = std::chrono::steady_clock::now();
     const WriterRun run = RunAndKill(image, journal, seed, delay);
+    fprintf(stderr, "writer %lld ms (delay %lld us)\n", (long long)std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now()-w0).count(), (long long)delay.count());
     ASSERT_TRUE(run.killed) << "crash_writer ended by itself with status " << run.status
                             << " (seed " << seed << ")";
     ++totals.trials;
@@ -192,15 +194,19 @@ class CrashTest : public ::testing::Test {
     auto t1 = std::chrono::steady_clock::now();
     fprintf(stderr, "ours %lld ms\n", (long long)std::chrono::duration_cast<std::chrono::milliseconds>(t1-t0).count());
     ASSERT_TRUE(ours.has_value()) << "after the kill: " << error;
+    auto c0 = std::chrono::steady_clock::now();
     ASSERT_EQ(CheckAgainstModel(*ours, model, &in_flight), "ok") << "our reader";
+    fprintf(stderr, "check %lld ms\n", (long long)std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now()-c0).count());
 
     EXPECT_EQ(QemuVirtualSize(image, "vpc"), kDiskSize) << "qemu-img info after the kill";
     const QemuCheck check = QemuCheckVpc(image);
     EXPECT_TRUE(check.passed) << check.detail;
     if (qemu_reads_data) {
+      auto q0 = std::chrono::steady_clock::now();
       const auto qemu_view = QemuReadAll(image, "vpc", image.parent_path(), &error);
       ASSERT_TRUE(qemu_view.has_value()) << error;
       EXPECT_EQ(CompareBytes(*qemu_view, *ours), "equal") << "qemu vs our reader after the kill";
+      fprintf(stderr, "qemu %lld ms\n", (long long)std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now()-q0).count());
     }
     if (HaveLibvhdi()) {
       t0 = std::chrono::steady_clock::now();

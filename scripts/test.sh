@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds the Linux library (plain and with ASan/UBSan) and the Windows
+# DLL (mingw-w64), and runs every test: Linux suites natively, Windows suites under Wine in a
+# prefix of the build's own. Fails on the first failing step.
+#
+#   scripts/test.sh            everything
+#   SKIP_ASAN=1 scripts/test.sh   without the sanitizer build (quicker local runs)
+#   SKIP_WINDOWS=1 scripts/test.sh without the mingw/Wine part
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/packages.sh
+
+ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}" "${WINDOWS_PACKAGES[@]}"
+
+jobs=$(nproc)
+section() { printf '\n=== %s ===\n' "$*"; }
+
+section "Linux build"
+cmake --preset linux
+cmake --build --preset linux -j "$jobs"
+
+section "Linux tests"
+ctest --preset linux -j "$jobs" --timeout 900
+
+if [[ "${SKIP_ASAN:-0}" != 1 ]]; then
+  section "Linux tests under AddressSanitizer and UndefinedBehaviorSanitizer"
+  cmake --preset linux-asan
+  cmake --build --preset linux-asan -j "$jobs"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --preset linux-asan -j "$jobs" --timeout 900
+fi
+
+if [[ "${SKIP_WINDOWS:-0}" != 1 ]]; then
+  section "Windows build (mingw-w64)"
+  cmake --preset mingw
+  cmake --build --preset mingw -j "$jobs"
+  x86_64-w64-mingw32-objdump -p build/mingw/bin/VirtDisk.dll > build/mingw/VirtDisk.objdump
+  scripts/check_exports.sh build/mingw/VirtDisk.objdump
+
+  section "Windows tests under Wine"
+  export WINEPREFIX="$PWD/build/wineprefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+  if [[ ! -f "$WINEPREFIX/system.reg" ]]; then
+    wineboot --init >/dev/null 2>&1 || true
+    wineserver --wait || true
+  fi
+  ctest --preset mingw -j "$jobs" --timeout 900
+fi
