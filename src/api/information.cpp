@@ -1,4 +1,5 @@
 // GetVirtualDiskInformation.
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <string>
@@ -16,6 +17,10 @@ namespace {
 
 constexpr ULONG kHeaderSize = offsetof(GET_VIRTUAL_DISK_INFO, Size);
 
+// A data extent that starts at most this far past the previous one's end still follows it: the
+// gap is per-block metadata (a VHD sector bitmap, a VHDX sector-bitmap block), not a jump.
+constexpr std::uint64_t kMetadataSlack = 1 << 20;
+
 // Percentage of the top image's data extents that do not follow the previous one in the file.
 Result<ULONG> Fragmentation(Image& image) {
   std::uint64_t extents = 0;
@@ -24,7 +29,10 @@ Result<ULONG> Fragmentation(Image& image) {
   for (std::uint64_t offset = 0; offset < image.virtual_size();) {
     VDISK_ASSIGN_OR_RETURN(const Extent e, image.Map(offset, image.virtual_size() - offset));
     if (e.kind == Extent::Kind::kData) {
-      if (extents > 0 && e.file_offset != next_file_offset) ++breaks;
+      if (extents > 0 && (e.file_offset < next_file_offset ||
+                          e.file_offset > next_file_offset + kMetadataSlack)) {
+        ++breaks;
+      }
       ++extents;
       next_file_offset = e.file_offset + e.length;
     }
@@ -94,7 +102,10 @@ DWORD GetInformationImpl(HANDLE handle, PULONG size, PGET_VIRTUAL_DISK_INFO info
         text = ToWide(resolved->string());
         text.push_back(0);
       } else {
+        std::vector<std::string> seen;
         for (const auto& location : parent->stored_locations) {
+          if (std::find(seen.begin(), seen.end(), location) != seen.end()) continue;
+          seen.push_back(location);
           text += ToWide(location);
           text.push_back(0);
         }

@@ -243,3 +243,34 @@ TEST(CreateVirtualDisk, FillsFromSourcePath) {
 
 }  // namespace
 }  // namespace vdisk_test
+
+namespace vdisk_test {
+namespace {
+
+ULONG FragmentationOf(HANDLE h) {
+  GET_VIRTUAL_DISK_INFO info{};
+  info.Version = GET_VIRTUAL_DISK_INFO_FRAGMENTATION;
+  ULONG size = sizeof info;
+  EXPECT_EQ(GetVirtualDiskInformation(h, &size, &info, nullptr), ERROR_SUCCESS);
+  return info.FragmentationPercentage;
+}
+
+TEST(GetVirtualDiskInformation, FragmentationCountsBlocksStoredOutOfOrder) {
+  TempDir dir;
+  HANDLE h = nullptr;
+  ASSERT_EQ(CreateVhd(dir.Wide("frag.vhd"), 16 << 20, false, &h), ERROR_SUCCESS);
+  ASSERT_EQ(AttachRaw(h), ERROR_SUCCESS);
+  const auto data = Pattern(4096, 1);
+  // Blocks 0..3 written in order are stored in order: no fragmentation.
+  for (int block = 0; block < 4; ++block)
+    ASSERT_EQ(WriteAt(h, static_cast<std::uint64_t>(block) << 21, data.data(), 4096), ERROR_SUCCESS);
+  EXPECT_EQ(FragmentationOf(h), 0u);
+  // Blocks 7, 6, 5, 4 written backwards are stored backwards: each one is a jump.
+  for (int block = 7; block >= 4; --block)
+    ASSERT_EQ(WriteAt(h, static_cast<std::uint64_t>(block) << 21, data.data(), 4096), ERROR_SUCCESS);
+  EXPECT_GE(FragmentationOf(h), 40u);
+  EXPECT_TRUE(CloseHandle(h));
+}
+
+}  // namespace
+}  // namespace vdisk_test
