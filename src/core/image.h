@@ -41,7 +41,8 @@ struct Extent {
 // What a differencing image records about its parent.
 struct ParentReference {
   // Paths to try, in order (relative locator first, then absolute), already resolved against
-  // the child's directory and converted to this OS's conventions.
+  // the child's directory and converted to this OS's conventions. A provider leaves out the
+  // relative ones when OpenOptions::ignore_relative_parent_locator is set.
   std::vector<std::filesystem::path> candidates;
   // The locator strings as stored, for GET_VIRTUAL_DISK_INFO_PARENT_LOCATION.
   std::vector<std::string> stored_locations;
@@ -89,6 +90,55 @@ class Image {
 
   // The file behind this image (the Image owns it).
   virtual platform::File& file() const = 0;
+
+  // --- Metadata operations (SetVirtualDiskInformation, user metadata). A format that has no
+  // such thing answers kNotSupported (the defaults). Each update is durable when it returns and
+  // crash-consistent (VHDX: journalled through the log).
+
+  // GET_VIRTUAL_DISK_INFO_SMALLEST_SAFE_VIRTUAL_SIZE.
+  virtual Result<std::uint64_t> SmallestSafeVirtualSize() const {
+    return Status(Code::kNotSupported, "smallest safe virtual size is not defined for this format");
+  }
+  // SET_VIRTUAL_DISK_INFO_PARENT_PATH(_WITH_DEPTH) / PARENT_LOCATOR: re-points the locators.
+  virtual Status SetParentLocation(const std::filesystem::path& parent_path,
+                                   const Image& parent) {
+    (void)parent_path;
+    (void)parent;
+    return Status(Code::kNotSupported, "this format cannot record a parent");
+  }
+  // SET_VIRTUAL_DISK_INFO_IDENTIFIER.
+  virtual Status SetUniqueId(const Guid& id) {
+    (void)id;
+    return Status(Code::kNotSupported, "this format cannot change its identifier");
+  }
+  // SET_VIRTUAL_DISK_INFO_VIRTUAL_DISK_ID.
+  virtual Status SetVirtualDiskId(const Guid& id) {
+    (void)id;
+    return Status(Code::kNotSupported, "this format has no virtual disk id");
+  }
+  // SET_VIRTUAL_DISK_INFO_PHYSICAL_SECTOR_SIZE (512 or 4096).
+  virtual Status SetPhysicalSectorSize(std::uint32_t bytes) {
+    (void)bytes;
+    return Status(Code::kNotSupported, "this format cannot change its physical sector size");
+  }
+  // User metadata items (Enumerate/Get/Set/DeleteVirtualDiskMetadata). Get/Delete of an
+  // unknown item: kNotFound.
+  virtual Result<std::vector<Guid>> ListUserMetadata() const {
+    return Status(Code::kNotSupported, "this format has no user metadata");
+  }
+  virtual Result<std::vector<std::byte>> GetUserMetadata(const Guid& item) const {
+    (void)item;
+    return Status(Code::kNotSupported, "this format has no user metadata");
+  }
+  virtual Status SetUserMetadata(const Guid& item, std::span<const std::byte> data) {
+    (void)item;
+    (void)data;
+    return Status(Code::kNotSupported, "this format has no user metadata");
+  }
+  virtual Status DeleteUserMetadata(const Guid& item) {
+    (void)item;
+    return Status(Code::kNotSupported, "this format has no user metadata");
+  }
 };
 
 }  // namespace vdisk

@@ -52,7 +52,6 @@ Status OpenParents(const ProviderRegistry& registry, std::vector<std::unique_ptr
     std::string tried;
     std::unique_ptr<Image> parent;
     for (const auto& candidate : ref->candidates) {
-      if (child_options.ignore_relative_parent_locator && candidate.is_relative()) continue;
       tried += (tried.empty() ? "" : ", ") + candidate.string();
       std::error_code ec;
       if (!std::filesystem::exists(candidate, ec) || std::filesystem::is_directory(candidate, ec))

@@ -400,26 +400,35 @@ std::optional<VIRTUAL_STORAGE_TYPE> QueryStorageType(HANDLE handle, DWORD* error
   return info.VirtualStorageType;
 }
 
+namespace {
+
+std::string ErrorText(DWORD e) {
+  char text[48];
+  std::snprintf(text, sizeof text, "%u (0x%08X)", e, e);
+  return text;
+}
+
+}  // namespace
+
 std::optional<Bytes> ReadImageThroughApi(const std::filesystem::path& path, std::string* error) {
   Handle h;
   DWORD e = OpenV2(path, StorageType(VIRTUAL_STORAGE_TYPE_DEVICE_UNKNOWN, false), true, h);
   if (e != ERROR_SUCCESS) {
-    if (error) *error = "OpenVirtualDisk(read-only) failed with " + std::to_string(e);
+    if (error) *error = "OpenVirtualDisk(read-only) failed with " + ErrorText(e);
     return std::nullopt;
   }
   const auto size = QuerySize(h.get(), &e);
   if (!size) {
-    if (error) *error = "GetVirtualDiskInformation(SIZE) failed with " + std::to_string(e);
+    if (error) *error = "GetVirtualDiskInformation(SIZE) failed with " + ErrorText(e);
     return std::nullopt;
   }
   e = AttachRaw(h.get(), true);
   if (e != ERROR_SUCCESS) {
-    if (error) *error = "AttachVirtualDisk(READ_ONLY|NO_LOCAL_HOST) failed with " +
-                        std::to_string(e);
+    if (error) *error = "AttachVirtualDisk(READ_ONLY|NO_LOCAL_HOST) failed with " + ErrorText(e);
     return std::nullopt;
   }
   auto data = ReadAll(h.get(), size->virtual_size, &e);
-  if (!data && error) *error = "ReadFile failed with " + std::to_string(e);
+  if (!data && error) *error = "ReadFile failed with " + ErrorText(e);
   return data;
 }
 

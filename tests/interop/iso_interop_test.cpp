@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <ostream>
 #include <random>
 #include <regex>
 #include <string>
@@ -28,6 +29,7 @@ struct IsoFlavor {
   const char* name;
   std::vector<std::string> options;
 };
+void PrintTo(const IsoFlavor& f, std::ostream* os) { *os << f.name; }
 
 struct IsoVolume {
   std::uint64_t block_size = 0;
@@ -220,6 +222,7 @@ struct DamageCase {
   const char* name;
   Damage damage;
 };
+void PrintTo(const DamageCase& c, std::ostream* os) { *os << c.name; }
 
 class DamagedIso : public ::testing::TestWithParam<DamageCase> {};
 

@@ -108,7 +108,8 @@ std::vector<std::byte> ReadBytes(const fs::path& path, std::uint64_t offset, std
 void WriteBytes(const fs::path& path, std::uint64_t offset, std::span<const std::byte> bytes) {
   std::fstream out(path, std::ios::binary | std::ios::in | std::ios::out);
   out.seekp(static_cast<std::streamoff>(offset));
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   EXPECT_TRUE(out.good());
 }
 
@@ -171,7 +172,8 @@ void SetBatEntry(const fs::path& path, std::uint32_t index, std::uint32_t value)
 void RepointParent(const fs::path& path, const std::string& from, const std::string& to,
                    const Guid& parent_id) {
   ASSERT_EQ(from.size(), to.size());
-  const std::size_t metadata = static_cast<std::size_t>(std::min<std::uintmax_t>(fs::file_size(path), 64 * 1024));
+  const std::size_t metadata =
+      static_cast<std::size_t>(std::min<std::uintmax_t>(fs::file_size(path), 64 * 1024));
   auto bytes = ReadBytes(path, 0, metadata);
   int replaced = 0;
   for (bool big_endian : {false, true}) {
@@ -208,14 +210,16 @@ TEST(VhdOpen, RejectsTruncatedFooter) {
 TEST(VhdOpen, RejectsFooterWithBadChecksum) {
   TempDir dir;
   CreateImage(dir / "c.vhd", DiskSubtype::kFixed, kMiB);
-  PatchFooter(dir / "c.vhd", [](Footer& f) { f.unique_id[3] ^= 1; }, /*fix_checksum=*/false);
+  PatchFooter(
+      dir / "c.vhd", [](Footer& f) { f.unique_id[3] ^= 1; }, /*fix_checksum=*/false);
   ExpectOpenFails(dir / "c.vhd", Code::kVhdFooterChecksumMismatch);
 }
 
 TEST(VhdOpen, RejectsDynamicImageWhoseFooterCopiesBothHaveBadChecksums) {
   TempDir dir;
   CreateImage(dir / "c.vhd", DiskSubtype::kDynamic, kMiB);
-  PatchFooter(dir / "c.vhd", [](Footer& f) { f.unique_id[3] ^= 1; }, /*fix_checksum=*/false);
+  PatchFooter(
+      dir / "c.vhd", [](Footer& f) { f.unique_id[3] ^= 1; }, /*fix_checksum=*/false);
   ExpectOpenFails(dir / "c.vhd", Code::kVhdFooterChecksumMismatch);
 }
 
@@ -270,7 +274,8 @@ TEST(VhdOpen, RejectsFixedFileShorterThanItsSize) {
 TEST(VhdOpen, RejectsDynamicHeaderWithBadChecksum) {
   TempDir dir;
   CreateImage(dir / "h.vhd", DiskSubtype::kDynamic, kMiB);
-  PatchHeader(dir / "h.vhd", [](DynamicHeader& h) { h.reserved2[7] = 1; }, false);
+  PatchHeader(
+      dir / "h.vhd", [](DynamicHeader& h) { h.reserved2[7] = 1; }, false);
   ExpectOpenFails(dir / "h.vhd", Code::kVhdSparseHeaderChecksumMismatch);
 }
 
@@ -304,6 +309,15 @@ TEST(VhdOpen, RejectsBadBlockSizes) {
     SCOPED_TRACE("block size " + std::to_string(block));
     ExpectOpenFails(path, Code::kVhdInvalidBlockSize);
   }
+}
+
+TEST(VhdOpen, RejectsBlocksTooSmallForTheDiskSize) {
+  TempDir dir;
+  // 2040 GiB in 4 KiB blocks: 535 million BAT entries, far past what any writer produces.
+  CreateImage(dir / "b.vhd", DiskSubtype::kDynamic, 4 * kMiB);
+  PatchFooter(dir / "b.vhd", [](Footer& f) { f.current_size.set(2040ull << 30); });
+  PatchHeader(dir / "b.vhd", [](DynamicHeader& h) { h.block_size.set(4096); });
+  ExpectOpenFails(dir / "b.vhd", Code::kVhdInvalidBlockSize);
 }
 
 // --- BAT ---------------------------------------------------------------------------------
@@ -567,8 +581,8 @@ TEST(VhdOpen, SurvivesRandomMetadataDamage) {
     auto bytes = good;
     const int flips = 1 + static_cast<int>(rng() % 4);
     for (int i = 0; i < flips; ++i) {
-      const std::size_t at = rng() % 2 == 0 ? rng() % metadata
-                                            : bytes.size() - 1 - rng() % (bytes.size() - metadata);
+      const std::size_t at =
+          rng() % 2 == 0 ? rng() % metadata : bytes.size() - 1 - rng() % (bytes.size() - metadata);
       bytes[at] = static_cast<std::byte>(rng());
     }
     const auto path = dir / "c.vhd";

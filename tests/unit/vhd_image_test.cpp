@@ -101,8 +101,7 @@ std::unique_ptr<VirtualDisk> MustOpen(const fs::path& path, bool read_only = tru
   return std::move(disk).value();
 }
 
-std::vector<std::byte> ReadFileBytes(const fs::path& path, std::uint64_t offset,
-                                     std::size_t size) {
+std::vector<std::byte> ReadFileBytes(const fs::path& path, std::uint64_t offset, std::size_t size) {
   std::ifstream in(path, std::ios::binary);
   in.seekg(static_cast<std::streamoff>(offset));
   std::vector<std::byte> out(size);
@@ -228,10 +227,15 @@ void DynamicRoundTrip(std::uint32_t block_size, std::uint64_t size) {
     VerifyDisk(*disk, ref, rng, "dynamic, before reopen");
   }
   {
-    auto disk = MustOpen(dir / "dynamic.vhd", /*read_only=*/false);
-    ASSERT_NE(disk, nullptr);
-    VerifyDisk(*disk, ref, rng, "dynamic, after reopen");
-    RandomWrites(*disk, ref, rng, 40, block_size / kSector);
+    DiskOpenRequest request;
+    request.path = dir / "dynamic.vhd";
+    request.options.read_only = false;
+    request.options.no_write_hardening = true;
+    auto disk = VirtualDisk::Open(Registry(), request);
+    ASSERT_TRUE(disk.ok()) << disk.status().message();
+    VerifyDisk(**disk, ref, rng, "dynamic, after reopen");
+    RandomWrites(**disk, ref, rng, 40, block_size / kSector);
+    ASSERT_TRUE((*disk)->Flush().ok());
   }
   auto disk = MustOpen(dir / "dynamic.vhd");
   ASSERT_NE(disk, nullptr);
@@ -242,8 +246,12 @@ void DynamicRoundTrip(std::uint32_t block_size, std::uint64_t size) {
             2048 + blocks * 4 + 512 + blocks * (block_size + 512) + 512);
 }
 
-TEST(VhdRoundTrip, DynamicDiskWith2MiBBlocks) { DynamicRoundTrip(2 * kMiB, 21 * kMiB + 3 * kSector); }
-TEST(VhdRoundTrip, DynamicDiskWith512KiBBlocks) { DynamicRoundTrip(512 * kKiB, 9 * kMiB + 5 * kSector); }
+TEST(VhdRoundTrip, DynamicDiskWith2MiBBlocks) {
+  DynamicRoundTrip(2 * kMiB, 21 * kMiB + 3 * kSector);
+}
+TEST(VhdRoundTrip, DynamicDiskWith512KiBBlocks) {
+  DynamicRoundTrip(512 * kKiB, 9 * kMiB + 5 * kSector);
+}
 
 TEST(VhdRoundTrip, ThreeLevelDifferencingChain) {
   TempDir dir;
@@ -257,8 +265,8 @@ TEST(VhdRoundTrip, ThreeLevelDifferencingChain) {
   }
   Reference mid_ref = base_ref;
   {
-    auto mid = MustCreate(dir / "mid.vhd", DiskSubtype::kDifferencing, 0, 2 * kMiB,
-                          dir / "base.vhd");
+    auto mid =
+        MustCreate(dir / "mid.vhd", DiskSubtype::kDifferencing, 0, 2 * kMiB, dir / "base.vhd");
     ASSERT_NE(mid, nullptr);
     EXPECT_EQ(mid->top().subtype(), DiskSubtype::kDifferencing);
     EXPECT_EQ(mid->chain().size(), 2u);
@@ -269,8 +277,8 @@ TEST(VhdRoundTrip, ThreeLevelDifferencingChain) {
   }
   Reference top_ref = mid_ref;
   {
-    auto top = MustCreate(dir / "top.vhd", DiskSubtype::kDifferencing, 0, 512 * kKiB,
-                          dir / "mid.vhd");
+    auto top =
+        MustCreate(dir / "top.vhd", DiskSubtype::kDifferencing, 0, 512 * kKiB, dir / "mid.vhd");
     ASSERT_NE(top, nullptr);
     EXPECT_EQ(top->chain().size(), 3u);
     RandomWrites(*top, top_ref, rng, 80, 700);
@@ -349,7 +357,8 @@ TEST(VhdCreate, WritesAFooterThatReadersTrust) {
   EXPECT_EQ(h.checksum.get(), vhd::ComputeChecksum(header, vhd::kDynamicHeaderChecksumOffset));
   // BAT of 32 entries, padded to a sector with 0xFF; then the footer.
   const auto bat = ReadFileBytes(dir / "d.vhd", 1536, 512);
-  EXPECT_TRUE(std::all_of(bat.begin(), bat.end(), [](std::byte b) { return b == std::byte{0xFF}; }));
+  EXPECT_TRUE(
+      std::all_of(bat.begin(), bat.end(), [](std::byte b) { return b == std::byte{0xFF}; }));
   EXPECT_EQ(file_size, 1536u + 512 + 512);
 }
 
@@ -410,8 +419,9 @@ TEST(VhdCreate, DifferencingRecordsParentIdentityAndLocators) {
     EXPECT_EQ(e.platform_data_space.get() % 512, 0u);
     EXPECT_GE(e.platform_data_space.get(), e.platform_data_length.get());
   }
-  const auto w2ru = ReadFileBytes(dir / "child.vhd", h.parent_locators[0].platform_data_offset.get(),
-                                  h.parent_locators[0].platform_data_length.get());
+  const auto w2ru =
+      ReadFileBytes(dir / "child.vhd", h.parent_locators[0].platform_data_offset.get(),
+                    h.parent_locators[0].platform_data_length.get());
   EXPECT_EQ(vhd::Utf16ToUtf8(w2ru, false), ".\\base.vhd");
   const std::string name =
       vhd::Utf16ToUtf8(std::as_bytes(std::span(h.parent_unicode_name)), /*big_endian=*/true);
@@ -440,8 +450,7 @@ TEST(VhdCreate, RejectsInvalidParametersAndLeavesNoFile) {
       {"block size 3 MiB", DiskSubtype::kDynamic, 8 * kMiB, 3 * kMiB, 0, Code::kInvalidParameter},
       {"fixed block size 512 KiB", DiskSubtype::kFixed, 8 * kMiB, 512 * kKiB, 0,
        Code::kInvalidParameter},
-      {"4096-byte sectors", DiskSubtype::kDynamic, 8 * kMiB, 0, 4096,
-       Code::kUnsupportedSectorSize},
+      {"4096-byte sectors", DiskSubtype::kDynamic, 8 * kMiB, 0, 4096, Code::kUnsupportedSectorSize},
       {"1000-byte sectors", DiskSubtype::kDynamic, 8 * kMiB, 0, 1000, Code::kInvalidParameter},
   };
   for (const Case& c : cases) {
@@ -474,6 +483,17 @@ TEST(VhdCreate, RefusesToOverwriteAnExistingFile) {
   ASSERT_FALSE(disk.ok());
   EXPECT_EQ(disk.status().code(), Code::kFileExists) << disk.status().message();
   EXPECT_EQ(fs::file_size(dir / "exists.vhd"), 7u);
+}
+
+TEST(VhdOpen, DetectsAVhdWithoutItsExtension) {
+  TempDir dir;
+  ASSERT_NE(MustCreate(dir / "disk.img", DiskSubtype::kDynamic, kMiB), nullptr);
+  ASSERT_NE(MustCreate(dir / "fixed", DiskSubtype::kFixed, kMiB), nullptr);
+  for (const char* name : {"disk.img", "fixed"}) {
+    auto disk = MustOpen(dir / name);
+    ASSERT_NE(disk, nullptr) << name;
+    EXPECT_EQ(disk->top().format(), DiskFormat::kVhd);
+  }
 }
 
 TEST(VhdOpen, ReadOnlyOpenRejectsWrites) {
@@ -561,8 +581,8 @@ TEST(VhdDifferencing, FindsItsParentThroughTheRelativeLocatorAfterAMove) {
     ASSERT_NE(base, nullptr);
     RandomWrites(*base, ref, rng, 10, 100);
     base.reset();
-    auto child = MustCreate(dir / "a/child.vhd", DiskSubtype::kDifferencing, 0, 0,
-                            dir / "a/base.vhd");
+    auto child =
+        MustCreate(dir / "a/child.vhd", DiskSubtype::kDifferencing, 0, 0, dir / "a/base.vhd");
     ASSERT_NE(child, nullptr);
     RandomWrites(*child, ref, rng, 10, 100);
   }

@@ -37,9 +37,9 @@ Status CheckSectorSize(std::uint32_t bytes, std::string_view which) {
 Status CheckOptions(const CreateOptions& options) {
   if (options.subtype != DiskSubtype::kFixed && options.subtype != DiskSubtype::kDynamic &&
       options.subtype != DiskSubtype::kDifferencing) {
-    return Status(Code::kInvalidParameter,
-                  "unknown VHD subtype " +
-                      std::to_string(static_cast<std::uint32_t>(options.subtype)));
+    return Status(
+        Code::kInvalidParameter,
+        "unknown VHD subtype " + std::to_string(static_cast<std::uint32_t>(options.subtype)));
   }
   if (options.subtype == DiskSubtype::kDifferencing) {
     if (options.parent == nullptr)
@@ -49,10 +49,9 @@ Status CheckOptions(const CreateOptions& options) {
                     options.parent_path.string() + ": the parent of a VHD must be a VHD");
     }
     if (options.virtual_size != options.parent->virtual_size()) {
-      return Status(Code::kInvalidParameter,
-                    "a differencing VHD has its parent's size (" +
-                        std::to_string(options.parent->virtual_size()) + "), not " +
-                        std::to_string(options.virtual_size));
+      return Status(Code::kInvalidParameter, "a differencing VHD has its parent's size (" +
+                                                 std::to_string(options.parent->virtual_size()) +
+                                                 "), not " + std::to_string(options.virtual_size));
     }
   }
   const std::uint64_t size = options.virtual_size;
@@ -64,9 +63,10 @@ Status CheckOptions(const CreateOptions& options) {
   VDISK_RETURN_IF_ERROR(CheckSectorSize(options.logical_sector_size, "logical"));
   VDISK_RETURN_IF_ERROR(CheckSectorSize(options.physical_sector_size, "physical"));
   const std::uint32_t block = options.block_size;
-  const bool block_ok = options.subtype == DiskSubtype::kFixed
-                            ? (block == 0 || block == kDefaultBlockSize)
-                            : (block == 0 || block == kDefaultBlockSize || block == kSmallBlockSize);
+  const bool block_ok =
+      options.subtype == DiskSubtype::kFixed
+          ? (block == 0 || block == kDefaultBlockSize)
+          : (block == 0 || block == kDefaultBlockSize || block == kSmallBlockSize);
   if (!block_ok) {
     return Status(Code::kInvalidParameter,
                   "VHD block size " + std::to_string(block) +
@@ -148,8 +148,7 @@ Status DescribeParent(const std::filesystem::path& child_path,
 Result<std::vector<std::byte>> BuildDynamicImage(const std::filesystem::path& path,
                                                  const CreateOptions& options,
                                                  const std::array<std::byte, kFooterSize>& footer) {
-  const std::uint32_t block_size =
-      options.block_size == 0 ? kDefaultBlockSize : options.block_size;
+  const std::uint32_t block_size = options.block_size == 0 ? kDefaultBlockSize : options.block_size;
   const std::uint64_t entries = (options.virtual_size + block_size - 1) / block_size;
   const std::uint64_t table_bytes = RoundUp(entries * 4, kSectorSize);
 

@@ -82,25 +82,25 @@ enum class DiskType : std::uint32_t { kNone = 0, kFixed = 2, kDynamic = 3, kDiff
 
 // Spec "Hard Disk Footer Format" (512 bytes, at the end of every file; dynamic and differencing
 // files keep a copy at offset 0).
-struct Footer {
-  std::array<char, 8> cookie;                // "conectix"
-  Be32 features;                             // kFeatureReserved, bit 0: temporary disk
-  Be32 file_format_version;                  // kVersion
-  Be64 data_offset;                          // dynamic header offset; all ones for fixed disks
-  Be32 time_stamp;                           // seconds since 2000-01-01 00:00:00 UTC
-  std::array<char, 4> creator_application;   // e.g. "win ", "vpc ", "qemu"
-  Be32 creator_version;
-  std::array<char, 4> creator_host_os;       // "Wi2k" or "Mac "
-  Be64 original_size;                        // size at creation, bytes
-  Be64 current_size;                         // size now, bytes
-  Be16 cylinders;                            // "Disk Geometry": cylinders, heads, sectors/track
-  std::uint8_t heads;
-  std::uint8_t sectors_per_track;
-  Be32 disk_type;                            // DiskType
-  Be32 checksum;                             // one's complement of the byte sum, this field 0
-  std::array<std::uint8_t, 16> unique_id;
-  std::uint8_t saved_state;                  // 1: the disk is in a saved state
-  std::array<std::uint8_t, 427> reserved;
+struct Footer {                             // offset
+  std::array<char, 8> cookie;               //   0 "conectix"
+  Be32 features;                            //   8 kFeatureReserved; bit 0: temporary disk
+  Be32 file_format_version;                 //  12 kVersion
+  Be64 data_offset;                         //  16 dynamic header offset; all ones if fixed
+  Be32 time_stamp;                          //  24 seconds since 2000-01-01 00:00:00 UTC
+  std::array<char, 4> creator_application;  //  28 e.g. "win ", "vpc ", "qemu"
+  Be32 creator_version;                     //  32
+  std::array<char, 4> creator_host_os;      //  36 "Wi2k" or "Mac "
+  Be64 original_size;                       //  40 size at creation, bytes
+  Be64 current_size;                        //  48 size now, bytes
+  Be16 cylinders;                           //  56 "Disk Geometry": cylinders,
+  std::uint8_t heads;                       //  58   heads,
+  std::uint8_t sectors_per_track;           //  59   sectors per track
+  Be32 disk_type;                           //  60 DiskType
+  Be32 checksum;                            //  64 one's complement of the byte sum, field 0
+  std::array<std::uint8_t, 16> unique_id;   //  68
+  std::uint8_t saved_state;                 //  84 1: the disk is in a saved state
+  std::array<std::uint8_t, 427> reserved;   //  85 zeros
 };
 static_assert(sizeof(Footer) == kFooterSize);
 static_assert(offsetof(Footer, data_offset) == 16);
@@ -112,7 +112,7 @@ static_assert(offsetof(Footer, saved_state) == 84);
 
 // Spec "Dynamic Disk Header Format", Parent Locator Entries (24 bytes each, 8 of them).
 struct ParentLocatorEntry {
-  Be32 platform_code;         // kPlatformW2ru, kPlatformW2ku, ... or 0 (unused)
+  Be32 platform_code;  // kPlatformW2ru, kPlatformW2ku, ... or 0 (unused)
   // The spec says "number of 512-byte sectors"; Windows writes the size in bytes (a multiple of
   // 512). Readers here use only the length and offset.
   Be32 platform_data_space;
@@ -127,20 +127,20 @@ constexpr std::uint32_t kPlatformW2ru = 0x57327275;  // "W2ru": relative path, U
 constexpr std::uint32_t kPlatformW2ku = 0x57326B75;  // "W2ku": absolute path, UTF-16LE
 
 // Spec "Dynamic Disk Header Format" (1024 bytes, at the footer's data_offset).
-struct DynamicHeader {
-  std::array<char, 8> cookie;      // "cxsparse"
-  Be64 data_offset;                // unused, all ones
-  Be64 table_offset;               // absolute file offset of the BAT
-  Be32 header_version;             // kVersion
-  Be32 max_table_entries;          // BAT entries (blocks)
-  Be32 block_size;                 // bytes of data per block (bitmap excluded)
-  Be32 checksum;                   // as the footer's, over these 1024 bytes
-  std::array<std::uint8_t, 16> parent_unique_id;
-  Be32 parent_time_stamp;          // the parent footer's time stamp
-  Be32 reserved1;
-  std::array<std::uint8_t, 512> parent_unicode_name;  // UTF-16BE, NUL-terminated if shorter
-  std::array<ParentLocatorEntry, 8> parent_locators;
-  std::array<std::uint8_t, 256> reserved2;
+struct DynamicHeader {                                // offset
+  std::array<char, 8> cookie;                         //    0 "cxsparse"
+  Be64 data_offset;                                   //    8 unused, all ones
+  Be64 table_offset;                                  //   16 absolute file offset of the BAT
+  Be32 header_version;                                //   24 kVersion
+  Be32 max_table_entries;                             //   28 BAT entries (blocks)
+  Be32 block_size;                                    //   32 data bytes per block, no bitmap
+  Be32 checksum;                                      //   36 as the footer's, over 1024 bytes
+  std::array<std::uint8_t, 16> parent_unique_id;      //   40 the parent footer's unique id
+  Be32 parent_time_stamp;                             //   56 the parent footer's time stamp
+  Be32 reserved1;                                     //   60
+  std::array<std::uint8_t, 512> parent_unicode_name;  //   64 UTF-16BE, NUL-terminated if short
+  std::array<ParentLocatorEntry, 8> parent_locators;  //  576
+  std::array<std::uint8_t, 256> reserved2;            //  768 zeros
 };
 static_assert(sizeof(DynamicHeader) == kDynamicHeaderSize);
 static_assert(offsetof(DynamicHeader, checksum) == 36);

@@ -15,6 +15,9 @@ constexpr std::size_t kMaxCachedBitmapBytes = std::size_t{16} << 20;
 // Locator data longer than this is not a path; such locators are ignored.
 constexpr std::uint32_t kMaxLocatorBytes = 64 * 1024;
 constexpr std::uint32_t kBatEntriesPerSector = kSectorSize / 4;
+// More blocks than this (64 MiB of BAT in memory) only come from tiny blocks on a huge disk, which
+// no known writer produces: 2040 GiB in 512 KiB blocks is 4177920.
+constexpr std::uint64_t kMaxBlocks = std::uint64_t{1} << 24;
 
 std::uint64_t RoundUp(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
 
@@ -50,29 +53,26 @@ Status CheckFooter(std::span<const std::byte, kFooterSize> bytes, const std::str
   const auto footer = Load<Footer>(bytes);
   const std::uint32_t computed = ComputeChecksum(bytes, kFooterChecksumOffset);
   if (footer.checksum.get() != computed) {
-    return Status(Code::kVhdFooterChecksumMismatch, where + ": footer checksum " +
-                                                        Hex32(footer.checksum.get()) +
-                                                        " does not match the computed " +
-                                                        Hex32(computed));
+    return Status(Code::kVhdFooterChecksumMismatch,
+                  where + ": footer checksum " + Hex32(footer.checksum.get()) +
+                      " does not match the computed " + Hex32(computed));
   }
   if ((footer.file_format_version.get() >> 16) != (kVersion >> 16)) {
-    return Status(Code::kVhdUnsupportedVersion,
-                  where + ": footer file format version " +
-                      Hex32(footer.file_format_version.get()) + " is not 0x00010000");
+    return Status(Code::kVhdUnsupportedVersion, where + ": footer file format version " +
+                                                    Hex32(footer.file_format_version.get()) +
+                                                    " is not 0x00010000");
   }
   const std::uint32_t type = footer.disk_type.get();
   if (type != static_cast<std::uint32_t>(DiskType::kFixed) &&
       type != static_cast<std::uint32_t>(DiskType::kDynamic) &&
       type != static_cast<std::uint32_t>(DiskType::kDifferencing)) {
-    return Status(Code::kVhdInvalidType,
-                  where + ": footer disk type " + std::to_string(type) +
-                      " is not fixed (2), dynamic (3) or differencing (4)");
+    return Status(Code::kVhdInvalidType, where + ": footer disk type " + std::to_string(type) +
+                                             " is not fixed (2), dynamic (3) or differencing (4)");
   }
   const std::uint64_t size = footer.current_size.get();
   if (size % kSectorSize != 0 || size > kMaxDiskSize) {
-    return Status(Code::kVhdInvalidSize,
-                  where + ": footer current size " + std::to_string(size) +
-                      " is not a multiple of 512 of at most 2040 GiB");
+    return Status(Code::kVhdInvalidSize, where + ": footer current size " + std::to_string(size) +
+                                             " is not a multiple of 512 of at most 2040 GiB");
   }
   return Status::Ok();
 }
@@ -101,30 +101,21 @@ void AddCandidate(ParentReference& ref, std::filesystem::path candidate) {
     ref.candidates.push_back(std::move(candidate));
 }
 
-// A file region that metadata or a block occupies, for the overlap check.
+// A file region holding metadata, for the overlap checks.
 struct Region {
-  static constexpr std::int64_t kFooterCopy = -3;
-  static constexpr std::int64_t kDynamicHeader = -2;
-  static constexpr std::int64_t kTable = -1;
   std::uint64_t start;
   std::uint64_t end;
-  std::int64_t block;  // BAT index, or one of the metadata kinds above
+  const char* what;
 };
 
-std::string Describe(const Region& r) {
-  std::string what = r.block == Region::kFooterCopy       ? "the footer copy"
-                     : r.block == Region::kDynamicHeader ? "the dynamic header"
-                     : r.block == Region::kTable         ? "the BAT"
-                                                         : "the block of BAT entry " +
-                                                               std::to_string(r.block);
-  return what + " at offset " + std::to_string(r.start);
+bool Overlap(std::uint64_t a_start, std::uint64_t a_end, const Region& b) {
+  return a_start < b.end && b.start < a_end;
 }
 
 // Reads the parent locators (spec "Parent Locator Entries") and the parent name of a
 // differencing image. Locators whose data lies outside the file are ignored.
 Result<ParentReference> ReadParentReference(platform::File& file, std::uint64_t file_size,
-                                            const DynamicHeader& header,
-                                            const OpenOptions& options,
+                                            const DynamicHeader& header, const OpenOptions& options,
                                             std::uint64_t& used_end) {
   ParentReference ref;
   std::memcpy(ref.parent_id.bytes.data(), header.parent_unique_id.data(), 16);
@@ -148,8 +139,8 @@ Result<ParentReference> ReadParentReference(platform::File& file, std::uint64_t 
     target = Utf16ToUtf8(data, /*big_endian=*/false);
     used_end = std::max(used_end, offset + length);
   }
-  const std::string name = Utf16ToUtf8(
-      std::as_bytes(std::span(header.parent_unicode_name)), /*big_endian=*/true);
+  const std::string name =
+      Utf16ToUtf8(std::as_bytes(std::span(header.parent_unicode_name)), /*big_endian=*/true);
 
   const std::filesystem::path dir = file.path().parent_path();
   if (!relative.empty()) {
@@ -177,8 +168,8 @@ Result<ParentReference> ReadParentReference(platform::File& file, std::uint64_t 
 // `m`. `data_limit`: where metadata and blocks must end (the end footer's offset, or the file
 // size when the end footer is damaged). `used_end` receives the end of everything in use.
 Status ReadDynamicMetadata(platform::File& file, std::uint64_t file_size, std::uint64_t data_limit,
-                           const Footer& footer, const OpenOptions& options,
-                           VhdImage::Metadata& m, std::uint64_t& used_end) {
+                           const Footer& footer, const OpenOptions& options, VhdImage::Metadata& m,
+                           std::uint64_t& used_end) {
   const std::string path = file.path().string();
   const std::uint64_t header_offset = footer.data_offset.get();
   if (header_offset < kFooterSize || header_offset > data_limit ||
@@ -192,8 +183,7 @@ Status ReadDynamicMetadata(platform::File& file, std::uint64_t file_size, std::u
   VDISK_RETURN_IF_ERROR(file.ReadAt(header_offset, header_bytes));
   const std::string where = Where(file, "dynamic header", header_offset);
   if (!HasCookie(header_bytes, kDynamicHeaderCookie)) {
-    return Status(Code::kVhdSparseHeaderCorrupt,
-                  where + ": cookie \"cxsparse\" missing");
+    return Status(Code::kVhdSparseHeaderCorrupt, where + ": cookie \"cxsparse\" missing");
   }
   const auto header = Load<DynamicHeader>(header_bytes);
   const std::uint32_t computed = ComputeChecksum(header_bytes, kDynamicHeaderChecksumOffset);
@@ -203,9 +193,9 @@ Status ReadDynamicMetadata(platform::File& file, std::uint64_t file_size, std::u
                       " does not match the computed " + Hex32(computed));
   }
   if ((header.header_version.get() >> 16) != (kVersion >> 16)) {
-    return Status(Code::kVhdSparseHeaderUnsupportedVersion,
-                  where + ": header version " + Hex32(header.header_version.get()) +
-                      " is not 0x00010000");
+    return Status(
+        Code::kVhdSparseHeaderUnsupportedVersion,
+        where + ": header version " + Hex32(header.header_version.get()) + " is not 0x00010000");
   }
   const std::uint32_t block_size = header.block_size.get();
   if (!IsPowerOfTwo(block_size) || block_size < kMinBlockSize || block_size > kMaxBlockSize) {
@@ -214,6 +204,12 @@ Status ReadDynamicMetadata(platform::File& file, std::uint64_t file_size, std::u
                       " is not a power of two between 512 bytes and 256 MiB");
   }
   const std::uint64_t needed = (m.virtual_size + block_size - 1) / block_size;
+  if (needed > kMaxBlocks) {
+    return Status(Code::kVhdInvalidBlockSize,
+                  where + ": block size " + std::to_string(block_size) + " makes " +
+                      std::to_string(needed) + " blocks of a " + std::to_string(m.virtual_size) +
+                      "-byte disk; at most " + std::to_string(kMaxBlocks) + " are supported");
+  }
   const std::uint32_t max_entries = header.max_table_entries.get();
   if (max_entries < needed) {
     return Status(Code::kVhdBlockAllocationTableCorrupt,
@@ -233,43 +229,71 @@ Status ReadDynamicMetadata(platform::File& file, std::uint64_t file_size, std::u
   std::vector<std::byte> table(needed * 4);
   VDISK_RETURN_IF_ERROR(file.ReadAt(table_offset, table));
 
-  std::vector<Region> regions;
-  regions.reserve(needed + 3);
-  regions.push_back({0, kFooterSize, Region::kFooterCopy});
-  regions.push_back({header_offset, header_offset + kDynamicHeaderSize, Region::kDynamicHeader});
-  if (table_bytes > 0) regions.push_back({table_offset, table_offset + table_bytes, Region::kTable});
+  // Every allocated block must lie inside the image data and clear of the metadata and of every
+  // other block.
+  const std::array<Region, 3> metadata = {{
+      {0, kFooterSize, "the footer copy"},
+      {header_offset, header_offset + kDynamicHeaderSize, "the dynamic header"},
+      {table_offset, table_offset + table_bytes, "the BAT"},
+  }};
+  for (const Region& r : std::span(metadata).first(2)) {
+    if (Overlap(table_offset, table_offset + table_bytes, r)) {
+      return Status(Code::kVhdBlockAllocationTableCorrupt,
+                    Where(file, "BAT", table_offset) + ": overlaps " + r.what + " at offset " +
+                        std::to_string(r.start));
+    }
+  }
   used_end = std::max(header_offset + kDynamicHeaderSize, table_offset + table_bytes);
-
   const std::uint32_t bitmap_bytes = BitmapBytes(block_size);
+  auto block_end = [&](std::uint32_t entry, std::uint64_t index) {
+    const std::uint64_t data_bytes =
+        std::min<std::uint64_t>(block_size, m.virtual_size - index * block_size);
+    return std::uint64_t{entry} * kSectorSize + bitmap_bytes + data_bytes;
+  };
+  struct Placed {
+    std::uint32_t entry;
+    std::uint32_t index;
+  };
+  std::vector<Placed> placed;
   m.bat.resize(needed);
   for (std::uint64_t i = 0; i < needed; ++i) {
     const std::uint32_t entry = Load<Be32>(std::span(table).subspan(i * 4, 4)).get();
     m.bat[i] = entry;
     if (entry == kUnallocated) continue;
     const std::uint64_t start = std::uint64_t{entry} * kSectorSize;
-    const std::uint64_t data_bytes =
-        std::min<std::uint64_t>(block_size, m.virtual_size - i * block_size);
-    const std::uint64_t end = start + bitmap_bytes + data_bytes;
+    const std::uint64_t end = block_end(entry, i);
     if (end > data_limit) {
       return Status(Code::kVhdBlockAllocationTableCorrupt,
                     Where(file, "BAT", table_offset) + ": entry " + std::to_string(i) +
-                        " points at sector " + std::to_string(entry) +
-                        " whose block ends at " + std::to_string(end) +
-                        ", past the image data, which ends at " + std::to_string(data_limit));
+                        " points at sector " + std::to_string(entry) + " whose block ends at " +
+                        std::to_string(end) + ", past the image data, which ends at " +
+                        std::to_string(data_limit));
     }
-    regions.push_back({start, end, static_cast<std::int64_t>(i)});
+    for (const Region& r : metadata) {
+      if (Overlap(start, end, r)) {
+        return Status(Code::kVhdBlockAllocationTableCorrupt,
+                      Where(file, "BAT", table_offset) + ": the block of entry " +
+                          std::to_string(i) + " at offset " + std::to_string(start) + " overlaps " +
+                          r.what + " at offset " + std::to_string(r.start));
+      }
+    }
+    placed.push_back({entry, static_cast<std::uint32_t>(i)});
     used_end = std::max(used_end, end);
   }
-  std::sort(regions.begin(), regions.end(),
-            [](const Region& a, const Region& b) { return a.start < b.start; });
-  std::size_t furthest = 0;  // the region reaching furthest so far
-  for (std::size_t i = 1; i < regions.size(); ++i) {
-    if (regions[i].start < regions[furthest].end) {
+  std::sort(placed.begin(), placed.end(),
+            [](const Placed& a, const Placed& b) { return a.entry < b.entry; });
+  for (std::size_t i = 1, furthest = 0; i < placed.size(); ++i) {
+    const Placed& a = placed[furthest];  // of the blocks so far, the one reaching furthest
+    const Placed& b = placed[i];
+    if (std::uint64_t{b.entry} * kSectorSize < block_end(a.entry, a.index)) {
       return Status(Code::kVhdBlockAllocationTableCorrupt,
-                    Where(file, "BAT", table_offset) + ": " + Describe(regions[i]) +
-                        " overlaps " + Describe(regions[furthest]));
+                    Where(file, "BAT", table_offset) + ": the block of entry " +
+                        std::to_string(b.index) + " at offset " +
+                        std::to_string(std::uint64_t{b.entry} * kSectorSize) +
+                        " overlaps the block of entry " + std::to_string(a.index) + " at offset " +
+                        std::to_string(std::uint64_t{a.entry} * kSectorSize));
     }
-    if (regions[i].end > regions[furthest].end) furthest = i;
+    if (block_end(b.entry, b.index) > block_end(a.entry, a.index)) furthest = i;
   }
 
   m.block_size = block_size;
@@ -303,8 +327,7 @@ Result<std::unique_ptr<VhdImage>> VhdImage::Open(std::unique_ptr<platform::File>
       end_footer = tail;
       end_offset = file_size - kFooterSize;
     } else if (HasCookie(std::span(tail).subspan(tail_size - kOldFooterSize), kFooterCookie)) {
-      std::copy_n(tail.begin() + (tail_size - kOldFooterSize), kOldFooterSize,
-                  end_footer.begin());
+      std::copy_n(tail.begin() + (tail_size - kOldFooterSize), kOldFooterSize, end_footer.begin());
     } else if (tail_size == kFooterSize) {
       end_footer = tail;
       end_offset = file_size - kFooterSize;
@@ -419,9 +442,8 @@ Result<Extent> VhdImage::Map(std::uint64_t offset, std::uint64_t length) {
   const std::uint64_t n = std::min<std::uint64_t>(length, block_size_ - within);
   const std::uint32_t entry = bat_[block].load(std::memory_order_acquire);
   if (entry == kUnallocated) {
-    return Extent{subtype_ == DiskSubtype::kDifferencing ? Extent::Kind::kParent
-                                                         : Extent::Kind::kZero,
-                  n, 0};
+    return Extent{
+        subtype_ == DiskSubtype::kDifferencing ? Extent::Kind::kParent : Extent::Kind::kZero, n, 0};
   }
   const std::uint64_t data_offset = BlockFileOffset(entry) + bitmap_bytes_ + within;
   // Dynamic disks: the bitmap is not consulted (as qemu does); unwritten sectors of an
@@ -431,7 +453,8 @@ Result<Extent> VhdImage::Map(std::uint64_t offset, std::uint64_t length) {
   const auto sectors = static_cast<std::uint32_t>((n + kSectorSize - 1) / kSectorSize);
   VDISK_ASSIGN_OR_RETURN(const BitmapRun run,
                          ReadBitmapRun(block, entry, within / kSectorSize, sectors));
-  const std::uint64_t run_bytes = std::min<std::uint64_t>(n, std::uint64_t{run.sectors} * kSectorSize);
+  const std::uint64_t run_bytes =
+      std::min<std::uint64_t>(n, std::uint64_t{run.sectors} * kSectorSize);
   if (run.present) return Extent{Extent::Kind::kData, run_bytes, data_offset};
   return Extent{Extent::Kind::kParent, run_bytes, 0};
 }
@@ -442,10 +465,10 @@ Status VhdImage::Write(std::uint64_t offset, std::span<const std::byte> data) {
   }
   if (offset % kSectorSize != 0 || data.size() % kSectorSize != 0 || offset > size_ ||
       data.size() > size_ - offset) {
-    return Status(Code::kInvalidParameter,
-                  file_->path().string() + ": write of " + std::to_string(data.size()) +
-                      " bytes at " + std::to_string(offset) +
-                      " is not sector aligned or ends past the disk");
+    return Status(Code::kInvalidParameter, file_->path().string() + ": write of " +
+                                               std::to_string(data.size()) + " bytes at " +
+                                               std::to_string(offset) +
+                                               " is not sector aligned or ends past the disk");
   }
   if (subtype_ == DiskSubtype::kFixed) return file_->WriteAt(offset, data);
 
@@ -541,8 +564,7 @@ Result<VhdImage::BitmapRun> VhdImage::ReadBitmapRun(std::uint32_t block, std::ui
                                                     std::uint32_t first_sector,
                                                     std::uint32_t count) {
   std::lock_guard lock(bitmap_mutex_);
-  VDISK_ASSIGN_OR_RETURN(const std::vector<std::uint8_t>* bitmap,
-                         CachedBitmapLocked(block, entry));
+  VDISK_ASSIGN_OR_RETURN(const std::vector<std::uint8_t>* bitmap, CachedBitmapLocked(block, entry));
   const std::uint8_t* bits = bitmap->data();
   auto bit = [bits](std::uint32_t s) { return ((bits[s / 8] >> (7 - s % 8)) & 1) != 0; };
   const bool present = bit(first_sector);
@@ -563,7 +585,7 @@ Result<VhdImage::BitmapRun> VhdImage::ReadBitmapRun(std::uint32_t block, std::ui
 Status VhdImage::MarkSectorsPresent(std::uint32_t block, std::uint32_t entry,
                                     std::uint32_t first_sector, std::uint32_t count) {
   std::lock_guard lock(bitmap_mutex_);
-  VDISK_ASSIGN_OR_RETURN(std::vector<std::uint8_t>* bitmap, CachedBitmapLocked(block, entry));
+  VDISK_ASSIGN_OR_RETURN(std::vector<std::uint8_t> * bitmap, CachedBitmapLocked(block, entry));
   bool changed = false;
   for (std::uint32_t s = first_sector; s < first_sector + count; ++s) {
     std::uint8_t& byte = (*bitmap)[s / 8];
@@ -577,8 +599,8 @@ Status VhdImage::MarkSectorsPresent(std::uint32_t block, std::uint32_t entry,
   // Write back only the bitmap sectors that hold the changed bits.
   const std::size_t lo = first_sector / 8 / kSectorSize * kSectorSize;
   const std::size_t hi = RoundUp((first_sector + count - 1) / 8 + 1, kSectorSize);
-  const Status status = file_->WriteAt(
-      BlockFileOffset(entry) + lo, std::as_bytes(std::span(*bitmap).subspan(lo, hi - lo)));
+  const Status status = file_->WriteAt(BlockFileOffset(entry) + lo,
+                                       std::as_bytes(std::span(*bitmap).subspan(lo, hi - lo)));
   if (!status.ok()) {
     // The file may hold either version now; reload it on next use.
     cached_bitmap_bytes_ -= bitmap->size();

@@ -11,9 +11,13 @@
 // Crash safety of an allocation (a process killed at any point leaves an image that opens and
 // holds every write that returned success):
 //  (a) a copy of the footer is written at the new end of file, (b) the block's bitmap (over the
-//  old footer) and data, (c) flush, (d) the BAT sector with the new entry, (e) flush. Until (d)
-//  lands the block is unreferenced space; if the end footer is torn, Open falls back to the copy
-//  at offset 0 and a read-write open rewrites the end footer.
+//  old footer) and data, (c) flush, (d) the BAT sector with the new entry, then the entry in
+//  memory, (e) flush. Until (d) lands the block is unreferenced space; if the end footer is torn,
+//  Open falls back to the copy at offset 0 and a read-write open rewrites the end footer.
+//  (c) and (e) are skipped with OpenOptions::no_write_hardening. Setting bits in the bitmap of an
+//  already allocated differencing block follows its data write but is not flushed in between:
+//  after a power loss (not a process kill), a sector written but never flushed may read as zeros
+//  instead of its old (parent's) content.
 #pragma once
 
 #include <array>
