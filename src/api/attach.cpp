@@ -34,7 +34,7 @@ DWORD AttachImpl(HANDLE handle, ATTACH_VIRTUAL_DISK_FLAG flags,
   const VIRTUAL_DISK_ACCESS_MASK needed =
       read_only ? VIRTUAL_DISK_ACCESS_ATTACH_RO : VIRTUAL_DISK_ACCESS_ATTACH_RW;
   if (!disk->Allows(needed) || disk->options().get_info_only) return ERROR_ACCESS_DENIED;
-  if (!read_only && disk->disk().read_only()) {
+  if (!read_only && disk->disk()->read_only()) {
     // ISOs, and disks opened read-only, attach only with ATTACH_VIRTUAL_DISK_FLAG_READ_ONLY.
     SetLastFailureMessage("the disk is open read-only: attach with ATTACH_VIRTUAL_DISK_FLAG_READ_ONLY");
     return ERROR_ACCESS_DENIED;

@@ -34,8 +34,8 @@ DWORD DiskHandle::Write(const void* buffer, DWORD length, DWORD* done, OVERLAPPE
 DWORD DiskHandle::DoTransfer(Direction direction, void* buffer, DWORD length,
                              std::uint64_t offset) {
   auto bytes = std::span(static_cast<std::byte*>(buffer), length);
-  const Status status = direction == Direction::kRead ? disk().Read(offset, bytes)
-                                                      : disk().Write(offset, bytes);
+  const Status status = direction == Direction::kRead ? disk_->Read(offset, bytes)
+                                                      : disk_->Write(offset, bytes);
   return status.ok() ? ERROR_SUCCESS : Fail(status);
 }
 
@@ -98,7 +98,7 @@ DWORD DiskHandle::Seek(LONGLONG distance, DWORD method, ULONGLONG* position) {
   switch (method) {
     case FILE_BEGIN: base = 0; break;
     case FILE_CURRENT: base = static_cast<LONGLONG>(position_.load()); break;
-    case FILE_END: base = static_cast<LONGLONG>(disk().size()); break;
+    case FILE_END: base = static_cast<LONGLONG>(disk()->size()); break;
     default: return ERROR_INVALID_PARAMETER;
   }
   const LONGLONG target = base + distance;
@@ -109,7 +109,7 @@ DWORD DiskHandle::Seek(LONGLONG distance, DWORD method, ULONGLONG* position) {
 }
 
 DWORD DiskHandle::Flush() {
-  const Status status = disk().Flush();
+  const Status status = disk_->Flush();
   return status.ok() ? ERROR_SUCCESS : Fail(status);
 }
 

@@ -28,7 +28,8 @@ class DiskHandle final : public KernelObject {
   DiskHandle(std::shared_ptr<OpenDisk> disk, DiskHandleOptions options);
 
   OpenDisk& open_disk() const { return *disk_; }
-  VirtualDisk& disk() const { return disk_->disk(); }
+  // The active disk; hold the pointer for the duration of a call (a mirror break may switch it).
+  std::shared_ptr<VirtualDisk> disk() const { return disk_->disk(); }
   const DiskHandleOptions& options() const { return options_; }
   // Whether the handle may do what `access` names: V1 handles by their mask, V2 handles by
   // ReadOnly/GetInfoOnly.

@@ -65,7 +65,8 @@ DWORD GetInformationImpl(HANDLE handle, PULONG size, PGET_VIRTUAL_DISK_INFO info
   if (!disk_handle) return error;
   if (!disk_handle->Allows(VIRTUAL_DISK_ACCESS_GET_INFO)) return ERROR_ACCESS_DENIED;
 
-  VirtualDisk& disk = disk_handle->disk();
+  const std::shared_ptr<VirtualDisk> active = disk_handle->disk();
+  VirtualDisk& disk = *active;
   Image& top = disk.top();
   const auto parent = top.parent();
   auto require_parent = [&]() -> DWORD {
@@ -158,9 +159,13 @@ DWORD GetInformationImpl(HANDLE handle, PULONG size, PGET_VIRTUAL_DISK_INFO info
       out->VhdPhysicalSectorSize = top.physical_sector_size();
       needed = kHeaderSize + sizeof(ULONG);
       break;
-    case GET_VIRTUAL_DISK_INFO_SMALLEST_SAFE_VIRTUAL_SIZE:
-      return Fail(Status(Code::kNotSupported,
-                         "smallest safe virtual size is reported for VHDX only"));
+    case GET_VIRTUAL_DISK_INFO_SMALLEST_SAFE_VIRTUAL_SIZE: {
+      auto smallest = top.SmallestSafeVirtualSize();
+      if (!smallest.ok()) return Fail(smallest.status());
+      out->SmallestSafeVirtualSize = *smallest;
+      needed = kHeaderSize + sizeof(ULONGLONG);
+      break;
+    }
     case GET_VIRTUAL_DISK_INFO_FRAGMENTATION: {
       auto percent = Fragmentation(top);
       if (!percent.ok()) return Fail(percent.status());

@@ -56,24 +56,6 @@ VIRTDISK_API DWORD WINAPI GetStorageDependencyInformation(HANDLE ObjectHandle,
                                                           PSTORAGE_DEPENDENCY_INFO, PULONG) {
   return Planned("GetStorageDependencyInformation", ObjectHandle);
 }
-VIRTDISK_API DWORD WINAPI SetVirtualDiskInformation(HANDLE VirtualDiskHandle,
-                                                    PSET_VIRTUAL_DISK_INFO) {
-  return Planned("SetVirtualDiskInformation", VirtualDiskHandle);
-}
-VIRTDISK_API DWORD WINAPI EnumerateVirtualDiskMetadata(HANDLE VirtualDiskHandle, PULONG, GUID*) {
-  return Planned("EnumerateVirtualDiskMetadata", VirtualDiskHandle);
-}
-VIRTDISK_API DWORD WINAPI GetVirtualDiskMetadata(HANDLE VirtualDiskHandle, const GUID*, PULONG,
-                                                 PVOID) {
-  return Planned("GetVirtualDiskMetadata", VirtualDiskHandle);
-}
-VIRTDISK_API DWORD WINAPI SetVirtualDiskMetadata(HANDLE VirtualDiskHandle, const GUID*, ULONG,
-                                                 const void*) {
-  return Planned("SetVirtualDiskMetadata", VirtualDiskHandle);
-}
-VIRTDISK_API DWORD WINAPI DeleteVirtualDiskMetadata(HANDLE VirtualDiskHandle, const GUID*) {
-  return Planned("DeleteVirtualDiskMetadata", VirtualDiskHandle);
-}
 VIRTDISK_API DWORD WINAPI GetVirtualDiskOperationProgress(HANDLE VirtualDiskHandle, LPOVERLAPPED,
                                                           PVIRTUAL_DISK_PROGRESS) {
   return Planned("GetVirtualDiskOperationProgress", VirtualDiskHandle);

@@ -1,5 +1,6 @@
 #include "core/open_disk.h"
 
+#include <functional>
 #include <map>
 #include <system_error>
 
@@ -24,7 +25,7 @@ std::filesystem::path KeyFor(const std::filesystem::path& path) {
 
 }  // namespace
 
-OpenDisk::OpenDisk(std::unique_ptr<VirtualDisk> disk, std::filesystem::path key,
+OpenDisk::OpenDisk(std::shared_ptr<VirtualDisk> disk, std::filesystem::path key,
                    bool get_info_only)
     : disk_(std::move(disk)), key_(std::move(key)), get_info_only_(get_info_only) {}
 
@@ -46,7 +47,7 @@ Result<std::shared_ptr<OpenDisk>> OpenDisk::Open(const ProviderRegistry& registr
     auto it = table.disks.find(key);
     if (it != table.disks.end()) {
       if (auto existing = it->second.lock()) {
-        if (!request.options.read_only && existing->disk().read_only()) {
+        if (!request.options.read_only && existing->disk()->read_only()) {
           return Status(Code::kSharingViolation,
                         request.path.string() +
                             ": open read-only by another handle; cannot open it for writing");
@@ -56,47 +57,121 @@ Result<std::shared_ptr<OpenDisk>> OpenDisk::Open(const ProviderRegistry& registr
     }
   }
   VDISK_ASSIGN_OR_RETURN(auto disk, VirtualDisk::Open(registry, request));
-  auto open = std::make_shared<OpenDisk>(std::move(disk), key, get_info_only);
+  auto open = std::make_shared<OpenDisk>(std::shared_ptr<VirtualDisk>(std::move(disk)), key,
+                                         get_info_only);
   if (!get_info_only) table.disks[key] = open;
   return open;
 }
 
 Result<std::shared_ptr<OpenDisk>> OpenDisk::Adopt(std::unique_ptr<VirtualDisk> disk) {
   const auto key = KeyFor(disk->top().file().path());
-  auto open = std::make_shared<OpenDisk>(std::move(disk), key, false);
+  auto open = std::make_shared<OpenDisk>(std::shared_ptr<VirtualDisk>(std::move(disk)), key,
+                                         false);
   auto& table = Table();
   std::lock_guard lock(table.mutex);
   table.disks[key] = open;
   return open;
 }
 
+std::shared_ptr<VirtualDisk> OpenDisk::disk() const {
+  std::shared_lock lock(io_mutex_);
+  return disk_;
+}
+
+std::filesystem::path OpenDisk::key() const {
+  std::shared_lock lock(io_mutex_);
+  return key_;
+}
+
+Status OpenDisk::Read(std::uint64_t offset, std::span<std::byte> out) {
+  std::shared_lock lock(io_mutex_);
+  return disk_->Read(offset, out);
+}
+
+Status OpenDisk::Write(std::uint64_t offset, std::span<const std::byte> data) {
+  std::shared_lock lock(io_mutex_);
+  if (fanout_) {
+    // The range checks of VirtualDisk::Write apply before the fan-out sees the request.
+    if (disk_->read_only()) {
+      return Status(Code::kWriteProtect, disk_->top().file().path().string() + ": read-only");
+    }
+    VDISK_RETURN_IF_ERROR(disk_->CheckRange(offset, data.size()));
+    return fanout_->Write(*disk_, offset, data);
+  }
+  return disk_->Write(offset, data);
+}
+
+Status OpenDisk::Flush() {
+  std::shared_lock lock(io_mutex_);
+  return disk_->Flush();
+}
+
+Status OpenDisk::SetWriteFanout(std::shared_ptr<WriteFanout> fanout) {
+  std::unique_lock lock(io_mutex_);
+  if (fanout_ && fanout) {
+    return Status(Code::kVhdInvalidState, key_.string() + ": a mirror is already running");
+  }
+  fanout_ = std::move(fanout);
+  return Status::Ok();
+}
+
+void OpenDisk::ClearWriteFanout() {
+  std::unique_lock lock(io_mutex_);
+  fanout_.reset();
+}
+
+Status OpenDisk::Activate(std::shared_ptr<VirtualDisk> disk,
+                          const std::function<Status()>& before_switch) {
+  std::filesystem::path old_key;
+  std::filesystem::path new_key;
+  {
+    std::unique_lock lock(io_mutex_);
+    VDISK_RETURN_IF_ERROR(before_switch());
+    old_key = key_;
+    new_key = KeyFor(disk->top().file().path());
+    disk_ = std::move(disk);
+    fanout_.reset();
+    key_ = new_key;
+  }
+  if (get_info_only_) return Status::Ok();
+  auto& table = Table();
+  std::lock_guard lock(table.mutex);
+  auto it = table.disks.find(old_key);
+  std::weak_ptr<OpenDisk> self;
+  if (it != table.disks.end()) {
+    self = it->second;
+    table.disks.erase(it);
+  }
+  if (!self.expired()) table.disks[new_key] = self;
+  return Status::Ok();
+}
+
 Status OpenDisk::AttachRaw(bool read_only) {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(attach_mutex_);
   if (attached_) {
-    return Status(Code::kDiskAlreadyOwned, key_.string() + ": already attached");
+    return Status(Code::kDiskAlreadyOwned, key().string() + ": already attached");
   }
   attached_ = true;
-  attached_read_only_ = read_only || disk_->read_only();
+  attached_read_only_ = read_only || disk()->read_only();
   return Status::Ok();
 }
 
 Status OpenDisk::Detach() {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(attach_mutex_);
   // Windows answers a detach of a disk that is not attached with ERROR_VIRTDISK_NOT_VIRTUAL_DISK
   // ("the specified disk is not a virtual disk"): no attached virtual disk has this file.
-  if (!attached_) return Status(Code::kNotVirtualDisk, key_.string() + ": not attached");
+  if (!attached_) return Status(Code::kNotVirtualDisk, key().string() + ": not attached");
   attached_ = false;
-  VDISK_RETURN_IF_ERROR(disk_->Flush());
-  return Status::Ok();
+  return Flush();
 }
 
 bool OpenDisk::attached() const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(attach_mutex_);
   return attached_;
 }
 
 bool OpenDisk::attached_read_only() const {
-  std::lock_guard lock(mutex_);
+  std::lock_guard lock(attach_mutex_);
   return attached_read_only_;
 }
 

@@ -1,22 +1,40 @@
 // OpenDisk: the one in-process object behind every handle to the same virtual disk file.
 //
-// Two OpenVirtualDisk calls on the same file share an OpenDisk, so that every write, whichever
-// handle or export it comes through, goes through the same VirtualDisk (and, later, the same
-// mirror). The table holds weak references: the disk closes with its last handle.
+// Two OpenVirtualDisk calls on the same file share an OpenDisk, so every write, whichever
+// handle it comes through, takes the same path: OpenDisk::Write, which a running mirror
+// intercepts (WriteFanout) to feed its target, and which BreakMirrorVirtualDisk redirects to the
+// mirror (Activate). The table holds weak references: the disk closes with its last handle.
+//
+// Thread safety: all methods may be called concurrently. Read/Write/Flush hold a shared lock on
+// the I/O path; SetWriteFanout and Activate take it exclusively, so they wait for every request
+// in flight and no request sees half a switch.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
+#include <span>
 
 #include "core/virtual_disk.h"
 
 namespace vdisk {
 
+// Installed by a running mirror: performs each guest write on the active disk and on whatever
+// else it feeds.
+class WriteFanout {
+ public:
+  virtual ~WriteFanout() = default;
+  // REQUIRES: the range is valid for `active` (checked by the caller).
+  virtual Status Write(VirtualDisk& active, std::uint64_t offset,
+                       std::span<const std::byte> data) = 0;
+};
+
 class OpenDisk {
  public:
-  OpenDisk(std::unique_ptr<VirtualDisk> disk, std::filesystem::path key, bool get_info_only);
+  OpenDisk(std::shared_ptr<VirtualDisk> disk, std::filesystem::path key, bool get_info_only);
   ~OpenDisk();
 
   // Opens `request.path`, or shares the disk another handle already has open. A request for
@@ -27,8 +45,23 @@ class OpenDisk {
   // Wraps a disk just created (never shared before).
   static Result<std::shared_ptr<OpenDisk>> Adopt(std::unique_ptr<VirtualDisk> disk);
 
-  VirtualDisk& disk() const { return *disk_; }
-  const std::filesystem::path& key() const { return key_; }
+  // The active disk. Holders keep it alive across a switch; new requests see the new one.
+  std::shared_ptr<VirtualDisk> disk() const;
+  std::filesystem::path key() const;
+
+  Status Read(std::uint64_t offset, std::span<std::byte> out);
+  Status Write(std::uint64_t offset, std::span<const std::byte> data);
+  Status Flush();
+
+  // Routes writes through `fanout` (nullptr: straight to the active disk). Waits for the writes
+  // in flight. Fails with kVhdInvalidState if another fan-out is installed.
+  Status SetWriteFanout(std::shared_ptr<WriteFanout> fanout);
+  void ClearWriteFanout();
+  // Makes `disk` the active disk of every handle (mirror break) and removes the fan-out. Runs
+  // `before_switch` with the I/O path drained (nothing in flight), and switches only if it
+  // succeeds.
+  Status Activate(std::shared_ptr<VirtualDisk> disk,
+                  const std::function<Status()>& before_switch);
 
   // Raw-I/O attachment (ATTACH_VIRTUAL_DISK_FLAG_NO_LOCAL_HOST).
   Status AttachRaw(bool read_only);
@@ -37,10 +70,13 @@ class OpenDisk {
   bool attached_read_only() const;
 
  private:
-  std::unique_ptr<VirtualDisk> disk_;
+  mutable std::shared_mutex io_mutex_;  // shared: I/O; exclusive: fan-out change, switch
+  std::shared_ptr<VirtualDisk> disk_;
+  std::shared_ptr<WriteFanout> fanout_;
   std::filesystem::path key_;
-  bool get_info_only_;
-  mutable std::mutex mutex_;
+  const bool get_info_only_;
+
+  mutable std::mutex attach_mutex_;
   bool attached_ = false;
   bool attached_read_only_ = false;
 };

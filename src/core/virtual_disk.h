@@ -56,9 +56,10 @@ class VirtualDisk {
   Status Read(std::uint64_t offset, std::span<std::byte> out);
   Status Write(std::uint64_t offset, std::span<const std::byte> data);
   Status Flush();
+  // kInvalidParameter unless [offset, offset+length) is sector-aligned and inside the disk.
+  Status CheckRange(std::uint64_t offset, std::uint64_t length) const;
 
  private:
-  Status CheckRange(std::uint64_t offset, std::uint64_t length) const;
   Status ReadLayer(std::size_t level, std::uint64_t offset, std::span<std::byte> out);
 
   std::vector<std::unique_ptr<Image>> chain_;
