@@ -113,14 +113,49 @@ DWORD DiskHandle::Flush() {
   return status.ok() ? ERROR_SUCCESS : Fail(status);
 }
 
+void DiskHandle::SetMirror(OVERLAPPED* overlapped, std::shared_ptr<MirrorJob> job) {
+  std::lock_guard lock(mutex_);
+  mirror_overlapped_ = overlapped;
+  mirror_ = std::move(job);
+}
+
+std::shared_ptr<MirrorJob> DiskHandle::Mirror(const OVERLAPPED* overlapped) const {
+  std::lock_guard lock(mutex_);
+  if (overlapped != nullptr && overlapped != mirror_overlapped_) return nullptr;
+  return mirror_;
+}
+
+void DiskHandle::CompleteOperation(OVERLAPPED* overlapped, DWORD error) {
+  std::shared_ptr<KernelObject> port;
+  ULONG_PTR key = 0;
+  {
+    std::lock_guard lock(mutex_);
+    port = port_;
+    key = port_key_;
+  }
+  CompleteOverlapped(overlapped, error, 0, port, key);
+}
+
 DWORD DiskHandle::Cancel(const OVERLAPPED* overlapped) {
   bool found = false;
-  std::lock_guard lock(mutex_);
-  for (auto& request : pending_) {
-    if (overlapped == nullptr || request->overlapped == overlapped) {
-      request->cancelled.store(true);
-      found = true;
+  std::shared_ptr<MirrorJob> mirror;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& request : pending_) {
+      if (overlapped == nullptr || request->overlapped == overlapped) {
+        request->cancelled.store(true);
+        found = true;
+      }
     }
+    if (mirror_ && (overlapped == nullptr || overlapped == mirror_overlapped_) &&
+        !mirror_->Progress().finished()) {
+      mirror = mirror_;
+    }
+  }
+  if (mirror) {
+    // Completes the mirror's OVERLAPPED with ERROR_OPERATION_ABORTED before returning.
+    mirror->Cancel();
+    found = true;
   }
   return found ? ERROR_SUCCESS : ERROR_NOT_FOUND;
 }
@@ -134,6 +169,11 @@ DWORD DiskHandle::AssociatePort(std::shared_ptr<KernelObject> port, ULONG_PTR ke
 
 void DiskHandle::OnClose() {
   Cancel(nullptr);
+  {
+    // The job's last callback may still be running; it must not outlive the handle.
+    std::shared_ptr<MirrorJob> mirror = Mirror(nullptr);
+    if (mirror) mirror->WaitFinished();
+  }
   {
     std::unique_lock lock(mutex_);
     drained_.wait(lock, [this] { return pending_.empty(); });

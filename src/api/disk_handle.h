@@ -13,6 +13,7 @@
 #include "api/abi.h"
 #include "api/handle_table.h"
 #include "core/open_disk.h"
+#include "mirror/mirror_job.h"
 
 namespace vdisk::api {
 
@@ -28,6 +29,7 @@ class DiskHandle final : public KernelObject {
   DiskHandle(std::shared_ptr<OpenDisk> disk, DiskHandleOptions options);
 
   OpenDisk& open_disk() const { return *disk_; }
+  const std::shared_ptr<OpenDisk>& shared_open_disk() const { return disk_; }
   // The active disk; hold the pointer for the duration of a call (a mirror break may switch it).
   std::shared_ptr<VirtualDisk> disk() const { return disk_->disk(); }
   const DiskHandleOptions& options() const { return options_; }
@@ -37,6 +39,14 @@ class DiskHandle final : public KernelObject {
 
   // Attachment made through this handle (raw I/O); ends when this handle closes.
   void set_attached_here(bool value) { attached_here_ = value; }
+
+  // The mirror started through this handle and its OVERLAPPED. It stays after it ends, so that
+  // its final status can still be queried with the same OVERLAPPED.
+  void SetMirror(OVERLAPPED* overlapped, std::shared_ptr<MirrorJob> job);
+  // The mirror whose OVERLAPPED is `overlapped` (any, when NULL), or nullptr.
+  std::shared_ptr<MirrorJob> Mirror(const OVERLAPPED* overlapped) const;
+  // Completes an asynchronous operation's OVERLAPPED, posting to the bound completion port.
+  void CompleteOperation(OVERLAPPED* overlapped, DWORD error);
 
   DWORD Read(void* buffer, DWORD length, DWORD* done, OVERLAPPED* overlapped) override;
   DWORD Write(const void* buffer, DWORD length, DWORD* done, OVERLAPPED* overlapped) override;
@@ -63,11 +73,13 @@ class DiskHandle final : public KernelObject {
   std::atomic<std::uint64_t> position_{0};
   bool attached_here_ = false;
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable drained_;
   std::list<std::shared_ptr<Request>> pending_;
   std::shared_ptr<KernelObject> port_;
   ULONG_PTR port_key_ = 0;
+  OVERLAPPED* mirror_overlapped_ = nullptr;
+  std::shared_ptr<MirrorJob> mirror_;
 };
 
 }  // namespace vdisk::api

@@ -56,10 +56,6 @@ VIRTDISK_API DWORD WINAPI GetStorageDependencyInformation(HANDLE ObjectHandle,
                                                           PSTORAGE_DEPENDENCY_INFO, PULONG) {
   return Planned("GetStorageDependencyInformation", ObjectHandle);
 }
-VIRTDISK_API DWORD WINAPI GetVirtualDiskOperationProgress(HANDLE VirtualDiskHandle, LPOVERLAPPED,
-                                                          PVIRTUAL_DISK_PROGRESS) {
-  return Planned("GetVirtualDiskOperationProgress", VirtualDiskHandle);
-}
 VIRTDISK_API DWORD WINAPI CompactVirtualDisk(HANDLE VirtualDiskHandle, COMPACT_VIRTUAL_DISK_FLAG,
                                              PCOMPACT_VIRTUAL_DISK_PARAMETERS, LPOVERLAPPED) {
   return Planned("CompactVirtualDisk", VirtualDiskHandle);
@@ -75,13 +71,6 @@ VIRTDISK_API DWORD WINAPI ExpandVirtualDisk(HANDLE VirtualDiskHandle, EXPAND_VIR
 VIRTDISK_API DWORD WINAPI ResizeVirtualDisk(HANDLE VirtualDiskHandle, RESIZE_VIRTUAL_DISK_FLAG,
                                             PRESIZE_VIRTUAL_DISK_PARAMETERS, LPOVERLAPPED) {
   return Planned("ResizeVirtualDisk", VirtualDiskHandle);
-}
-VIRTDISK_API DWORD WINAPI MirrorVirtualDisk(HANDLE VirtualDiskHandle, MIRROR_VIRTUAL_DISK_FLAG,
-                                            PMIRROR_VIRTUAL_DISK_PARAMETERS, LPOVERLAPPED) {
-  return Planned("MirrorVirtualDisk", VirtualDiskHandle);
-}
-VIRTDISK_API DWORD WINAPI BreakMirrorVirtualDisk(HANDLE VirtualDiskHandle) {
-  return Planned("BreakMirrorVirtualDisk", VirtualDiskHandle);
 }
 VIRTDISK_API DWORD WINAPI AddVirtualDiskParent(HANDLE VirtualDiskHandle, PCWSTR) {
   return Planned("AddVirtualDiskParent", VirtualDiskHandle);

@@ -146,6 +146,11 @@ Status OpenDisk::Activate(std::shared_ptr<VirtualDisk> disk,
   return Status::Ok();
 }
 
+Status OpenDisk::Drained(const std::function<Status()>& action) {
+  std::unique_lock lock(io_mutex_);
+  return action();
+}
+
 Status OpenDisk::AttachRaw(bool read_only) {
   std::lock_guard lock(attach_mutex_);
   if (attached_) {

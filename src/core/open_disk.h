@@ -63,6 +63,9 @@ class OpenDisk {
   Status Activate(std::shared_ptr<VirtualDisk> disk,
                   const std::function<Status()>& before_switch);
 
+  // Runs `action` with the I/O path drained (nothing in flight, nothing starting).
+  Status Drained(const std::function<Status()>& action);
+
   // Raw-I/O attachment (ATTACH_VIRTUAL_DISK_FLAG_NO_LOCAL_HOST).
   Status AttachRaw(bool read_only);
   Status Detach();

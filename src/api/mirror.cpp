@@ -1,0 +1,136 @@
+// MirrorVirtualDisk, BreakMirrorVirtualDisk and GetVirtualDiskOperationProgress.
+//
+// The mirror is a MirrorJob (src/mirror) bound to the caller's OVERLAPPED: MirrorVirtualDisk
+// returns ERROR_IO_PENDING, and the OVERLAPPED completes only when the job ends: ERROR_SUCCESS
+// after BreakMirrorVirtualDisk, ERROR_OPERATION_ABORTED after CancelIo/CancelIoEx/CloseHandle,
+// or the error that stopped the copy.
+#include <string>
+
+#include "api/abi.h"
+#include "api/disk_api_support.h"
+#include "api/error_map.h"
+#include "api/overlapped.h"
+#include "api/strings.h"
+#include "api/trace.h"
+#include "formats/registry/registry.h"
+#include "mirror/mirror_job.h"
+
+namespace vdisk::api {
+namespace {
+
+constexpr DWORD kKnownMirrorFlags =
+    Bits(MIRROR_VIRTUAL_DISK_FLAG_EXISTING_FILE, MIRROR_VIRTUAL_DISK_FLAG_SKIP_MIRROR_ACTIVATION,
+         MIRROR_VIRTUAL_DISK_FLAG_ENABLE_SMB_COMPRESSION,
+         MIRROR_VIRTUAL_DISK_FLAG_IS_LIVE_MIGRATION);
+
+DWORD MirrorImpl(HANDLE handle, MIRROR_VIRTUAL_DISK_FLAG flags,
+                 PMIRROR_VIRTUAL_DISK_PARAMETERS parameters, LPOVERLAPPED overlapped) {
+  if (parameters == nullptr || overlapped == nullptr) return ERROR_INVALID_PARAMETER;
+  if ((flags & ~kKnownMirrorFlags) != 0) return ERROR_INVALID_PARAMETER;
+  if (parameters->Version != MIRROR_VIRTUAL_DISK_VERSION_1) return ERROR_INVALID_PARAMETER;
+  PCWSTR path = parameters->Version1.MirrorVirtualDiskPath;
+  if (path == nullptr || *path == 0) return ERROR_INVALID_PARAMETER;
+  DWORD error = ERROR_SUCCESS;
+  auto disk = LookupDisk(handle, &error);
+  if (!disk) return error;
+  if (!disk->Allows(VIRTUAL_DISK_ACCESS_ATTACH_RW) || disk->options().get_info_only)
+    return ERROR_ACCESS_DENIED;
+  if (auto running = disk->Mirror(nullptr); running && !running->Progress().finished()) {
+    return Fail(Status(Code::kVhdInvalidState, "a mirror is already running on this handle"));
+  }
+
+  MirrorOptions options;
+  options.target_path = ToPath(path);
+  options.existing_file = (flags & MIRROR_VIRTUAL_DISK_FLAG_EXISTING_FILE) != 0;
+  options.skip_activation = (flags & MIRROR_VIRTUAL_DISK_FLAG_SKIP_MIRROR_ACTIVATION) != 0;
+  DiskHandle* owner = disk.get();  // outlives the job: closing the handle cancels and waits
+  options.on_finished = [owner, overlapped](const Status& status) {
+    owner->CompleteOperation(overlapped, status.ok() ? ERROR_SUCCESS : ToWin32Error(status.code()));
+  };
+
+  // The OVERLAPPED is pending before the job can possibly end; restored if it never starts.
+  const OVERLAPPED saved = *overlapped;
+  MarkPending(overlapped);
+  auto job = MirrorJob::Start(BuiltinProviders(), disk->shared_open_disk(), std::move(options));
+  if (!job.ok()) {
+    *overlapped = saved;
+    return Fail(job.status());
+  }
+  disk->SetMirror(overlapped, std::move(job).value());
+  return ERROR_IO_PENDING;
+}
+
+DWORD BreakImpl(HANDLE handle) {
+  DWORD error = ERROR_SUCCESS;
+  auto disk = LookupDisk(handle, &error);
+  if (!disk) return error;
+  auto job = disk->Mirror(nullptr);
+  if (!job) return Fail(Status(Code::kVhdInvalidState, "no mirror was started on this handle"));
+  const Status status = job->Break();
+  return status.ok() ? ERROR_SUCCESS : Fail(status);
+}
+
+DWORD ProgressImpl(HANDLE handle, LPOVERLAPPED overlapped, PVIRTUAL_DISK_PROGRESS progress) {
+  if (overlapped == nullptr || progress == nullptr) return ERROR_INVALID_PARAMETER;
+  DWORD error = ERROR_SUCCESS;
+  auto disk = LookupDisk(handle, &error);
+  if (!disk) return error;
+  auto job = disk->Mirror(overlapped);
+  if (!job) {
+    return Fail(Status(Code::kInvalidParameter,
+                       "no operation was started on this handle with this OVERLAPPED"));
+  }
+  const MirrorProgress p = job->Progress();
+  progress->OperationStatus =
+      !p.finished() ? ERROR_IO_PENDING
+                    : (p.final_status.ok() ? ERROR_SUCCESS : ToWin32Error(p.final_status.code()));
+  progress->CurrentValue = p.current;
+  progress->CompletionValue = p.completion;
+  return ERROR_SUCCESS;
+}
+
+std::string HandleArg(HANDLE h) { return Hex(reinterpret_cast<ULONG_PTR>(h)); }
+
+}  // namespace
+}  // namespace vdisk::api
+
+using namespace vdisk::api;  // NOLINT: export definitions only
+
+extern "C" {
+
+VIRTDISK_API DWORD WINAPI MirrorVirtualDisk(HANDLE VirtualDiskHandle, MIRROR_VIRTUAL_DISK_FLAG Flags,
+                                            PMIRROR_VIRTUAL_DISK_PARAMETERS Parameters,
+                                            LPOVERLAPPED Overlapped) {
+  ClearLastFailureMessage();
+  const DWORD result = GuardedCall("MirrorVirtualDisk", [&] {
+    return MirrorImpl(VirtualDiskHandle, Flags, Parameters, Overlapped);
+  });
+  TraceCall("MirrorVirtualDisk",
+            HandleArg(VirtualDiskHandle) + ", " + Hex(Flags) + ", " +
+                (Parameters && Parameters->Version == MIRROR_VIRTUAL_DISK_VERSION_1
+                     ? Quote(Parameters->Version1.MirrorVirtualDiskPath)
+                     : std::string("?")),
+            result);
+  return result;
+}
+
+VIRTDISK_API DWORD WINAPI BreakMirrorVirtualDisk(HANDLE VirtualDiskHandle) {
+  ClearLastFailureMessage();
+  const DWORD result =
+      GuardedCall("BreakMirrorVirtualDisk", [&] { return BreakImpl(VirtualDiskHandle); });
+  TraceCall("BreakMirrorVirtualDisk", HandleArg(VirtualDiskHandle), result);
+  return result;
+}
+
+VIRTDISK_API DWORD WINAPI GetVirtualDiskOperationProgress(HANDLE VirtualDiskHandle,
+                                                          LPOVERLAPPED Overlapped,
+                                                          PVIRTUAL_DISK_PROGRESS Progress) {
+  ClearLastFailureMessage();
+  const DWORD result = GuardedCall("GetVirtualDiskOperationProgress", [&] {
+    return ProgressImpl(VirtualDiskHandle, Overlapped, Progress);
+  });
+  if (result != ERROR_SUCCESS) TraceCall("GetVirtualDiskOperationProgress", HandleArg(VirtualDiskHandle), result);
+  return result;
+}
+
+}  // extern "C"

@@ -1,0 +1,132 @@
+// MirrorJob: the engine behind MirrorVirtualDisk / GetVirtualDiskOperationProgress /
+// BreakMirrorVirtualDisk.
+//
+// States: copying -> ready (everything copied; every write now goes to source and target and
+// completes only when both have it) -> broken (the target is the active disk) or cancelled
+// (the source stays active; a target the job created is removed) or failed (the same, with the
+// error). Design after QEMU's mirror job:
+//  - Only the top image of the source is copied; ranges it does not hold stay unallocated in
+//    the target, so a differencing target falls through to the same parent.
+//  - The unit of work is a chunk of the target's block size (at least 1 MiB). The dirty set is
+//    seeded with every chunk the source holds data in; a guest write during the copy re-marks
+//    its chunks after it reaches the source, so a chunk copied too early is copied again.
+//  - A chunk being copied is "in flight"; no second copy of it starts until the first ends, so
+//    target writes of one chunk never reorder.
+//  - Workers copy chunks in ascending order through a fixed pool of buffers (one per worker),
+//    so the engine's memory does not grow with the disk.
+//  - Ready is declared under the job's lock when nothing is dirty, in flight, or being written
+//    by a guest in the copying state; from then on guest writes go to both sides under a
+//    striped range lock that keeps their order the same on both.
+// Progress: CompletionValue is the bytes scheduled so far (it grows when a write dirties a clean
+// chunk), CurrentValue the bytes copied; they are equal exactly when the job is ready.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "core/open_disk.h"
+#include "core/virtual_disk.h"
+#include "formats/registry/registry.h"
+
+namespace vdisk {
+
+struct MirrorOptions {
+  std::filesystem::path target_path;
+  // MIRROR_VIRTUAL_DISK_FLAG_EXISTING_FILE: use an existing image of the same format and size.
+  bool existing_file = false;
+  std::size_t workers = 4;
+  // MIRROR_VIRTUAL_DISK_FLAG_SKIP_MIRROR_ACTIVATION: at the break the target is made durable and
+  // left as a consistent copy, and the source stays the active disk.
+  bool skip_activation = false;
+  // Called exactly once, from a job thread, when the job ends (broken: ok; cancelled:
+  // kOperationAborted; failed: the error).
+  std::function<void(const Status&)> on_finished;
+};
+
+struct MirrorProgress {
+  enum class State { kCopying, kReady, kBroken, kCancelled, kFailed };
+  State state = State::kCopying;
+  std::uint64_t current = 0;
+  std::uint64_t completion = 0;
+  Status final_status;  // meaningful once finished
+  bool finished() const { return state != State::kCopying && state != State::kReady; }
+};
+
+class MirrorJob final : public WriteFanout, public std::enable_shared_from_this<MirrorJob> {
+ public:
+  // Creates (or opens) the target, seeds the dirty set, installs the job as the disk's write
+  // fan-out and starts copying. On failure nothing is left behind.
+  static Result<std::shared_ptr<MirrorJob>> Start(const ProviderRegistry& registry,
+                                                  std::shared_ptr<OpenDisk> disk,
+                                                  MirrorOptions options);
+  ~MirrorJob() override;
+  MirrorJob(const MirrorJob&) = delete;
+  MirrorJob& operator=(const MirrorJob&) = delete;
+
+  MirrorProgress Progress() const;
+  // Makes the target the active disk. kVhdInvalidState unless ready; then nothing changes.
+  Status Break();
+  // Ends the job with kOperationAborted unless it already ended; returns when it has.
+  void Cancel();
+  // Blocks until the job has ended.
+  void WaitFinished();
+
+  Status Write(VirtualDisk& active, std::uint64_t offset,
+               std::span<const std::byte> data) override;
+
+ private:
+  struct Private {};
+
+ public:
+  MirrorJob(Private, std::shared_ptr<OpenDisk> disk, std::shared_ptr<VirtualDisk> source,
+            std::shared_ptr<VirtualDisk> target, MirrorOptions options, bool created_target);
+
+ private:
+  using Chunk = std::uint64_t;
+  static constexpr std::size_t kStripes = 64;
+  static constexpr std::size_t kBufferBytes = 1 << 20;
+
+  std::uint64_t ChunkBytes(Chunk chunk) const;
+  Status SeedDirtySet();
+  void RunWorker();
+  Status CopyChunk(Chunk chunk, std::vector<std::byte>& buffer);
+  void MaybeReadyLocked();
+  void FailLocked(const Status& status);
+  void Finish(MirrorProgress::State state, Status status);
+  void Supervise();
+
+  const std::shared_ptr<OpenDisk> disk_;
+  std::shared_ptr<VirtualDisk> source_;
+  std::shared_ptr<VirtualDisk> target_;
+  const MirrorOptions options_;
+  const bool created_target_;
+  std::uint64_t chunk_size_ = 0;
+
+  mutable std::mutex mutex_;
+  std::condition_variable work_;      // workers wait for dirty chunks or stop
+  std::condition_variable changed_;   // state changes (ready, finished, stop)
+  MirrorProgress::State state_ = MirrorProgress::State::kCopying;
+  std::set<Chunk> dirty_;
+  std::set<Chunk> in_flight_;
+  std::size_t guest_writes_ = 0;  // guest writes under way in the copying state
+  std::uint64_t scheduled_bytes_ = 0;
+  std::uint64_t copied_bytes_ = 0;
+  bool stop_ = false;
+  Status failure_;
+  bool finished_ = false;
+  Status final_status_;
+  MirrorProgress::State final_state_ = MirrorProgress::State::kCopying;
+
+  std::mutex stripes_[kStripes];
+  std::vector<std::thread> workers_;
+  std::thread supervisor_;
+};
+
+}  // namespace vdisk
