@@ -295,7 +295,7 @@ MirrorProgress MirrorJob::Progress() const {
   std::lock_guard lock(mutex_);
   MirrorProgress progress;
   // Between the switch and the end of the job the operation is still under way.
-  progress.state = finished_ ? final_state_
+  progress.state = ended_ ? final_state_
                    : state_ == MirrorProgress::State::kBroken ? MirrorProgress::State::kReady
                                                               : state_;
   progress.current = copied_bytes_;
@@ -384,6 +384,7 @@ void MirrorJob::Finish(MirrorProgress::State state, Status status) {
     std::lock_guard lock(mutex_);
     final_state_ = state;
     final_status_ = status;
+    ended_ = true;
   }
   if (options_.on_finished) options_.on_finished(status);
   {

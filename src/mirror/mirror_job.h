@@ -120,7 +120,8 @@ class MirrorJob final : public WriteFanout, public std::enable_shared_from_this<
   std::uint64_t copied_bytes_ = 0;
   bool stop_ = false;
   Status failure_;
-  bool finished_ = false;
+  bool ended_ = false;     // final state known (set before on_finished runs)
+  bool finished_ = false;  // on_finished has returned
   Status final_status_;
   MirrorProgress::State final_state_ = MirrorProgress::State::kCopying;
 

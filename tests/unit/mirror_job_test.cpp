@@ -1,0 +1,209 @@
+// MirrorJob failure paths with injected faults: a full or failing target, a failing source.
+// The happy paths and the Windows call sequences are in tests/api/mirror_api_test.cpp.
+#include "mirror/mirror_job.h"
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+#include "core/open_disk.h"
+#include "formats/registry/registry.h"
+#include "platform/fault_file.h"
+
+namespace vdisk {
+namespace {
+
+class MirrorJobTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("mirror_job_test_" + std::to_string(std::random_device{}()));
+    std::filesystem::create_directories(dir_);
+    DiskCreateRequest request;
+    request.path = dir_ / "src.vhd";
+    request.options.virtual_size = 32 << 20;
+    auto disk = VirtualDisk::Create(BuiltinProviders(), request);
+    ASSERT_TRUE(disk.ok()) << disk.status().message();
+    reference_.assign(32 << 20, std::byte{0});
+    std::mt19937 rng(42);
+    // Data in 10 of the 16 blocks.
+    for (int block = 0; block < 16; ++block) {
+      if (block % 3 == 1) continue;
+      std::vector<std::byte> data(256 << 10);
+      for (auto& b : data) b = static_cast<std::byte>(rng());
+      const std::uint64_t offset = static_cast<std::uint64_t>(block) * (2 << 20) + (64 << 10);
+      ASSERT_TRUE((*disk)->Write(offset, data).ok());
+      std::memcpy(reference_.data() + offset, data.data(), data.size());
+    }
+    ASSERT_TRUE((*disk)->Flush().ok());
+  }
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  std::shared_ptr<OpenDisk> OpenSource() {
+    DiskOpenRequest request;
+    request.path = dir_ / "src.vhd";
+    request.options.read_only = false;
+    auto open = OpenDisk::Open(BuiltinProviders(), request);
+    EXPECT_TRUE(open.ok()) << open.status().message();
+    return open.ok() ? *open : nullptr;
+  }
+
+  // Starts a mirror, waits for it to end or be ready, and returns the job and its end status.
+  struct Outcome {
+    std::shared_ptr<MirrorJob> job;
+    Status finished;
+    bool called = false;
+  };
+  std::shared_ptr<Outcome> Mirror(const std::shared_ptr<OpenDisk>& disk) {
+    auto outcome = std::make_shared<Outcome>();
+    MirrorOptions options;
+    options.target_path = dir_ / "dst.vhd";
+    options.on_finished = [outcome, this](const Status& s) {
+      std::lock_guard lock(mutex_);
+      outcome->finished = s;
+      outcome->called = true;
+      cv_.notify_all();
+    };
+    auto job = MirrorJob::Start(BuiltinProviders(), disk, options);
+    EXPECT_TRUE(job.ok()) << job.status().message();
+    if (job.ok()) outcome->job = *job;
+    return outcome;
+  }
+  void WaitEnd(Outcome& outcome) {
+    std::unique_lock lock(mutex_);
+    ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(30), [&] { return outcome.called; }));
+  }
+  void ExpectSourceIntact(OpenDisk& disk) {
+    std::vector<std::byte> back(reference_.size());
+    ASSERT_TRUE(disk.Read(0, back).ok());
+    EXPECT_TRUE(back == reference_);
+  }
+
+  std::filesystem::path dir_;
+  std::vector<std::byte> reference_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+};
+
+TEST_F(MirrorJobTest, FullTargetAtEveryChunkEndsWithDiskFullAndRemovesTheTarget) {
+  // Target writes: creation takes a few, then each chunk a few more; try a spread of them.
+  for (std::uint64_t k : {1, 2, 3, 4, 5, 8, 12, 20, 30}) {
+    SCOPED_TRACE("failing from target write " + std::to_string(k));
+    platform::FaultPlan plan;
+    plan.fail_write_from = k;
+    platform::ScopedFaultInjection faults("dst.vhd", plan);
+    auto disk = OpenSource();
+    MirrorOptions options;
+    options.target_path = dir_ / "dst.vhd";
+    Status end;
+    bool called = false;
+    options.on_finished = [&](const Status& s) {
+      std::lock_guard lock(mutex_);
+      end = s;
+      called = true;
+      cv_.notify_all();
+    };
+    auto job = MirrorJob::Start(BuiltinProviders(), disk, options);
+    if (!job.ok()) {
+      // Creating the target itself hit the fault: reported at once, nothing left behind.
+      EXPECT_EQ(job.status().code(), Code::kDiskFull) << job.status().message();
+    } else {
+      std::unique_lock lock(mutex_);
+      ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(30), [&] { return called; }));
+      EXPECT_EQ(end.code(), Code::kDiskFull) << end.message();
+      EXPECT_EQ((*job)->Progress().state, MirrorProgress::State::kFailed);
+      EXPECT_FALSE((*job)->Break().ok());
+    }
+    EXPECT_FALSE(std::filesystem::exists(dir_ / "dst.vhd"));
+    ExpectSourceIntact(*disk);
+  }
+}
+
+TEST_F(MirrorJobTest, FailingSourceReadEndsWithItsError) {
+  auto disk = OpenSource();
+  // Reopen the source through a faulty file whose data reads fail with EIO.
+  disk.reset();
+  platform::FaultPlan plan;
+  plan.fail_reads_of_at_least = (64 << 10) + 1;  // above the 64 KiB format probe
+  {
+    platform::ScopedFaultInjection faults("src.vhd", plan);
+    disk = OpenSource();
+  }
+  auto outcome = Mirror(disk);
+  ASSERT_TRUE(outcome->job);
+  WaitEnd(*outcome);
+  EXPECT_EQ(outcome->finished.code(), Code::kIoError) << outcome->finished.message();
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "dst.vhd"));
+  // Read back through a fresh, fault-free open.
+  outcome.reset();
+  disk.reset();
+  ExpectSourceIntact(*OpenSource());
+}
+
+TEST_F(MirrorJobTest, TargetFailureWhenReadyFailsTheMirrorButNotTheWrite) {
+  auto disk = OpenSource();
+  // Enough writes for the creation and the copy, then the target fills up.
+  platform::FaultPlan plan;
+  plan.fail_write_from = 200;
+  platform::ScopedFaultInjection faults("dst.vhd", plan);
+  auto outcome = Mirror(disk);
+  ASSERT_TRUE(outcome->job);
+  for (int i = 0; i < 10000 && outcome->job->Progress().state == MirrorProgress::State::kCopying; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(outcome->job->Progress().state, MirrorProgress::State::kReady);
+  std::vector<std::byte> data(4096, std::byte{0x5A});
+  Status last;
+  for (int i = 0; i < 400 && !outcome->called; ++i) {
+    const std::uint64_t offset = static_cast<std::uint64_t>(i % 16) * (2 << 20);
+    last = disk->Write(offset, data);
+    EXPECT_TRUE(last.ok()) << "the guest's write reached the source: " << last.message();
+    std::memcpy(reference_.data() + offset, data.data(), data.size());
+  }
+  WaitEnd(*outcome);
+  EXPECT_EQ(outcome->finished.code(), Code::kDiskFull);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "dst.vhd"));
+  ExpectSourceIntact(*disk);
+}
+
+TEST_F(MirrorJobTest, EngineMemoryDoesNotDependOnTheDiskSize) {
+  // The dirty set holds chunks with data, not the disk: a 1 TiB disk with the same data seeds
+  // the same number of chunks.
+  DiskCreateRequest request;
+  request.path = dir_ / "big.vhd";
+  request.options.virtual_size = 1ull << 40 > (2040ull << 30) ? (2040ull << 30) : 1ull << 40;
+  auto big = VirtualDisk::Create(BuiltinProviders(), request);
+  ASSERT_TRUE(big.ok());
+  std::vector<std::byte> data(4096, std::byte{1});
+  ASSERT_TRUE((*big)->Write(0, data).ok());
+  ASSERT_TRUE((*big)->Write((1ull << 40) - (4 << 20), data).ok());
+  big->reset();
+  DiskOpenRequest open_request;
+  open_request.path = request.path;
+  open_request.options.read_only = false;
+  auto disk = OpenDisk::Open(BuiltinProviders(), open_request);
+  ASSERT_TRUE(disk.ok());
+  MirrorOptions options;
+  options.target_path = dir_ / "big-mirror.vhd";
+  auto job = MirrorJob::Start(BuiltinProviders(), *disk, options);
+  ASSERT_TRUE(job.ok()) << job.status().message();
+  MirrorProgress p;
+  for (int i = 0; i < 10000; ++i) {
+    p = (*job)->Progress();
+    if (p.state == MirrorProgress::State::kReady) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ(p.state, MirrorProgress::State::kReady);
+  EXPECT_EQ(p.completion, 2u * (2 << 20)) << "two 2 MiB chunks scheduled out of 512K";
+  ASSERT_TRUE((*job)->Break().ok());
+  (*job)->WaitFinished();
+  EXPECT_LT(std::filesystem::file_size(dir_ / "big-mirror.vhd"), 16u << 20);
+}
+
+}  // namespace
+}  // namespace vdisk
