@@ -64,10 +64,11 @@ class MirrorJobTest : public ::testing::Test {
     auto outcome = std::make_shared<Outcome>();
     MirrorOptions options;
     options.target_path = dir_ / "dst.vhd";
-    options.on_finished = [outcome, this](const Status& s) {
+    // A raw pointer: the job holds this callback, and the outcome holds the job.
+    options.on_finished = [o = outcome.get(), this](const Status& s) {
       std::lock_guard lock(mutex_);
-      outcome->finished = s;
-      outcome->called = true;
+      o->finished = s;
+      o->called = true;
       cv_.notify_all();
     };
     auto job = MirrorJob::Start(BuiltinProviders(), disk, options);
