@@ -26,8 +26,11 @@ if [[ "${SKIP_ASAN:-0}" != 1 ]]; then
   section "Linux tests under AddressSanitizer and UndefinedBehaviorSanitizer"
   cmake --preset linux-asan
   cmake --build --preset linux-asan -j "$jobs"
+  # The killed-writer tests are left out here: they time SIGKILLs against a writer's progress,
+  # and sanitizer builds run several times slower. The fault-injection crash tests of the unit
+  # suite (VhdCrashSafety, mirror failures) do run under the sanitizers.
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --preset linux-asan -j "$jobs" --timeout 900
+    ctest --preset linux-asan -j "$jobs" --timeout 900 -E 'interop\.CrashTest'
 fi
 
 if [[ "${SKIP_WINDOWS:-0}" != 1 ]]; then

@@ -13,6 +13,7 @@
 
 #include <virtdisk.h>
 
+#include <cstring>
 #include <exception>
 #include <new>
 #include <string>
@@ -24,6 +25,17 @@ namespace vdisk::api {
 template <typename... Flags>
 constexpr DWORD Bits(Flags... flags) {
   return (DWORD{0} | ... | static_cast<DWORD>(flags));
+}
+
+// The value of an enum-typed field a caller filled in, read as the 32-bit integer it is.
+// Callers may store any value there (that is what validation is for), and loading an
+// out-of-range value through the enum type is undefined behaviour in C++.
+template <typename Enum>
+DWORD Raw(const Enum& field) {
+  static_assert(sizeof(Enum) == sizeof(DWORD));
+  DWORD value;
+  std::memcpy(&value, &field, sizeof value);
+  return value;
 }
 
 void TraceException(const char* name, const char* what) noexcept;

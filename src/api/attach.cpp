@@ -20,11 +20,11 @@ constexpr DWORD kKnownAttachFlags = Bits(
 DWORD AttachImpl(HANDLE handle, ATTACH_VIRTUAL_DISK_FLAG flags,
                  PATTACH_VIRTUAL_DISK_PARAMETERS parameters, LPOVERLAPPED overlapped) {
   if ((flags & ~kKnownAttachFlags) != 0) return ERROR_INVALID_PARAMETER;
-  if (parameters != nullptr && parameters->Version != ATTACH_VIRTUAL_DISK_VERSION_1 &&
-      parameters->Version != ATTACH_VIRTUAL_DISK_VERSION_2)
+  if (parameters != nullptr && Raw(parameters->Version) != ATTACH_VIRTUAL_DISK_VERSION_1 &&
+      Raw(parameters->Version) != ATTACH_VIRTUAL_DISK_VERSION_2)
     return ERROR_INVALID_PARAMETER;
   if ((flags & ATTACH_VIRTUAL_DISK_FLAG_RESTRICTED_RANGE) != 0 &&
-      (parameters == nullptr || parameters->Version != ATTACH_VIRTUAL_DISK_VERSION_2))
+      (parameters == nullptr || Raw(parameters->Version) != ATTACH_VIRTUAL_DISK_VERSION_2))
     return ERROR_INVALID_PARAMETER;
   DWORD error = ERROR_SUCCESS;
   auto disk = LookupDisk(handle, &error);

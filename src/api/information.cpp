@@ -77,9 +77,10 @@ DWORD GetInformationImpl(HANDLE handle, PULONG size, PGET_VIRTUAL_DISK_INFO info
   // Everything is computed into `reply` first, then copied if the caller's buffer is big enough.
   std::vector<std::byte> reply(sizeof(GET_VIRTUAL_DISK_INFO));
   auto* out = reinterpret_cast<GET_VIRTUAL_DISK_INFO*>(reply.data());
-  out->Version = info->Version;
+  const DWORD version = Raw(info->Version);
+  std::memcpy(&out->Version, &version, sizeof version);
   ULONG needed = 0;
-  switch (info->Version) {
+  switch (version) {
     case GET_VIRTUAL_DISK_INFO_SIZE: {
       auto physical = top.file().Size();
       if (!physical.ok()) return Fail(physical.status());
@@ -209,7 +210,7 @@ extern "C" VIRTDISK_API DWORD WINAPI GetVirtualDiskInformation(
   });
   TraceCall("GetVirtualDiskInformation",
             Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle)) + ", version " +
-                (VirtualDiskInfo ? std::to_string(VirtualDiskInfo->Version) : "NULL"),
+                (VirtualDiskInfo ? std::to_string(Raw(VirtualDiskInfo->Version)) : "NULL"),
             result);
   return result;
 }

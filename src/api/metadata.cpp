@@ -56,7 +56,7 @@ DWORD SetInformationImpl(HANDLE handle, PSET_VIRTUAL_DISK_INFO info) {
   const auto active = disk->disk();
   Image& top = active->top();
   Status status;
-  switch (info->Version) {
+  switch (Raw(info->Version)) {
     case SET_VIRTUAL_DISK_INFO_PARENT_PATH:
       return SetParent(top, info->ParentFilePath);
     case SET_VIRTUAL_DISK_INFO_PARENT_PATH_WITH_DEPTH:
@@ -162,7 +162,7 @@ VIRTDISK_API DWORD WINAPI SetVirtualDiskInformation(HANDLE VirtualDiskHandle,
   });
   TraceCall("SetVirtualDiskInformation",
             HandleArg(VirtualDiskHandle) + ", version " +
-                (VirtualDiskInfo ? std::to_string(VirtualDiskInfo->Version) : "NULL"),
+                (VirtualDiskInfo ? std::to_string(Raw(VirtualDiskInfo->Version)) : "NULL"),
             result);
   return result;
 }

@@ -27,7 +27,7 @@ DWORD MirrorImpl(HANDLE handle, MIRROR_VIRTUAL_DISK_FLAG flags,
                  PMIRROR_VIRTUAL_DISK_PARAMETERS parameters, LPOVERLAPPED overlapped) {
   if (parameters == nullptr || overlapped == nullptr) return ERROR_INVALID_PARAMETER;
   if ((flags & ~kKnownMirrorFlags) != 0) return ERROR_INVALID_PARAMETER;
-  if (parameters->Version != MIRROR_VIRTUAL_DISK_VERSION_1) return ERROR_INVALID_PARAMETER;
+  if (Raw(parameters->Version) != MIRROR_VIRTUAL_DISK_VERSION_1) return ERROR_INVALID_PARAMETER;
   PCWSTR path = parameters->Version1.MirrorVirtualDiskPath;
   if (path == nullptr || *path == 0) return ERROR_INVALID_PARAMETER;
   DWORD error = ERROR_SUCCESS;
@@ -107,7 +107,7 @@ VIRTDISK_API DWORD WINAPI MirrorVirtualDisk(HANDLE VirtualDiskHandle, MIRROR_VIR
   });
   TraceCall("MirrorVirtualDisk",
             HandleArg(VirtualDiskHandle) + ", " + Hex(Flags) + ", " +
-                (Parameters && Parameters->Version == MIRROR_VIRTUAL_DISK_VERSION_1
+                (Parameters && Raw(Parameters->Version) == MIRROR_VIRTUAL_DISK_VERSION_1
                      ? Quote(Parameters->Version1.MirrorVirtualDiskPath)
                      : std::string("?")),
             result);

@@ -43,8 +43,8 @@ DWORD OpenDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, VIRTUAL_DISK_ACCESS_
 
   DiskHandleOptions options;
   options.access = mask;
-  const OPEN_VIRTUAL_DISK_VERSION version =
-      parameters == nullptr ? OPEN_VIRTUAL_DISK_VERSION_1 : parameters->Version;
+  const DWORD version =
+      parameters == nullptr ? DWORD{OPEN_VIRTUAL_DISK_VERSION_1} : Raw(parameters->Version);
   switch (version) {
     case OPEN_VIRTUAL_DISK_VERSION_1:
       if (mask == VIRTUAL_DISK_ACCESS_NONE) return ERROR_INVALID_PARAMETER;
@@ -107,7 +107,7 @@ DWORD CreateDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, VIRTUAL_DISK_ACCES
   CreateArguments args;
   DiskHandleOptions options;
   options.access = mask;
-  switch (parameters->Version) {
+  switch (Raw(parameters->Version)) {
     case CREATE_VIRTUAL_DISK_VERSION_1: {
       if (mask == VIRTUAL_DISK_ACCESS_NONE) return ERROR_INVALID_PARAMETER;
       const auto& v1 = parameters->Version1;
@@ -123,7 +123,7 @@ DWORD CreateDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, VIRTUAL_DISK_ACCES
       const auto& v2 = parameters->Version2;
       args = {v2.UniqueId,   v2.MaximumSize, v2.BlockSizeInBytes, v2.SectorSizeInBytes,
               v2.PhysicalSectorSizeInBytes, v2.ParentPath, v2.SourcePath, v2.OpenFlags};
-      if (parameters->Version >= CREATE_VIRTUAL_DISK_VERSION_3 &&
+      if (Raw(parameters->Version) >= CREATE_VIRTUAL_DISK_VERSION_3 &&
           parameters->Version3.SourceLimitPath != nullptr) {
         SetLastFailureMessage("SourceLimitPath (resilient change tracking) is not supported");
         return ERROR_NOT_SUPPORTED;
@@ -214,7 +214,7 @@ VIRTDISK_API DWORD WINAPI OpenVirtualDisk(PVIRTUAL_STORAGE_TYPE VirtualStorageTy
   TraceCall("OpenVirtualDisk",
             Describe(VirtualStorageType) + ", " + Quote(Path) + ", " +
                 Hex(VirtualDiskAccessMask) + ", " + Hex(Flags) + ", version " +
-                (Parameters ? std::to_string(Parameters->Version) : std::string("NULL")),
+                (Parameters ? std::to_string(Raw(Parameters->Version)) : std::string("NULL")),
             result);
   return result;
 }
@@ -236,7 +236,7 @@ VIRTDISK_API DWORD WINAPI CreateVirtualDisk(PVIRTUAL_STORAGE_TYPE VirtualStorage
   TraceCall("CreateVirtualDisk",
             Describe(VirtualStorageType) + ", " + Quote(Path) + ", " +
                 Hex(VirtualDiskAccessMask) + ", " + Hex(Flags) + ", version " +
-                (Parameters ? std::to_string(Parameters->Version) : std::string("NULL")),
+                (Parameters ? std::to_string(Raw(Parameters->Version)) : std::string("NULL")),
             result);
   return result;
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <string>
 
 namespace vdisk {
@@ -9,6 +10,20 @@ namespace {
 
 constexpr std::uint64_t kMinChunk = 1 << 20;
 constexpr std::uint64_t kFixedChunk = 2 << 20;
+
+bool AllZero(std::span<const std::byte> data) {
+  // Word-wise: this runs over every byte the mirror copies.
+  const std::byte* p = data.data();
+  std::size_t n = data.size();
+  for (; n >= 8; p += 8, n -= 8) {
+    std::uint64_t word;
+    std::memcpy(&word, p, 8);
+    if (word != 0) return false;
+  }
+  for (; n > 0; ++p, --n)
+    if (*p != std::byte{0}) return false;
+  return true;
+}
 
 const std::array<std::byte, 1 << 20>& Zeros() {
   static const std::array<std::byte, 1 << 20> zeros{};
@@ -155,6 +170,7 @@ void MirrorJob::RunWorker() {
   std::vector<std::byte> buffer(kBufferBytes);
   for (;;) {
     Chunk chunk = 0;
+    bool fresh = false;
     {
       std::unique_lock lock(mutex_);
       auto next = [&] {
@@ -167,8 +183,10 @@ void MirrorJob::RunWorker() {
       chunk = *it;
       dirty_.erase(it);
       in_flight_.insert(chunk);
+      // The first copy into a target we created writes into zeros; a repeat copy does not.
+      fresh = created_target_ && copied_once_.insert(chunk).second;
     }
-    const Status status = CopyChunk(chunk, buffer);
+    const Status status = CopyChunk(chunk, fresh, buffer);
     {
       std::lock_guard lock(mutex_);
       in_flight_.erase(chunk);
@@ -183,7 +201,7 @@ void MirrorJob::RunWorker() {
   }
 }
 
-Status MirrorJob::CopyChunk(Chunk chunk, std::vector<std::byte>& buffer) {
+Status MirrorJob::CopyChunk(Chunk chunk, bool fresh, std::vector<std::byte>& buffer) {
   Image& top = source_->top();
   Image& target_top = target_->top();
   const bool differencing = top.subtype() == DiskSubtype::kDifferencing;
@@ -210,7 +228,12 @@ Status MirrorJob::CopyChunk(Chunk chunk, std::vector<std::byte>& buffer) {
       if (e.kind == Extent::Kind::kData) {
         auto piece = std::span(buffer).first(n);
         VDISK_RETURN_IF_ERROR(top.ReadData(e.file_offset + (at - offset), piece));
-        VDISK_RETURN_IF_ERROR(target_top.Write(at, piece));
+        // A target the job created reads as zeros where this chunk was never written, so
+        // all-zero payload (never-written parts of allocated blocks) stays unwritten, as cp
+        // --sparse leaves holes: the target takes no more space than the source.
+        if (!fresh || !AllZero(piece)) {
+          VDISK_RETURN_IF_ERROR(target_top.Write(at, piece));
+        }
       } else if (write_zeros) {
         VDISK_RETURN_IF_ERROR(target_top.Write(at, std::span(Zeros()).first(n)));
       }

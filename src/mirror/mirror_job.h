@@ -96,7 +96,8 @@ class MirrorJob final : public WriteFanout, public std::enable_shared_from_this<
   std::uint64_t ChunkBytes(Chunk chunk) const;
   Status SeedDirtySet();
   void RunWorker();
-  Status CopyChunk(Chunk chunk, std::vector<std::byte>& buffer);
+  // `fresh`: the target range of this chunk was never written (reads as zeros).
+  Status CopyChunk(Chunk chunk, bool fresh, std::vector<std::byte>& buffer);
   void MaybeReadyLocked();
   void FailLocked(const Status& status);
   void Finish(MirrorProgress::State state, Status status);
@@ -115,6 +116,7 @@ class MirrorJob final : public WriteFanout, public std::enable_shared_from_this<
   MirrorProgress::State state_ = MirrorProgress::State::kCopying;
   std::set<Chunk> dirty_;
   std::set<Chunk> in_flight_;
+  std::set<Chunk> copied_once_;  // chunks the copy has written into the target
   std::size_t guest_writes_ = 0;  // guest writes under way in the copying state
   std::uint64_t scheduled_bytes_ = 0;
   std::uint64_t copied_bytes_ = 0;

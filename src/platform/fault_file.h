@@ -4,6 +4,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <memory>
 
 #include "platform/file.h"
@@ -21,6 +23,8 @@ struct FaultPlan {
   // small metadata reads of an open still work.
   std::size_t fail_reads_of_at_least = 0;
   Code read_error = Code::kIoError;
+  // Every write first sleeps this long (a slow device).
+  std::chrono::microseconds write_delay{0};
   int read_os_error = 5;  // EIO
 };
 
@@ -40,6 +44,7 @@ class FaultInjectingFile final : public File {
   }
   Status WriteAt(std::uint64_t offset, std::span<const std::byte> data) override {
     const std::uint64_t n = ++writes_;
+    if (plan_.write_delay.count() > 0) std::this_thread::sleep_for(plan_.write_delay);
     if (plan_.fail_write_from != 0 && n >= plan_.fail_write_from) {
       return Status(plan_.write_error, path().string() + ": injected write fault",
                     plan_.write_os_error);

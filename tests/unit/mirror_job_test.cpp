@@ -172,6 +172,31 @@ TEST_F(MirrorJobTest, TargetFailureWhenReadyFailsTheMirrorButNotTheWrite) {
   ExpectSourceIntact(*disk);
 }
 
+TEST_F(MirrorJobTest, ZerosWrittenOverACopiedChunkReachTheTarget) {
+  auto disk = OpenSource();
+  platform::FaultPlan plan;
+  plan.write_delay = std::chrono::milliseconds(15);  // a slow target keeps the copy going
+  platform::ScopedFaultInjection faults("dst.vhd", plan);
+  auto outcome = Mirror(disk);
+  ASSERT_TRUE(outcome->job);
+  // Chunks are copied in ascending order: wait for the first one (block 0) to be done.
+  for (int i = 0; i < 20000 && outcome->job->Progress().current < (2u << 20); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(outcome->job->Progress().state, MirrorProgress::State::kCopying)
+      << "the copy must still be running for this test to mean anything";
+  const std::vector<std::byte> zeros(256 << 10);
+  ASSERT_TRUE(disk->Write(64 << 10, zeros).ok());
+  std::memset(reference_.data() + (64 << 10), 0, zeros.size());
+  for (int i = 0; i < 30000 && outcome->job->Progress().state != MirrorProgress::State::kReady; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(outcome->job->Break().ok());
+  WaitEnd(*outcome);
+  ASSERT_TRUE(outcome->finished.ok());
+  // The handle's disk is now the mirror.
+  EXPECT_EQ(disk->disk()->top().file().path().filename(), "dst.vhd");
+  ExpectSourceIntact(*disk);
+}
+
 TEST_F(MirrorJobTest, EngineMemoryDoesNotDependOnTheDiskSize) {
   // The dirty set holds chunks with data, not the disk: a 1 TiB disk with the same data seeds
   // the same number of chunks.
