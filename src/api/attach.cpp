@@ -17,7 +17,7 @@ namespace {
 constexpr DWORD kKnownAttachFlags = Bits(
     ATTACH_VIRTUAL_DISK_FLAG_READ_ONLY, ATTACH_VIRTUAL_DISK_FLAG_NO_DRIVE_LETTER, ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME, ATTACH_VIRTUAL_DISK_FLAG_NO_LOCAL_HOST, ATTACH_VIRTUAL_DISK_FLAG_NO_SECURITY_DESCRIPTOR, ATTACH_VIRTUAL_DISK_FLAG_BYPASS_DEFAULT_ENCRYPTION_POLICY, ATTACH_VIRTUAL_DISK_FLAG_NON_PNP, ATTACH_VIRTUAL_DISK_FLAG_RESTRICTED_RANGE, ATTACH_VIRTUAL_DISK_FLAG_SINGLE_PARTITION, ATTACH_VIRTUAL_DISK_FLAG_REGISTER_VOLUME, ATTACH_VIRTUAL_DISK_FLAG_AT_BOOT);
 
-DWORD AttachImpl(HANDLE handle, ATTACH_VIRTUAL_DISK_FLAG flags,
+DWORD AttachImpl(HANDLE handle, DWORD flags,
                  PATTACH_VIRTUAL_DISK_PARAMETERS parameters, LPOVERLAPPED overlapped) {
   if ((flags & ~kKnownAttachFlags) != 0) return ERROR_INVALID_PARAMETER;
   if (parameters != nullptr && Raw(parameters->Version) != ATTACH_VIRTUAL_DISK_VERSION_1 &&
@@ -31,7 +31,7 @@ DWORD AttachImpl(HANDLE handle, ATTACH_VIRTUAL_DISK_FLAG flags,
   if (!disk) return error;
 
   const bool read_only = (flags & ATTACH_VIRTUAL_DISK_FLAG_READ_ONLY) != 0;
-  const VIRTUAL_DISK_ACCESS_MASK needed =
+  const DWORD needed =
       read_only ? VIRTUAL_DISK_ACCESS_ATTACH_RO : VIRTUAL_DISK_ACCESS_ATTACH_RW;
   if (!disk->Allows(needed) || disk->options().get_info_only) return ERROR_ACCESS_DENIED;
   if (!read_only && disk->disk()->read_only()) {
@@ -55,7 +55,7 @@ DWORD AttachImpl(HANDLE handle, ATTACH_VIRTUAL_DISK_FLAG flags,
   return CompleteNow(overlapped, ERROR_SUCCESS);
 }
 
-DWORD DetachImpl(HANDLE handle, DETACH_VIRTUAL_DISK_FLAG flags) {
+DWORD DetachImpl(HANDLE handle, DWORD flags) {
   DWORD error = ERROR_SUCCESS;
   auto disk = LookupDisk(handle, &error);
   if (!disk) return error;
@@ -85,10 +85,10 @@ VIRTDISK_API DWORD WINAPI AttachVirtualDisk(HANDLE VirtualDiskHandle,
   (void)ProviderSpecificFlags;
   ClearLastFailureMessage();
   const DWORD result = GuardedCall("AttachVirtualDisk", [&] {
-    return AttachImpl(VirtualDiskHandle, Flags, Parameters, Overlapped);
+    return AttachImpl(VirtualDiskHandle, Raw(Flags), Parameters, Overlapped);
   });
   TraceCall("AttachVirtualDisk",
-            Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle)) + ", flags " + Hex(Flags),
+            Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle)) + ", flags " + Hex(Raw(Flags)),
             result);
   return result;
 }
@@ -99,9 +99,9 @@ VIRTDISK_API DWORD WINAPI DetachVirtualDisk(HANDLE VirtualDiskHandle,
   (void)ProviderSpecificFlags;
   ClearLastFailureMessage();
   const DWORD result =
-      GuardedCall("DetachVirtualDisk", [&] { return DetachImpl(VirtualDiskHandle, Flags); });
+      GuardedCall("DetachVirtualDisk", [&] { return DetachImpl(VirtualDiskHandle, Raw(Flags)); });
   TraceCall("DetachVirtualDisk",
-            Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle)) + ", flags " + Hex(Flags),
+            Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle)) + ", flags " + Hex(Raw(Flags)),
             result);
   return result;
 }

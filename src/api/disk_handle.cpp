@@ -11,7 +11,7 @@ namespace vdisk::api {
 DiskHandle::DiskHandle(std::shared_ptr<OpenDisk> disk, DiskHandleOptions options)
     : disk_(std::move(disk)), options_(options) {}
 
-bool DiskHandle::Allows(VIRTUAL_DISK_ACCESS_MASK access) const {
+bool DiskHandle::Allows(DWORD access) const {
   if (options_.version2) {
     if (options_.get_info_only) return (access & ~VIRTUAL_DISK_ACCESS_GET_INFO) == 0;
     if (options_.read_only) return (access & (VIRTUAL_DISK_ACCESS_ATTACH_RW |

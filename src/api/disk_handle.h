@@ -18,7 +18,7 @@
 namespace vdisk::api {
 
 struct DiskHandleOptions {
-  VIRTUAL_DISK_ACCESS_MASK access = VIRTUAL_DISK_ACCESS_NONE;
+  DWORD access = VIRTUAL_DISK_ACCESS_NONE;  // V1 access mask
   bool version2 = false;      // opened with V2/V3 parameters: access is decided per operation
   bool read_only = false;     // the disk is open read-only for this handle
   bool get_info_only = false;
@@ -35,7 +35,7 @@ class DiskHandle final : public KernelObject {
   const DiskHandleOptions& options() const { return options_; }
   // Whether the handle may do what `access` names: V1 handles by their mask, V2 handles by
   // ReadOnly/GetInfoOnly.
-  bool Allows(VIRTUAL_DISK_ACCESS_MASK access) const;
+  bool Allows(DWORD access) const;
 
   // Attachment made through this handle (raw I/O); ends when this handle closes.
   void set_attached_here(bool value) { attached_here_ = value; }

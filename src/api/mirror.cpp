@@ -23,7 +23,7 @@ constexpr DWORD kKnownMirrorFlags =
          MIRROR_VIRTUAL_DISK_FLAG_ENABLE_SMB_COMPRESSION,
          MIRROR_VIRTUAL_DISK_FLAG_IS_LIVE_MIGRATION);
 
-DWORD MirrorImpl(HANDLE handle, MIRROR_VIRTUAL_DISK_FLAG flags,
+DWORD MirrorImpl(HANDLE handle, DWORD flags,
                  PMIRROR_VIRTUAL_DISK_PARAMETERS parameters, LPOVERLAPPED overlapped) {
   if (parameters == nullptr || overlapped == nullptr) return ERROR_INVALID_PARAMETER;
   if ((flags & ~kKnownMirrorFlags) != 0) return ERROR_INVALID_PARAMETER;
@@ -103,10 +103,10 @@ VIRTDISK_API DWORD WINAPI MirrorVirtualDisk(HANDLE VirtualDiskHandle, MIRROR_VIR
                                             LPOVERLAPPED Overlapped) {
   ClearLastFailureMessage();
   const DWORD result = GuardedCall("MirrorVirtualDisk", [&] {
-    return MirrorImpl(VirtualDiskHandle, Flags, Parameters, Overlapped);
+    return MirrorImpl(VirtualDiskHandle, Raw(Flags), Parameters, Overlapped);
   });
   TraceCall("MirrorVirtualDisk",
-            HandleArg(VirtualDiskHandle) + ", " + Hex(Flags) + ", " +
+            HandleArg(VirtualDiskHandle) + ", " + Hex(Raw(Flags)) + ", " +
                 (Parameters && Raw(Parameters->Version) == MIRROR_VIRTUAL_DISK_VERSION_1
                      ? Quote(Parameters->Version1.MirrorVirtualDiskPath)
                      : std::string("?")),

@@ -33,8 +33,7 @@ DWORD Publish(std::shared_ptr<OpenDisk> disk, const DiskHandleOptions& options, 
   return ERROR_SUCCESS;
 }
 
-DWORD OpenDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, VIRTUAL_DISK_ACCESS_MASK mask,
-                   OPEN_VIRTUAL_DISK_FLAG flags, POPEN_VIRTUAL_DISK_PARAMETERS parameters,
+DWORD OpenDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, DWORD mask, DWORD flags, POPEN_VIRTUAL_DISK_PARAMETERS parameters,
                    PHANDLE handle) {
   // Windows' order: NULLs, then mask and flag bits, then the parameter version, then the file.
   if (type == nullptr || path == nullptr || handle == nullptr) return ERROR_INVALID_PARAMETER;
@@ -93,11 +92,10 @@ struct CreateArguments {
   ULONG physical_sector_size = 0;
   PCWSTR parent_path = nullptr;
   PCWSTR source_path = nullptr;
-  OPEN_VIRTUAL_DISK_FLAG open_flags = OPEN_VIRTUAL_DISK_FLAG_NONE;
+  DWORD open_flags = OPEN_VIRTUAL_DISK_FLAG_NONE;
 };
 
-DWORD CreateDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, VIRTUAL_DISK_ACCESS_MASK mask,
-                     CREATE_VIRTUAL_DISK_FLAG flags, PCREATE_VIRTUAL_DISK_PARAMETERS parameters,
+DWORD CreateDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, DWORD mask, DWORD flags, PCREATE_VIRTUAL_DISK_PARAMETERS parameters,
                      LPOVERLAPPED overlapped, PHANDLE handle) {
   if (type == nullptr || path == nullptr || parameters == nullptr || handle == nullptr)
     return ERROR_INVALID_PARAMETER;
@@ -122,7 +120,7 @@ DWORD CreateDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, VIRTUAL_DISK_ACCES
       // Versions 3 and 4 only add fields that start with V2's, so V2's view reads them all.
       const auto& v2 = parameters->Version2;
       args = {v2.UniqueId,   v2.MaximumSize, v2.BlockSizeInBytes, v2.SectorSizeInBytes,
-              v2.PhysicalSectorSizeInBytes, v2.ParentPath, v2.SourcePath, v2.OpenFlags};
+              v2.PhysicalSectorSizeInBytes, v2.ParentPath, v2.SourcePath, Raw(v2.OpenFlags)};
       if (Raw(parameters->Version) >= CREATE_VIRTUAL_DISK_VERSION_3 &&
           parameters->Version3.SourceLimitPath != nullptr) {
         SetLastFailureMessage("SourceLimitPath (resilient change tracking) is not supported");
@@ -208,12 +206,12 @@ VIRTDISK_API DWORD WINAPI OpenVirtualDisk(PVIRTUAL_STORAGE_TYPE VirtualStorageTy
                                           PHANDLE Handle) {
   ClearLastFailureMessage();
   const DWORD result = GuardedCall("OpenVirtualDisk", [&] {
-    return OpenDiskImpl(VirtualStorageType, Path, VirtualDiskAccessMask, Flags, Parameters,
+    return OpenDiskImpl(VirtualStorageType, Path, Raw(VirtualDiskAccessMask), Raw(Flags), Parameters,
                         Handle);
   });
   TraceCall("OpenVirtualDisk",
             Describe(VirtualStorageType) + ", " + Quote(Path) + ", " +
-                Hex(VirtualDiskAccessMask) + ", " + Hex(Flags) + ", version " +
+                Hex(Raw(VirtualDiskAccessMask)) + ", " + Hex(Raw(Flags)) + ", version " +
                 (Parameters ? std::to_string(Raw(Parameters->Version)) : std::string("NULL")),
             result);
   return result;
@@ -230,12 +228,12 @@ VIRTDISK_API DWORD WINAPI CreateVirtualDisk(PVIRTUAL_STORAGE_TYPE VirtualStorage
   (void)ProviderSpecificFlags;
   ClearLastFailureMessage();
   const DWORD result = GuardedCall("CreateVirtualDisk", [&] {
-    return CreateDiskImpl(VirtualStorageType, Path, VirtualDiskAccessMask, Flags, Parameters,
+    return CreateDiskImpl(VirtualStorageType, Path, Raw(VirtualDiskAccessMask), Raw(Flags), Parameters,
                           Overlapped, Handle);
   });
   TraceCall("CreateVirtualDisk",
             Describe(VirtualStorageType) + ", " + Quote(Path) + ", " +
-                Hex(VirtualDiskAccessMask) + ", " + Hex(Flags) + ", version " +
+                Hex(Raw(VirtualDiskAccessMask)) + ", " + Hex(Raw(Flags)) + ", version " +
                 (Parameters ? std::to_string(Raw(Parameters->Version)) : std::string("NULL")),
             result);
   return result;

@@ -64,14 +64,14 @@ TEST_F(OpenVirtualDiskTest, ValidatesInWindowsOrder) {
     const char* what;
     PVIRTUAL_STORAGE_TYPE type;
     PCWSTR path;
-    VIRTUAL_DISK_ACCESS_MASK mask;
-    OPEN_VIRTUAL_DISK_FLAG flags;
+    DWORD mask;  // raw values: some are not valid enumerators
+    DWORD flags;
     POPEN_VIRTUAL_DISK_PARAMETERS params;
     PHANDLE handle;
     DWORD expected;
   };
-  const auto bad_mask = static_cast<VIRTUAL_DISK_ACCESS_MASK>(0x1);
-  const auto bad_flags = static_cast<OPEN_VIRTUAL_DISK_FLAG>(0x80000000u);
+  const DWORD bad_mask = 0x1;
+  const DWORD bad_flags = 0x80000000u;
   const Case cases[] = {
       {"NULL type", nullptr, path_.c_str(), VIRTUAL_DISK_ACCESS_ALL, OPEN_VIRTUAL_DISK_FLAG_NONE,
        &v1, &h, ERROR_INVALID_PARAMETER},
@@ -96,7 +96,9 @@ TEST_F(OpenVirtualDiskTest, ValidatesInWindowsOrder) {
        OPEN_VIRTUAL_DISK_FLAG_NONE, &v1, &h, ERROR_PATH_NOT_FOUND},
   };
   for (const Case& c : cases) {
-    const DWORD got = OpenVirtualDisk(c.type, c.path, c.mask, c.flags, c.params, c.handle);
+    const DWORD got =
+        OpenVirtualDisk(c.type, c.path, static_cast<VIRTUAL_DISK_ACCESS_MASK>(c.mask),
+                        static_cast<OPEN_VIRTUAL_DISK_FLAG>(c.flags), c.params, c.handle);
     EXPECT_EQ(got, c.expected) << c.what << ": expected " << c.expected << ", got " << got;
     if (got == ERROR_SUCCESS) CloseHandle(h);
   }
@@ -140,8 +142,16 @@ TEST_F(OpenVirtualDiskTest, ClosedAndBogusHandlesAreInvalid) {
     EXPECT_EQ(AttachVirtualDisk(bogus, nullptr, ATTACH_VIRTUAL_DISK_FLAG_NO_LOCAL_HOST, 0,
                                 nullptr, nullptr),
               ERROR_INVALID_HANDLE);
-    EXPECT_EQ(MirrorVirtualDisk(bogus, MIRROR_VIRTUAL_DISK_FLAG_NONE, nullptr, nullptr),
+    // Valid arguments, so that only the handle is wrong.
+    const WString target = dir_.Wide("mirror.vhd");
+    MIRROR_VIRTUAL_DISK_PARAMETERS mirror{};
+    mirror.Version = MIRROR_VIRTUAL_DISK_VERSION_1;
+    mirror.Version1.MirrorVirtualDiskPath = target.c_str();
+    OVERLAPPED ov{};
+    EXPECT_EQ(MirrorVirtualDisk(bogus, MIRROR_VIRTUAL_DISK_FLAG_NONE, &mirror, &ov),
               ERROR_INVALID_HANDLE);
+    VIRTUAL_DISK_PROGRESS progress{};
+    EXPECT_EQ(GetVirtualDiskOperationProgress(bogus, &ov, &progress), ERROR_INVALID_HANDLE);
     EXPECT_EQ(BreakMirrorVirtualDisk(bogus), ERROR_INVALID_HANDLE);
     EXPECT_FALSE(CloseHandle(bogus));
   }
