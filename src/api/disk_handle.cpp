@@ -57,6 +57,24 @@ DWORD DiskHandle::Transfer(Direction direction, void* buffer, DWORD length, DWOR
   }
   const std::uint64_t offset =
       (static_cast<std::uint64_t>(overlapped->OffsetHigh) << 32) | overlapped->Offset;
+  if (length <= kInlineLimit) {
+    // Small requests complete in the caller's thread, as a file system completes a cached
+    // request: ReadFile/WriteFile return TRUE, and the OVERLAPPED, its event and the bound
+    // completion port still see the completion. A hand-off to a worker would cost more than
+    // the page-cache copy itself.
+    std::shared_ptr<KernelObject> port;
+    ULONG_PTR key = 0;
+    {
+      std::lock_guard lock(mutex_);
+      port = port_;
+      key = port_key_;
+    }
+    MarkPending(overlapped);
+    const DWORD error = DoTransfer(direction, buffer, length, offset);
+    CompleteOverlapped(overlapped, error, error == ERROR_SUCCESS ? length : 0, port, key);
+    if (error == ERROR_SUCCESS) *done = length;
+    return error;
+  }
   auto request = std::make_shared<Request>();
   request->overlapped = overlapped;
   std::list<std::shared_ptr<Request>>::iterator it;

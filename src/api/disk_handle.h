@@ -62,6 +62,8 @@ class DiskHandle final : public KernelObject {
     std::atomic<bool> cancelled{false};
   };
   enum class Direction { kRead, kWrite };
+  // OVERLAPPED requests up to this size complete inline; larger ones go to the I/O workers.
+  static constexpr DWORD kInlineLimit = 64 * 1024;
 
   DWORD Transfer(Direction direction, void* buffer, DWORD length, DWORD* done,
                  OVERLAPPED* overlapped);

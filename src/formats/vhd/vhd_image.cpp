@@ -10,6 +10,9 @@
 namespace vdisk::vhd {
 namespace {
 
+// Payload blocks start their data on this boundary.
+constexpr std::uint64_t kDataAlignment = 4096;
+
 // Sector bitmaps kept in memory per differencing image (2 MiB blocks: 64 GiB of disk).
 constexpr std::size_t kMaxCachedBitmapBytes = std::size_t{16} << 20;
 // Locator data longer than this is not a path; such locators are ignored.
@@ -495,6 +498,17 @@ Status VhdImage::WriteAllocated(std::uint32_t block, std::uint32_t entry, std::u
                             static_cast<std::uint32_t>(data.size() / kSectorSize));
 }
 
+bool VhdImage::is_4k_aligned() const {
+  for (const auto& slot : bat_) {
+    const std::uint32_t entry = slot.load(std::memory_order_acquire);
+    if (entry != kUnallocated &&
+        (std::uint64_t{entry} * kSectorSize + bitmap_bytes_) % kDataAlignment != 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
 Status VhdImage::AllocateAndWrite(std::uint32_t block, std::uint32_t within,
                                   std::span<const std::byte> data) {
   std::unique_lock lock(allocation_mutex_);
@@ -503,7 +517,10 @@ Status VhdImage::AllocateAndWrite(std::uint32_t block, std::uint32_t within,
     lock.unlock();
     return WriteAllocated(block, entry, within, data);
   }
-  const std::uint64_t block_offset = RoundUp(footer_offset_, kSectorSize);
+  // The block goes where its data starts on a 4 KiB boundary (its bitmap just before), as
+  // Hyper-V lays out 4K-aligned VHDs: a 4 KiB guest access then touches one page, not two.
+  const std::uint64_t block_offset =
+      RoundUp(RoundUp(footer_offset_, kSectorSize) + bitmap_bytes_, kDataAlignment) - bitmap_bytes_;
   const std::uint64_t new_footer_offset = block_offset + bitmap_bytes_ + block_size_;
   if (block_offset / kSectorSize >= kUnallocated) {
     return Status(Code::kVhdBlockAllocationFailure,
@@ -513,6 +530,12 @@ Status VhdImage::AllocateAndWrite(std::uint32_t block, std::uint32_t within,
   // (a) The footer copy at the new end of file; the block's space becomes a hole that reads
   // as zeros.
   VDISK_RETURN_IF_ERROR(file_->WriteAt(new_footer_offset, footer_));
+  // The old footer, where the alignment gap leaves it uncovered, is cleared: no stale footer
+  // stays inside the file.
+  if (block_offset >= footer_offset_ + kFooterSize) {
+    static const std::array<std::byte, kFooterSize> kZeroFooter{};
+    VDISK_RETURN_IF_ERROR(file_->WriteAt(footer_offset_, kZeroFooter));
+  }
   // (b) The bitmap over the old footer, then the data. Dynamic disks mark every sector present
   // (as qemu and Windows do); a differencing block marks only the sectors written.
   const bool differencing = subtype_ == DiskSubtype::kDifferencing;

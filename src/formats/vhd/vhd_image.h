@@ -75,6 +75,8 @@ class VhdImage final : public Image {
   Guid unique_id() const override { return unique_id_; }
   std::uint32_t timestamp() const override { return timestamp_; }
   bool read_only() const override { return read_only_; }
+  // Every allocated block's data starts on a 4 KiB boundary (always so for blocks we allocate).
+  bool is_4k_aligned() const override;
   std::optional<ParentReference> parent() const override { return parent_; }
 
   Result<Extent> Map(std::uint64_t offset, std::uint64_t length) override;
