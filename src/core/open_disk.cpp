@@ -156,8 +156,8 @@ Status OpenDisk::AttachRaw(bool read_only) {
   if (attached_) {
     return Status(Code::kDiskAlreadyOwned, key().string() + ": already attached");
   }
-  attached_ = true;
   attached_read_only_ = read_only || disk()->read_only();
+  attached_ = true;
   return Status::Ok();
 }
 
@@ -170,14 +170,10 @@ Status OpenDisk::Detach() {
   return Flush();
 }
 
-bool OpenDisk::attached() const {
-  std::lock_guard lock(attach_mutex_);
-  return attached_;
-}
-
+// Read on every raw I/O request, so without a lock.
+bool OpenDisk::attached() const { return attached_.load(std::memory_order_acquire); }
 bool OpenDisk::attached_read_only() const {
-  std::lock_guard lock(attach_mutex_);
-  return attached_read_only_;
+  return attached_read_only_.load(std::memory_order_acquire);
 }
 
 }  // namespace vdisk

@@ -10,6 +10,7 @@
 // in flight and no request sees half a switch.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -79,9 +80,9 @@ class OpenDisk {
   std::filesystem::path key_;
   const bool get_info_only_;
 
-  mutable std::mutex attach_mutex_;
-  bool attached_ = false;
-  bool attached_read_only_ = false;
+  std::mutex attach_mutex_;  // serialises attach and detach; the flags are read without it
+  std::atomic<bool> attached_{false};
+  std::atomic<bool> attached_read_only_{false};
 };
 
 }  // namespace vdisk
