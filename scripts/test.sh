@@ -6,6 +6,7 @@
 #   scripts/test.sh            everything
 #   SKIP_ASAN=1 scripts/test.sh   without the sanitizer build (quicker local runs)
 #   SKIP_WINDOWS=1 scripts/test.sh without the mingw/Wine part
+#   SKIP_FUZZ=1 / FUZZ_SECONDS=N   without, or with a different length of, the fuzzing run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/packages.sh
@@ -31,6 +32,11 @@ if [[ "${SKIP_ASAN:-0}" != 1 ]]; then
   # suite (VhdCrashSafety, mirror failures) do run under the sanitizers.
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --preset linux-asan -j "$jobs" --timeout 900 -E 'interop\.CrashTest'
+fi
+
+if [[ "${SKIP_FUZZ:-0}" != 1 ]]; then
+  section "Fuzzing the VHDX parser (libFuzzer, ${FUZZ_SECONDS:-60} s)"
+  bash tests/fuzz/run_fuzz.sh "${FUZZ_SECONDS:-60}"
 fi
 
 if [[ "${SKIP_WINDOWS:-0}" != 1 ]]; then

@@ -1,0 +1,49 @@
+#include "formats/vhdx/vhdx_provider.h"
+
+#include <array>
+#include <cstring>
+#include <string_view>
+
+#include "formats/vhdx/vhdx_create.h"
+#include "formats/vhdx/vhdx_format.h"
+#include "formats/vhdx/vhdx_image.h"
+
+namespace vdisk {
+namespace {
+
+constexpr std::array<std::string_view, 2> kExtensions = {".vhdx", ".avhdx"};
+
+class VhdxProvider final : public Provider {
+ public:
+  DiskFormat format() const override { return DiskFormat::kVhdx; }
+  std::string_view name() const override { return "VHDX"; }
+  std::span<const std::string_view> extensions() const override { return kExtensions; }
+
+  // §2.2.1: the file type identifier at offset 0 is never overwritten, so it alone decides.
+  int Probe(const ProbeData& data) const override {
+    const std::string_view signature = vhdx::kFileSignatureText;
+    if (data.head.size() >= signature.size() &&
+        std::memcmp(data.head.data(), signature.data(), signature.size()) == 0) {
+      return 100;
+    }
+    return 0;
+  }
+
+  Result<std::unique_ptr<Image>> Open(std::unique_ptr<platform::File> file,
+                                      const OpenOptions& options) const override {
+    if (file == nullptr) return Status(Code::kInvalidParameter, "VHDX open without a file");
+    VDISK_ASSIGN_OR_RETURN(auto image, vhdx::VhdxImage::Open(std::move(file), options));
+    return std::unique_ptr<Image>(std::move(image));
+  }
+
+  Result<std::unique_ptr<Image>> Create(const std::filesystem::path& path,
+                                        const CreateOptions& options) const override {
+    return vhdx::CreateVhdxImage(path, options);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Provider> MakeVhdxProvider() { return std::make_unique<VhdxProvider>(); }
+
+}  // namespace vdisk
