@@ -101,9 +101,10 @@ class MirrorTest : public ::testing::Test {
  protected:
   // A source disk of `size` with random data written through the API; returns its content.
   std::vector<unsigned char> MakeSource(const std::string& name, ULONGLONG size, bool fixed,
-                                        int writes, std::uint32_t seed) {
+                                        int writes, std::uint32_t seed,
+                                        ULONG device = VIRTUAL_STORAGE_TYPE_DEVICE_VHD) {
     HANDLE h = nullptr;
-    EXPECT_EQ(CreateVhd(dir_.Wide(name), size, fixed, &h), ERROR_SUCCESS);
+    EXPECT_EQ(CreateVhd(dir_.Wide(name), size, fixed, &h, 0, WString(), device), ERROR_SUCCESS);
     EXPECT_EQ(AttachRaw(h), ERROR_SUCCESS);
     std::vector<unsigned char> reference(size);
     WriteRandom(h, reference, writes, seed);
@@ -160,6 +161,31 @@ TEST_F(MirrorTest, SampleSequenceMirrorsADifferencingVhdOntoTheSameParent) {
   CloseHandle(h);
   // The child's mirror holds only the child's data, not the parent's.
   EXPECT_LT(FileSize(dir_ / "mirror.vhd"), FileSize(dir_ / "base.vhd") + (4 << 20));
+}
+
+TEST_F(MirrorTest, SampleSequenceMirrorsDynamicFixedAndDifferencingVhdx) {
+  const ULONG vhdx = VIRTUAL_STORAGE_TYPE_DEVICE_VHDX;
+  const auto dynamic = MakeSource("dyn.vhdx", 96 << 20, false, 60, 21, vhdx);
+  auto r = RunSample(dir_.Wide("dyn.vhdx"), dir_.Wide("dyn-mirror.vhdx"));
+  EXPECT_EQ(r.final_status, static_cast<DWORD>(ERROR_SUCCESS));
+  EXPECT_EQ(ReadAll(dir_.Wide("dyn-mirror.vhdx")), dynamic);
+
+  const auto fixed = MakeSource("fixed.vhdx", 32 << 20, true, 30, 22, vhdx);
+  r = RunSample(dir_.Wide("fixed.vhdx"), dir_.Wide("fixed-mirror.vhdx"));
+  EXPECT_EQ(r.final_status, static_cast<DWORD>(ERROR_SUCCESS));
+  EXPECT_EQ(ReadAll(dir_.Wide("fixed-mirror.vhdx")), fixed);
+
+  auto reference = dynamic;
+  HANDLE child = nullptr;
+  ASSERT_EQ(CreateVhd(dir_.Wide("child.vhdx"), 0, false, &child, 0, dir_.Wide("dyn-mirror.vhdx"),
+                      vhdx),
+            ERROR_SUCCESS);
+  ASSERT_EQ(AttachRaw(child), ERROR_SUCCESS);
+  WriteRandom(child, reference, 30, 23);
+  ASSERT_TRUE(CloseHandle(child));
+  r = RunSample(dir_.Wide("child.vhdx"), dir_.Wide("child-mirror.vhdx"));
+  EXPECT_EQ(r.final_status, static_cast<DWORD>(ERROR_SUCCESS));
+  EXPECT_EQ(ReadAll(dir_.Wide("child-mirror.vhdx")), reference);
 }
 
 TEST_F(MirrorTest, BreakMakesTheMirrorTheHandlesActiveDisk) {
