@@ -14,8 +14,10 @@
 //    the entry is written at the log's head and flushed, then applied in place. The next entry
 //    is written only after the applied sectors are flushed, so each entry is its own tail. The
 //    first entry of a log session is written before the header names its LogGuid, so a header
-//    never names a LogGuid without a valid entry. An entry that would overwrite the previous
-//    one (a full ring) first ends the log session (flush, clear the LogGuid).
+//    never names a LogGuid without a valid entry (§2.2.2 describes the header first; that order
+//    leaves a window in which a crash gives a LogGuid with no entry, which §2.3.3 calls corrupt).
+//    An entry that would overwrite the previous one (a full ring) first ends the log session
+//    (flush, clear the LogGuid).
 //  - Payload data is never journalled: an allocating write extends the file (new blocks at the
 //    end, 1 MiB aligned, reading as zeros), writes the data, flushes, then journals the BAT
 //    entries (and sector bitmap bits). Until the journal entry lands the block is unreferenced.
