@@ -241,7 +241,7 @@ TEST(VhdxInterop, ReadsFilesThatQemuCreatedAndWrote) {
   REQUIRE_TOOL("qemu-io");
   TempDir dir;
   for (const char* subformat : {"dynamic", "fixed"}) {
-    for (const char* block : {"1M", "8M", "32M"}) {
+    for (const char* block : {"1M", "8M", "32M", "256M"}) {
       for (const char* zero : {"off", "on"}) {
         SCOPED_TRACE(std::string(subformat) + ", block_size=" + block +
                      ", block_state_zero=" + zero);
