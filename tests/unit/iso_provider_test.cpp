@@ -2,6 +2,7 @@
 // (genisoimage, xorriso, mkudffs) and checked against independent readers (isoinfo, udfinfo).
 // Tests that need a producer skip when it is not installed (Debian: genisoimage, xorriso,
 // udftools).
+#include "test_support.h"
 #include "formats/iso/iso_provider.h"
 
 #include <gtest/gtest.h>
@@ -29,25 +30,7 @@ constexpr std::uint64_t kSector = 2048;
 
 // --- Scratch files and external tools ------------------------------------------------------------
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() /
-            ("vdisk_iso_provider_" + std::to_string(rd()) + std::to_string(rd()));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using vdisk_unit::TempDir;
 
 std::vector<std::byte> RandomBytes(std::size_t size, unsigned seed) {
   std::vector<std::byte> bytes(size);

@@ -1,5 +1,6 @@
 // ISO 9660 / UDF volume recognition and sizing on images synthesised here, byte by byte, from
 // ECMA-119 and ECMA-167, so that every damaged case can be built exactly.
+#include "test_support.h"
 #include "formats/iso/iso_volume.h"
 
 #include <gtest/gtest.h>
@@ -21,25 +22,7 @@ constexpr std::size_t kSector = kSectorSize;
 
 // --- Scratch files -------------------------------------------------------------------------------
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() /
-            ("vdisk_iso_volume_" + std::to_string(rd()) + std::to_string(rd()));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using vdisk_unit::TempDir;
 
 void WriteBytes(const std::filesystem::path& path, const std::vector<std::byte>& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

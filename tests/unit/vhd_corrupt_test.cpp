@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "test_support.h"
 #include "core/virtual_disk.h"
 #include "formats/registry/registry.h"
 #include "formats/vhd/vhd_format.h"
@@ -28,25 +29,7 @@ constexpr std::uint32_t kMiB = 1024 * 1024;
 constexpr std::uint64_t kHeaderOffset = 512;  // where Create puts the dynamic header
 constexpr std::uint64_t kTableOffset = 1536;  // and the BAT
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() /
-            ("vhd_corrupt_test_" + std::to_string(rd()) + "_" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  fs::path operator/(std::string_view name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
+using vdisk_unit::TempDir;
 
 const ProviderRegistry& Registry() {
   static const ProviderRegistry registry = [] {

@@ -1,5 +1,6 @@
 // VHD images end to end through VirtualDisk: create, write, read back, reopen; differencing
 // chains; concurrency; crash safety of block allocation.
+#include "test_support.h"
 #include "formats/vhd/vhd_image.h"
 
 #include <gtest/gtest.h>
@@ -29,26 +30,7 @@ constexpr std::uint32_t kSector = 512;
 constexpr std::uint32_t kKiB = 1024;
 constexpr std::uint32_t kMiB = 1024 * 1024;
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() /
-            ("vhd_image_test_" + std::to_string(rd()) + "_" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  fs::path operator/(std::string_view name) const { return path_ / name; }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using vdisk_unit::TempDir;
 
 const ProviderRegistry& Registry() {
   static const ProviderRegistry registry = [] {

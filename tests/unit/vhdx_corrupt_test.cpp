@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "test_support.h"
 #include "core/virtual_disk.h"
 #include "formats/registry/registry.h"
 #include "formats/vhd/vhd_format.h"
@@ -33,25 +34,7 @@ constexpr std::uint64_t kLogOffset = kMiB;
 constexpr std::uint64_t kMetadataOffset = 2 * kMiB;
 constexpr std::uint64_t kBatOffset = 3 * kMiB;
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() /
-            ("vhdx_corrupt_test_" + std::to_string(rd()) + "_" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  fs::path operator/(std::string_view name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
+using vdisk_unit::TempDir;
 
 const ProviderRegistry& Registry() {
   static const ProviderRegistry registry = [] {

@@ -1,6 +1,7 @@
 // VHDX images end to end through VirtualDisk: create, write, read back, reopen; differencing
 // chains; identity and parent locators; metadata operations; concurrency; memory use of huge
 // disks.
+#include "test_support.h"
 #include "formats/vhdx/vhdx_image.h"
 
 #include <gtest/gtest.h>
@@ -39,26 +40,7 @@ constexpr std::uint64_t kMiB = 1024 * 1024;
 constexpr std::uint64_t kGiB = 1024 * kMiB;
 constexpr std::uint64_t kTiB = 1024 * kGiB;
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() /
-            ("vhdx_image_test_" + std::to_string(rd()) + "_" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  fs::path operator/(std::string_view name) const { return path_ / name; }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using vdisk_unit::TempDir;
 
 const ProviderRegistry& Registry() {
   static const ProviderRegistry registry = [] {

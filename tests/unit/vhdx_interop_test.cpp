@@ -19,6 +19,7 @@
 #include <unistd.h>
 #endif
 
+#include "test_support.h"
 #include "core/virtual_disk.h"
 #include "formats/registry/registry.h"
 #include "formats/vhdx/vhdx_image.h"
@@ -32,25 +33,7 @@ namespace {
 namespace fs = std::filesystem;
 constexpr std::uint64_t kMiB = 1024 * 1024;
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() /
-            ("vhdx_interop_test_" + std::to_string(rd()) + "_" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  fs::path operator/(std::string_view name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
+using vdisk_unit::TempDir;
 
 const ProviderRegistry& Registry() {
   static const ProviderRegistry registry = [] {

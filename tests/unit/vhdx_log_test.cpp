@@ -25,6 +25,7 @@
 #include <unistd.h>
 #endif
 
+#include "test_support.h"
 #include "core/virtual_disk.h"
 #include "formats/registry/registry.h"
 #include "formats/vhdx/vhdx_format.h"
@@ -39,25 +40,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace vhdx;  // NOLINT(build/namespaces): test of the format's own structures
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() /
-            ("vhdx_log_test_" + std::to_string(rd()) + "_" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  fs::path operator/(std::string_view name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
+using vdisk_unit::TempDir;
 
 const ProviderRegistry& Registry() {
   static const ProviderRegistry registry = [] {
