@@ -87,6 +87,11 @@ class Image {
   virtual Status Write(std::uint64_t offset, std::span<const std::byte> data) = 0;
   // Makes every completed write durable.
   virtual Status Flush() = 0;
+  // Whether allocating writes and metadata updates flush between their steps, so that a crash
+  // loses nothing acknowledged (OpenOptions::no_write_hardening turns it off: a mirror target
+  // is flushed once, at the switch, and must harden from then on).
+  virtual bool write_hardening() const { return true; }
+  virtual void SetWriteHardening(bool on) { (void)on; }
 
   // The file behind this image (the Image owns it).
   virtual platform::File& file() const = 0;

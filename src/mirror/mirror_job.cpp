@@ -342,6 +342,9 @@ Status MirrorJob::Break() {
     if (stop_) return Status(Code::kVhdInvalidState, "the mirror has ended");
     VDISK_RETURN_IF_ERROR(target_->Flush());
     VDISK_RETURN_IF_ERROR(source_->Flush());
+    // The target was written without flush barriers (nothing of it mattered before the
+    // switch); as the active disk it keeps its writes as safely as the source did.
+    target_->top().SetWriteHardening(source_->top().write_hardening());
     state_ = MirrorProgress::State::kBroken;
     stop_ = true;
     return Status::Ok();

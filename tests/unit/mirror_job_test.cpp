@@ -197,6 +197,22 @@ TEST_F(MirrorJobTest, ZerosWrittenOverACopiedChunkReachTheTarget) {
   ExpectSourceIntact(*disk);
 }
 
+TEST_F(MirrorJobTest, TargetHardensItsWritesOnceItIsTheActiveDisk) {
+  auto disk = OpenSource();
+  ASSERT_TRUE(disk->disk()->top().write_hardening());
+  auto outcome = Mirror(disk);
+  ASSERT_TRUE(outcome->job);
+  for (int i = 0; i < 30000 && outcome->job->Progress().state != MirrorProgress::State::kReady; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(outcome->job->Break().ok());
+  WaitEnd(*outcome);
+  ASSERT_TRUE(outcome->finished.ok());
+  ASSERT_EQ(disk->disk()->top().file().path().filename(), "dst.vhd");
+  // Copied without flush barriers, but from the switch on a crash must not lose what an
+  // allocating write acknowledged.
+  EXPECT_TRUE(disk->disk()->top().write_hardening());
+}
+
 TEST_F(MirrorJobTest, EngineMemoryDoesNotDependOnTheDiskSize) {
   // The dirty set holds chunks with data, not the disk: a 1 TiB disk with the same data seeds
   // the same number of chunks.

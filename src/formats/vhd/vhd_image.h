@@ -82,6 +82,8 @@ class VhdImage final : public Image {
   Result<Extent> Map(std::uint64_t offset, std::uint64_t length) override;
   Status Write(std::uint64_t offset, std::span<const std::byte> data) override;
   Status Flush() override;
+  bool write_hardening() const override { return write_hardening_.load(); }
+  void SetWriteHardening(bool on) override { write_hardening_.store(on); }
   platform::File& file() const override { return *file_; }
 
  private:
@@ -117,7 +119,7 @@ class VhdImage final : public Image {
 
   const std::unique_ptr<platform::File> file_;
   const bool read_only_;
-  const bool write_hardening_;
+  std::atomic<bool> write_hardening_;
   const DiskSubtype subtype_;
   const std::uint64_t size_;
   const std::uint32_t timestamp_;

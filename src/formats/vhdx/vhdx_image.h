@@ -93,6 +93,8 @@ class VhdxImage final : public Image {
   Status ReadData(std::uint64_t file_offset, std::span<std::byte> out) override;
   Status Write(std::uint64_t offset, std::span<const std::byte> data) override;
   Status Flush() override;
+  bool write_hardening() const override { return write_hardening_.load(); }
+  void SetWriteHardening(bool on) override { write_hardening_.store(on); }
   platform::File& file() const override { return *file_; }
 
   // The end of the last partition of an MBR or GPT at the start of the disk (read through this
@@ -170,7 +172,7 @@ class VhdxImage final : public Image {
 
   const std::unique_ptr<platform::File> file_;
   const bool read_only_;
-  const bool write_hardening_;
+  std::atomic<bool> write_hardening_;
   const bool ignore_relative_parent_locator_;
   StructureReader reader_;
 
