@@ -244,8 +244,9 @@ int main(int argc, char** argv) {
   const double cp_s = Median(cp);
   std::printf("\n%-44s %10s %15s %8s %14s\n", "method", "median s", "min-max s", "x cp",
               "allocated MiB");
-  // The spread is shown because on a virtual machine a run that lands on memory the host has
-  // just taken back (free page reporting) copies several times slower, whatever the copier.
+  // The spread is shown because single runs vary several-fold on a virtual machine: the same
+  // 1 TiB mirror took 0.43 s right after the previous target was deleted and 1.6-1.7 s after a
+  // `sync; sleep 3`, nearly all of it in the kernel's copy into new page-cache pages.
   auto row = [&](const char* name, const std::vector<double>& s, std::uint64_t alloc) {
     const auto [lo, hi] = std::minmax_element(s.begin(), s.end());
     std::printf("%-44s %10.3f %7.3f-%-7.3f %8.2f %14.1f\n", name, Median(s), *lo, *hi,
