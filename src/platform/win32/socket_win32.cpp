@@ -1,0 +1,356 @@
+// Sockets over Winsock 2: TCP, and AF_UNIX where Windows has it (Windows 10 1803 and later).
+// The listener waits for FD_ACCEPT on an event alongside a stop event, so Shutdown from another
+// thread never closes a socket a blocked thread is using. A blocked receive is woken by
+// cancelling the socket's pending I/O (CancelIoEx), as shutdown(SD_RECEIVE) alone does not.
+// The permission mode of a Unix socket file has no meaning here and is ignored.
+// Order matters: winsock2.h before everything else, afunix.h after it.
+#include <winsock2.h>
+
+#include <ws2tcpip.h>
+
+#include <afunix.h>
+
+#include <windows.h>
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <mutex>
+#include <string>
+
+#include "platform/socket.h"
+
+namespace vdisk::platform {
+namespace {
+
+SOCKET Native(NativeSocket s) { return static_cast<SOCKET>(s); }
+
+Status SocketError(int os_error, std::string_view operation, std::string_view where) {
+  Code code = Code::kIoError;
+  switch (os_error) {
+    case WSAEACCES:
+      code = Code::kAccessDenied;
+      break;
+    case WSAEADDRINUSE:
+      code = Code::kFileExists;
+      break;
+    case WSAENOBUFS:
+      code = Code::kNotEnoughMemory;
+      break;
+    case WSAEINVAL:
+      code = Code::kInvalidParameter;
+      break;
+    default:
+      break;
+  }
+  return Status(code,
+                std::string(where) + ": " + std::string(operation) + " failed (Winsock error " +
+                    std::to_string(os_error) + ")",
+                os_error);
+}
+
+// Winsock is started once per process and never stopped: sockets may outlive static
+// destructors of other translation units.
+Status EnsureWinsock() {
+  static const int result = [] {
+    WSADATA data;
+    return WSAStartup(MAKEWORD(2, 2), &data);
+  }();
+  if (result != 0) return SocketError(result, "WSAStartup", "winsock");
+  return Status::Ok();
+}
+
+void SetNoDelay(SOCKET s) {
+  const BOOL one = TRUE;
+  (void)setsockopt(s, IPPROTO_TCP, TCP_NODELAY, reinterpret_cast<const char*>(&one), sizeof one);
+}
+
+Result<sockaddr_un> UnixAddress(const std::filesystem::path& path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  const std::string narrow = path.string();
+  if (narrow.empty() || narrow.size() >= sizeof address.sun_path) {
+    return Status(Code::kInvalidParameter, narrow + ": a Unix socket path must be 1 to " +
+                                               std::to_string(sizeof address.sun_path - 1) +
+                                               " bytes long");
+  }
+  std::copy(narrow.begin(), narrow.end(), address.sun_path);
+  return address;
+}
+
+class Win32Listener final : public Listener {
+ public:
+  Win32Listener(SOCKET s, HANDLE accept_event, HANDLE stop_event, bool tcp, std::uint16_t port,
+                std::filesystem::path unix_path)
+      : socket_(s),
+        accept_event_(accept_event),
+        stop_event_(stop_event),
+        tcp_(tcp),
+        port_(port),
+        unix_path_(std::move(unix_path)) {}
+
+  ~Win32Listener() override {
+    closesocket(socket_);
+    CloseHandle(accept_event_);
+    CloseHandle(stop_event_);
+    if (!unix_path_.empty()) DeleteFileW(unix_path_.c_str());
+  }
+  Win32Listener(const Win32Listener&) = delete;
+  Win32Listener& operator=(const Win32Listener&) = delete;
+
+  Result<Socket> Accept() override {
+    for (;;) {
+      if (shut_down_.load(std::memory_order_acquire)) return Aborted();
+      const SOCKET client = accept(socket_, nullptr, nullptr);
+      if (client != INVALID_SOCKET) {
+        // An accepted socket inherits the listener's event selection and non-blocking mode.
+        WSAEventSelect(client, nullptr, 0);
+        u_long blocking = 0;
+        ioctlsocket(client, FIONBIO, &blocking);
+        if (tcp_) SetNoDelay(client);
+        return Socket(static_cast<NativeSocket>(client));
+      }
+      const int err = WSAGetLastError();
+      if (err == WSAECONNRESET || err == WSAEINTR) continue;
+      if (err != WSAEWOULDBLOCK) return SocketError(err, "accept", Where());
+      HANDLE handles[2] = {accept_event_, stop_event_};
+      const DWORD which = WaitForMultipleObjects(2, handles, FALSE, INFINITE);
+      if (which != WAIT_OBJECT_0) return Aborted();
+      WSANETWORKEVENTS events;
+      WSAEnumNetworkEvents(socket_, accept_event_, &events);  // resets the event
+    }
+  }
+
+  void Shutdown() noexcept override {
+    shut_down_.store(true, std::memory_order_release);
+    SetEvent(stop_event_);
+  }
+
+  std::uint16_t port() const override { return port_; }
+
+ private:
+  Status Aborted() const {
+    return Status(Code::kOperationAborted, Where() + ": the listener was shut down");
+  }
+  std::string Where() const {
+    return tcp_ ? "TCP port " + std::to_string(port_) : unix_path_.string();
+  }
+
+  const SOCKET socket_;
+  const HANDLE accept_event_;
+  const HANDLE stop_event_;
+  const bool tcp_;
+  const std::uint16_t port_;
+  const std::filesystem::path unix_path_;
+  std::atomic<bool> shut_down_{false};
+};
+
+Result<std::unique_ptr<Listener>> MakeListener(SOCKET s, bool tcp, std::uint16_t port,
+                                               std::filesystem::path unix_path,
+                                               std::string_view where) {
+  HANDLE accept_event = WSACreateEvent();
+  HANDLE stop_event = CreateEventW(nullptr, TRUE, FALSE, nullptr);
+  if (accept_event == WSA_INVALID_EVENT || stop_event == nullptr ||
+      WSAEventSelect(s, accept_event, FD_ACCEPT) != 0) {
+    const int err = WSAGetLastError();
+    if (accept_event != WSA_INVALID_EVENT) CloseHandle(accept_event);
+    if (stop_event != nullptr) CloseHandle(stop_event);
+    closesocket(s);
+    if (!unix_path.empty()) DeleteFileW(unix_path.c_str());
+    return SocketError(err, "WSAEventSelect", where);
+  }
+  return std::unique_ptr<Listener>(std::make_unique<Win32Listener>(s, accept_event, stop_event, tcp,
+                                                                   port, std::move(unix_path)));
+}
+
+std::uint16_t BoundPort(SOCKET s, std::uint16_t fallback) {
+  sockaddr_storage bound{};
+  int length = sizeof bound;
+  if (getsockname(s, reinterpret_cast<sockaddr*>(&bound), &length) != 0) return fallback;
+  if (bound.ss_family == AF_INET) {
+    return ntohs(reinterpret_cast<const sockaddr_in*>(&bound)->sin_port);
+  }
+  if (bound.ss_family == AF_INET6) {
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port);
+  }
+  return fallback;
+}
+
+}  // namespace
+
+Socket::~Socket() { Close(); }
+
+Socket& Socket::operator=(Socket&& other) noexcept {
+  if (this != &other) {
+    Close();
+    native_ = other.native_;
+    other.native_ = kInvalidNativeSocket;
+  }
+  return *this;
+}
+
+Status Socket::SendAll(std::span<const std::byte> data) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const int want = static_cast<int>(std::min<std::size_t>(data.size() - done, INT_MAX));
+    const int n = send(Native(native_), reinterpret_cast<const char*>(data.data() + done), want, 0);
+    if (n == SOCKET_ERROR) return SocketError(WSAGetLastError(), "send", "socket");
+    done += static_cast<std::size_t>(n);
+  }
+  return Status::Ok();
+}
+
+Status Socket::ReceiveAll(std::span<std::byte> out) {
+  std::size_t done = 0;
+  while (done < out.size()) {
+    VDISK_ASSIGN_OR_RETURN(const std::size_t n, ReceiveSome(out.subspan(done)));
+    if (n == 0) {
+      return Status(Code::kIoError, "socket: connection closed by the peer after " +
+                                        std::to_string(done) + " of " + std::to_string(out.size()) +
+                                        " bytes");
+    }
+    done += n;
+  }
+  return Status::Ok();
+}
+
+Result<std::size_t> Socket::ReceiveSome(std::span<std::byte> out) {
+  if (out.empty()) return std::size_t{0};
+  const int want = static_cast<int>(std::min<std::size_t>(out.size(), INT_MAX));
+  const int n = recv(Native(native_), reinterpret_cast<char*>(out.data()), want, 0);
+  if (n == SOCKET_ERROR) {
+    const int err = WSAGetLastError();
+    // A receive cancelled by ShutdownReceive, or a receive after it, ends the stream.
+    if (err == WSAESHUTDOWN || err == WSAEINTR || err == WSA_OPERATION_ABORTED) {
+      return std::size_t{0};
+    }
+    return SocketError(err, "recv", "socket");
+  }
+  return static_cast<std::size_t>(n);
+}
+
+void Socket::ShutdownReceive() noexcept {
+  if (!valid()) return;
+  shutdown(Native(native_), SD_RECEIVE);
+  CancelIoEx(reinterpret_cast<HANDLE>(native_), nullptr);
+}
+
+void Socket::Shutdown() noexcept {
+  if (!valid()) return;
+  shutdown(Native(native_), SD_BOTH);
+  CancelIoEx(reinterpret_cast<HANDLE>(native_), nullptr);
+}
+
+void Socket::Close() noexcept {
+  if (valid()) {
+    closesocket(Native(native_));
+    native_ = kInvalidNativeSocket;
+  }
+}
+
+Result<std::unique_ptr<Listener>> ListenUnix(const std::filesystem::path& path,
+                                             std::uint32_t mode) {
+  (void)mode;
+  VDISK_RETURN_IF_ERROR(EnsureWinsock());
+  VDISK_ASSIGN_OR_RETURN(const sockaddr_un address, UnixAddress(path));
+  if (GetFileAttributesW(path.c_str()) != INVALID_FILE_ATTRIBUTES) {
+    // A stale socket file (nobody accepts on it) is replaced; anything else is kept.
+    auto probe = ConnectUnix(path);
+    if (probe.ok()) {
+      return Status(Code::kFileExists, path.string() + ": a server is listening there");
+    }
+    if (!DeleteFileW(path.c_str())) {
+      return Status(Code::kFileExists, path.string() + ": exists and cannot be replaced");
+    }
+  }
+  const SOCKET s = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (s == INVALID_SOCKET) return SocketError(WSAGetLastError(), "socket", path.string());
+  if (bind(s, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
+      listen(s, SOMAXCONN) != 0) {
+    const int err = WSAGetLastError();
+    closesocket(s);
+    return SocketError(err, "bind/listen", path.string());
+  }
+  return MakeListener(s, false, 0, path, path.string());
+}
+
+Result<std::unique_ptr<Listener>> ListenTcp(std::string_view host, std::uint16_t port) {
+  VDISK_RETURN_IF_ERROR(EnsureWinsock());
+  const std::string where = std::string(host) + ":" + std::to_string(port);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string host_string(host);
+  const int rc = getaddrinfo(host_string.empty() ? nullptr : host_string.c_str(),
+                             std::to_string(port).c_str(), &hints, &found);
+  if (rc != 0) return SocketError(rc, "getaddrinfo", where);
+  Status last(Code::kInvalidParameter, where + ": no address to listen on");
+  for (const addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
+    const SOCKET s = socket(ai->ai_family, SOCK_STREAM, IPPROTO_TCP);
+    if (s == INVALID_SOCKET) {
+      last = SocketError(WSAGetLastError(), "socket", where);
+      continue;
+    }
+    // Windows' SO_REUSEADDR would let another process steal the port; take it exclusively.
+    const BOOL one = TRUE;
+    (void)setsockopt(s, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, reinterpret_cast<const char*>(&one),
+                     sizeof one);
+    if (bind(s, ai->ai_addr, static_cast<int>(ai->ai_addrlen)) != 0 || listen(s, SOMAXCONN) != 0) {
+      last = SocketError(WSAGetLastError(), "bind/listen", where);
+      closesocket(s);
+      continue;
+    }
+    const std::uint16_t bound_port = BoundPort(s, port);
+    freeaddrinfo(found);
+    return MakeListener(s, true, bound_port, {}, where);
+  }
+  freeaddrinfo(found);
+  return last;
+}
+
+Result<Socket> ConnectUnix(const std::filesystem::path& path) {
+  VDISK_RETURN_IF_ERROR(EnsureWinsock());
+  VDISK_ASSIGN_OR_RETURN(const sockaddr_un address, UnixAddress(path));
+  const SOCKET s = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (s == INVALID_SOCKET) return SocketError(WSAGetLastError(), "socket", path.string());
+  Socket socket(static_cast<NativeSocket>(s));
+  if (connect(s, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+    return SocketError(WSAGetLastError(), "connect", path.string());
+  }
+  return socket;
+}
+
+Result<Socket> ConnectTcp(std::string_view host, std::uint16_t port) {
+  VDISK_RETURN_IF_ERROR(EnsureWinsock());
+  const std::string where = std::string(host) + ":" + std::to_string(port);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const int rc =
+      getaddrinfo(std::string(host).c_str(), std::to_string(port).c_str(), &hints, &found);
+  if (rc != 0) return SocketError(rc, "getaddrinfo", where);
+  Status last(Code::kInvalidParameter, where + ": no address to connect to");
+  for (const addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
+    const SOCKET s = socket(ai->ai_family, SOCK_STREAM, IPPROTO_TCP);
+    if (s == INVALID_SOCKET) {
+      last = SocketError(WSAGetLastError(), "socket", where);
+      continue;
+    }
+    Socket socket(static_cast<NativeSocket>(s));
+    if (connect(s, ai->ai_addr, static_cast<int>(ai->ai_addrlen)) != 0) {
+      last = SocketError(WSAGetLastError(), "connect", where);
+      continue;
+    }
+    SetNoDelay(s);
+    freeaddrinfo(found);
+    return socket;
+  }
+  freeaddrinfo(found);
+  return last;
+}
+
+}  // namespace vdisk::platform
