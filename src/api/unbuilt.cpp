@@ -44,13 +44,6 @@ using vdisk::api::Refuse;
 
 extern "C" {
 
-VIRTDISK_API DWORD WINAPI GetVirtualDiskPhysicalPath(HANDLE VirtualDiskHandle, PULONG, PWSTR) {
-  return Planned("GetVirtualDiskPhysicalPath", VirtualDiskHandle);
-}
-VIRTDISK_API DWORD WINAPI GetAllAttachedVirtualDiskPhysicalPaths(PULONG, PWSTR) {
-  return Refuse("GetAllAttachedVirtualDiskPhysicalPaths", nullptr, ERROR_CALL_NOT_IMPLEMENTED,
-                "not implemented yet", /*takes_handle=*/false);
-}
 VIRTDISK_API DWORD WINAPI GetStorageDependencyInformation(HANDLE ObjectHandle,
                                                           GET_STORAGE_DEPENDENCY_FLAG, ULONG,
                                                           PSTORAGE_DEPENDENCY_INFO, PULONG) {

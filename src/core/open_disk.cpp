@@ -161,13 +161,38 @@ Status OpenDisk::AttachRaw(bool read_only) {
   return Status::Ok();
 }
 
-Status OpenDisk::Detach() {
+Status OpenDisk::AttachSurfaced(
+    bool read_only, const std::function<Result<std::unique_ptr<Surface>>()>& make_surface) {
   std::lock_guard lock(attach_mutex_);
-  // Windows answers a detach of a disk that is not attached with ERROR_VIRTDISK_NOT_VIRTUAL_DISK
-  // ("the specified disk is not a virtual disk"): no attached virtual disk has this file.
-  if (!attached_) return Status(Code::kNotVirtualDisk, key().string() + ": not attached");
-  attached_ = false;
-  return Flush();
+  if (attached_) {
+    return Status(Code::kDiskAlreadyOwned, key().string() + ": already attached");
+  }
+  VDISK_ASSIGN_OR_RETURN(surface_, make_surface());
+  attached_read_only_ = read_only || disk()->read_only();
+  attached_ = true;
+  return Status::Ok();
+}
+
+Status OpenDisk::Detach() {
+  std::unique_ptr<Surface> surface;
+  {
+    std::lock_guard lock(attach_mutex_);
+    // Windows answers a detach of a disk that is not attached with
+    // ERROR_VIRTDISK_NOT_VIRTUAL_DISK ("the specified disk is not a virtual disk"): no attached
+    // virtual disk has this file.
+    if (!attached_) return Status(Code::kNotVirtualDisk, key().string() + ": not attached");
+    attached_ = false;
+    surface = std::move(surface_);
+  }
+  // Stopped outside the lock: the surface's last requests go through this disk.
+  Status status = surface ? surface->Stop() : Status::Ok();
+  const Status flushed = Flush();
+  return status.ok() ? flushed : status;
+}
+
+std::string OpenDisk::surface_uri() const {
+  std::lock_guard lock(attach_mutex_);
+  return surface_ ? surface_->uri() : std::string();
 }
 
 // Read on every raw I/O request, so without a lock.

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <span>
+#include <string>
 
 #include "core/virtual_disk.h"
 
@@ -31,6 +32,16 @@ class WriteFanout {
   // REQUIRES: the range is valid for `active` (checked by the caller).
   virtual Status Write(VirtualDisk& active, std::uint64_t offset,
                        std::span<const std::byte> data) = 0;
+};
+
+// What surfaces an attached disk beyond raw I/O on its handles (an NBD export, src/attach).
+class Surface {
+ public:
+  virtual ~Surface() = default;
+  // Where clients reach the disk (GetVirtualDiskPhysicalPath).
+  virtual std::string uri() const = 0;
+  // Ends the surfacing: clients are disconnected and the disk flushed.
+  virtual Status Stop() = 0;
 };
 
 class OpenDisk {
@@ -69,9 +80,16 @@ class OpenDisk {
 
   // Raw-I/O attachment (ATTACH_VIRTUAL_DISK_FLAG_NO_LOCAL_HOST).
   Status AttachRaw(bool read_only);
+  // An attachment surfaced by `make_surface` (called with the attach lock held, only if the disk
+  // is not attached yet: kDiskAlreadyOwned otherwise).
+  Status AttachSurfaced(bool read_only,
+                        const std::function<Result<std::unique_ptr<Surface>>()>& make_surface);
+  // Ends either kind of attachment (stopping the surface first); kNotVirtualDisk if none.
   Status Detach();
   bool attached() const;
   bool attached_read_only() const;
+  // The surface's URI, or "" if the disk is not surfaced.
+  std::string surface_uri() const;
 
  private:
   mutable std::shared_mutex io_mutex_;  // shared: I/O; exclusive: fan-out change, switch
@@ -80,9 +98,10 @@ class OpenDisk {
   std::filesystem::path key_;
   const bool get_info_only_;
 
-  std::mutex attach_mutex_;  // serialises attach and detach; the flags are read without it
+  mutable std::mutex attach_mutex_;  // serialises attach and detach; the flags are read without it
   std::atomic<bool> attached_{false};
   std::atomic<bool> attached_read_only_{false};
+  std::unique_ptr<Surface> surface_;  // guarded by attach_mutex_
 };
 
 }  // namespace vdisk

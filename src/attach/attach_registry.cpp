@@ -1,0 +1,326 @@
+#include "attach/attach_registry.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <system_error>
+
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
+
+namespace vdisk::attach {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kRecordExtension = ".attach";
+
+std::string Utf8(const fs::path& path) {
+  const std::u8string text = path.u8string();
+  return std::string(text.begin(), text.end());
+}
+fs::path FromUtf8(const std::string& text) {
+  return fs::path(std::u8string(text.begin(), text.end()));
+}
+
+Status FsError(const std::error_code& ec, std::string_view what, const fs::path& path) {
+  return Status(Code::kIoError, std::string(what) + " " + path.string() + ": " + ec.message(),
+                ec.value());
+}
+
+// FNV-1a of the canonical path: a stable, file-name-safe record name per disk.
+std::string RecordName(const fs::path& disk_path) {
+  std::uint64_t hash = 1469598103934665603ull;
+  for (const unsigned char c : Utf8(disk_path)) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  char name[32];
+  std::snprintf(name, sizeof name, "%016llx", static_cast<unsigned long long>(hash));
+  return std::string(name) + kRecordExtension;
+}
+
+Result<std::string> ReadText(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status(Code::kNotFound, path.string() + ": no such record");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Removes a stale record and the socket it names.
+void RemoveStale(const fs::path& record_file, const AttachmentRecord& record) {
+  std::error_code ec;
+  if (!record.socket_path.empty()) fs::remove(record.socket_path, ec);
+  if (!record.control_path.empty()) fs::remove(record.control_path, ec);
+  fs::remove(record_file, ec);
+}
+
+}  // namespace
+
+// --- processes ---------------------------------------------------------------------------------
+
+#ifdef _WIN32
+
+ProcessId ProcessId::Current() {
+  ProcessId id;
+  id.pid = static_cast<std::int64_t>(GetCurrentProcessId());
+  FILETIME created, exited, kernel, user;
+  if (GetProcessTimes(GetCurrentProcess(), &created, &exited, &kernel, &user)) {
+    id.start_time = (static_cast<std::uint64_t>(created.dwHighDateTime) << 32) |
+                    created.dwLowDateTime;
+  }
+  return id;
+}
+
+bool ProcessId::Alive() const {
+  HANDLE process = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, static_cast<DWORD>(pid));
+  if (process == nullptr) return GetLastError() == ERROR_ACCESS_DENIED;
+  DWORD code = 0;
+  bool alive = GetExitCodeProcess(process, &code) && code == STILL_ACTIVE;
+  if (alive && start_time != 0) {
+    FILETIME created, exited, kernel, user;
+    if (GetProcessTimes(process, &created, &exited, &kernel, &user)) {
+      alive = ((static_cast<std::uint64_t>(created.dwHighDateTime) << 32) |
+               created.dwLowDateTime) == start_time;
+    }
+  }
+  CloseHandle(process);
+  return alive;
+}
+
+#else
+
+namespace {
+// Field 22 of /proc/<pid>/stat (starttime, in clock ticks since boot); 0 if unknown.
+std::uint64_t StartTimeOf(std::int64_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!in || !std::getline(in, text)) return 0;
+  // The command name (field 2) is in parentheses and may hold spaces: count after the last ')'.
+  const auto close = text.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(text.substr(close + 1));
+  std::string field;
+  for (int i = 3; i <= 22; ++i) {
+    if (!(fields >> field)) return 0;
+  }
+  return std::strtoull(field.c_str(), nullptr, 10);
+}
+}  // namespace
+
+ProcessId ProcessId::Current() {
+  ProcessId id;
+  id.pid = static_cast<std::int64_t>(::getpid());
+  id.start_time = StartTimeOf(id.pid);
+  return id;
+}
+
+bool ProcessId::Alive() const {
+  if (pid <= 0) return false;
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return false;
+  if (start_time == 0) return true;
+  // A zombie (killed, not yet reaped) no longer serves anything.
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (in && std::getline(in, text)) {
+    const auto close = text.rfind(')');
+    if (close != std::string::npos && close + 2 < text.size() && text[close + 2] == 'Z') return false;
+  }
+  const std::uint64_t now = StartTimeOf(pid);
+  return now == 0 || now == start_time;
+}
+
+#endif
+
+// --- records -----------------------------------------------------------------------------------
+
+std::string FormatRecord(const AttachmentRecord& record) {
+  std::ostringstream out;
+  out << "disk=" << Utf8(record.disk_path) << "\n"
+      << "uri=" << record.uri << "\n"
+      << "socket=" << Utf8(record.socket_path) << "\n"
+      << "control=" << Utf8(record.control_path) << "\n"
+      << "pid=" << record.server.pid << "\n"
+      << "start=" << record.server.start_time << "\n"
+      << "permanent=" << (record.permanent ? 1 : 0) << "\n"
+      << "read_only=" << (record.read_only ? 1 : 0) << "\n";
+  return out.str();
+}
+
+Result<AttachmentRecord> ParseRecord(const std::string& text) {
+  AttachmentRecord record;
+  std::istringstream in(text);
+  std::string line;
+  bool have_disk = false, have_pid = false;
+  while (std::getline(in, line)) {
+    const auto eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string key = line.substr(0, eq);
+    const std::string value = line.substr(eq + 1);
+    if (key == "disk") {
+      record.disk_path = FromUtf8(value);
+      have_disk = !value.empty();
+    } else if (key == "uri") {
+      record.uri = value;
+    } else if (key == "socket") {
+      record.socket_path = FromUtf8(value);
+    } else if (key == "control") {
+      record.control_path = FromUtf8(value);
+    } else if (key == "pid") {
+      record.server.pid = std::strtoll(value.c_str(), nullptr, 10);
+      have_pid = record.server.pid > 0;
+    } else if (key == "start") {
+      record.server.start_time = std::strtoull(value.c_str(), nullptr, 10);
+    } else if (key == "permanent") {
+      record.permanent = value == "1";
+    } else if (key == "read_only") {
+      record.read_only = value == "1";
+    }
+  }
+  if (!have_disk || !have_pid || record.uri.empty()) {
+    return Status(Code::kFileCorrupt, "attach record without disk, uri or pid");
+  }
+  return record;
+}
+
+// --- the registry ------------------------------------------------------------------------------
+
+Result<AttachRegistry> AttachRegistry::ForCurrentUser() {
+  fs::path dir;
+  if (const char* explicit_dir = std::getenv("VIRTDISK_RUNTIME_DIR"); explicit_dir && *explicit_dir) {
+    dir = explicit_dir;
+  } else {
+#ifdef _WIN32
+    const char* local = std::getenv("LOCALAPPDATA");
+    dir = (local && *local ? fs::path(local) : fs::temp_directory_path()) / "virtdisk";
+#else
+    const char* runtime = std::getenv("XDG_RUNTIME_DIR");
+    if (runtime && *runtime && fs::is_directory(runtime)) {
+      dir = fs::path(runtime) / "virtdisk";
+    } else {
+      std::error_code ec;
+      fs::path tmp = fs::temp_directory_path(ec);
+      if (ec) tmp = "/tmp";
+      dir = tmp / ("virtdisk-" + std::to_string(::getuid()));
+    }
+#endif
+  }
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return FsError(ec, "creating the attach registry", dir);
+#ifndef _WIN32
+  // Owned by this user and writable by nobody else, so no other user can plant records or
+  // sockets here; 0711 lets others reach a socket whose own mode admits them (an attachment whose
+  // security descriptor grants other users) without listing the directory.
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) return Status(Code::kIoError, "stat " + dir.string(), errno);
+  if (st.st_uid != ::getuid()) {
+    return Status(Code::kAccessDenied,
+                  dir.string() + ": the attach registry belongs to another user");
+  }
+  if ((st.st_mode & 0777) != 0711 && ::chmod(dir.c_str(), 0711) != 0) {
+    return Status(Code::kAccessDenied, "chmod 0711 " + dir.string(), errno);
+  }
+#endif
+  return AttachRegistry(dir);
+}
+
+fs::path AttachRegistry::NewSocketPath(const std::string& stem) const {
+  static std::atomic<unsigned> counter{0};
+  return dir_ / (stem + "-" + std::to_string(ProcessId::Current().pid) + "-" +
+                 std::to_string(counter.fetch_add(1)) + ".sock");
+}
+
+fs::path AttachRegistry::RecordPath(const fs::path& disk_path) const {
+  return dir_ / RecordName(disk_path);
+}
+
+Status AttachRegistry::Add(const AttachmentRecord& record) const {
+  const fs::path final_path = RecordPath(record.disk_path);
+  // A live record for this disk wins; a stale one is replaced.
+  if (auto existing = ReadText(final_path); existing.ok()) {
+    if (auto parsed = ParseRecord(*existing); parsed.ok() && parsed->server.Alive()) {
+      return Status(Code::kDiskAlreadyOwned,
+                    record.disk_path.string() + ": already attached (" + parsed->uri +
+                        ", process " + std::to_string(parsed->server.pid) + ")");
+    }
+  }
+  const fs::path temp = dir_ / (RecordName(record.disk_path) + "." +
+                                std::to_string(ProcessId::Current().pid) + ".tmp");
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    out << FormatRecord(record);
+    out.flush();
+    if (!out) return Status(Code::kIoError, "writing attach record " + temp.string());
+  }
+  std::error_code ec;
+  fs::rename(temp, final_path, ec);
+  if (ec) {
+    fs::remove(temp, ec);
+    return FsError(ec, "publishing attach record", final_path);
+  }
+  return Status::Ok();
+}
+
+Status AttachRegistry::Remove(const fs::path& disk_path, const ProcessId& server) const {
+  const fs::path path = RecordPath(disk_path);
+  auto text = ReadText(path);
+  if (!text.ok()) return Status::Ok();
+  auto parsed = ParseRecord(*text);
+  if (parsed.ok() && parsed->server.pid != server.pid) return Status::Ok();
+  std::error_code ec;
+  fs::remove(path, ec);
+  if (ec) return FsError(ec, "removing attach record", path);
+  return Status::Ok();
+}
+
+Result<std::vector<AttachmentRecord>> AttachRegistry::List() const {
+  std::vector<AttachmentRecord> records;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path path = it->path();
+    if (path.extension() != kRecordExtension) continue;
+    auto text = ReadText(path);
+    if (!text.ok()) continue;  // removed meanwhile
+    auto parsed = ParseRecord(*text);
+    if (!parsed.ok()) {
+      fs::remove(path, ec);
+      ec.clear();
+      continue;
+    }
+    if (!parsed->server.Alive()) {
+      RemoveStale(path, *parsed);
+      continue;
+    }
+    records.push_back(std::move(*parsed));
+  }
+  if (ec) return FsError(ec, "listing the attach registry", dir_);
+  std::sort(records.begin(), records.end(),
+            [](const AttachmentRecord& a, const AttachmentRecord& b) { return a.disk_path < b.disk_path; });
+  return records;
+}
+
+Result<std::optional<AttachmentRecord>> AttachRegistry::Find(const fs::path& disk_path) const {
+  const fs::path path = RecordPath(disk_path);
+  auto text = ReadText(path);
+  if (!text.ok()) return std::optional<AttachmentRecord>();
+  auto parsed = ParseRecord(*text);
+  if (!parsed.ok() || parsed->disk_path != disk_path) return std::optional<AttachmentRecord>();
+  if (!parsed->server.Alive()) {
+    RemoveStale(path, *parsed);
+    return std::optional<AttachmentRecord>();
+  }
+  return std::optional<AttachmentRecord>(std::move(*parsed));
+}
+
+}  // namespace vdisk::attach
