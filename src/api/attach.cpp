@@ -230,14 +230,8 @@ DWORD AllPathsImpl(PULONG size_in_bytes, PWSTR paths) {
     list.push_back(0);
   }
   if (list.empty()) list.push_back(0);  // an empty list is two NULs
-  const ULONG needed = static_cast<ULONG>((list.size() + 1) * sizeof(WCHAR));
-  if (paths == nullptr || *size_in_bytes < needed) {
-    *size_in_bytes = needed;
-    return ERROR_INSUFFICIENT_BUFFER;
-  }
-  std::memcpy(paths, list.c_str(), needed);
-  *size_in_bytes = needed;
-  return ERROR_SUCCESS;
+  // The list's final NUL is the one CopyOut adds.
+  return CopyOut(list, size_in_bytes, paths);
 }
 
 }  // namespace
