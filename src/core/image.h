@@ -4,8 +4,8 @@
 // into a chain and does the reading through parents, so a format only answers "where does this
 // range live in my file?" (Map) and knows how to store a write (Write).
 //
-// Thread safety: Map, ReadData and Write may be called from several threads at once; an image
-// serialises its own metadata updates.
+// Thread safety: Map, ReadData, Write and WriteFromFile may be called from several threads at
+// once; an image serialises its own metadata updates.
 #pragma once
 
 #include <cstdint>
@@ -50,6 +50,39 @@ struct ParentReference {
   std::optional<std::uint32_t> parent_timestamp;  // VHD only
 };
 
+// The bytes a write stores: memory (Image::Write) or a range of another file
+// (Image::WriteFromFile). A format runs both through one allocation path and hands the payload to
+// its data step, so a copy from a file allocates in the same crash-safe order as a write.
+// Not thread-safe; lives for one call.
+class WritePayload {
+ public:
+  // How the file-to-file data steps of one WriteFromFile went.
+  struct CopyTally {
+    std::uint64_t kernel_bytes = 0;
+    std::uint64_t buffered_bytes = 0;
+  };
+
+  explicit WritePayload(std::span<const std::byte> data) : data_(data), size_(data.size()) {}
+  // REQUIRES: `source` and `tally` outlive the payload and its sub-payloads.
+  WritePayload(platform::File& source, std::uint64_t source_offset, std::uint64_t length,
+               CopyTally& tally)
+      : source_(&source), source_offset_(source_offset), size_(length), tally_(&tally) {}
+
+  std::uint64_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  // The `n` bytes from `from`. REQUIRES: from + n <= size().
+  WritePayload Sub(std::uint64_t from, std::uint64_t n) const;
+  // Writes the payload at `offset` of `file` (WriteAt, or CopyFrom for a file's bytes).
+  Status WriteTo(platform::File& file, std::uint64_t offset) const;
+
+ private:
+  std::span<const std::byte> data_;
+  platform::File* source_ = nullptr;  // set: the payload is source_'s bytes
+  std::uint64_t source_offset_ = 0;
+  std::uint64_t size_ = 0;
+  CopyTally* tally_ = nullptr;
+};
+
 class Image {
  public:
   virtual ~Image() = default;
@@ -85,6 +118,19 @@ class Image {
   // reads as before (zeros, or the parent's data in a differencing image).
   // REQUIRES: offset and size are multiples of logical_sector_size(), range within the disk.
   virtual Status Write(std::uint64_t offset, std::span<const std::byte> data) = 0;
+  // Stores at virtual [offset, offset+length) the `length` bytes of `source` from
+  // `source_offset`, as Write would store them after a read: the same allocation in the same
+  // crash-safe order, with the data step done by platform::File::CopyFrom, in the kernel where
+  // source and image file allow it (copy_file_range; a reflink on CoW filesystems). Returns
+  // kKernel if every byte went through the kernel. The default reads and calls Write.
+  // REQUIRES: as Write; `source` is not this image's file.
+  virtual Result<platform::CopyMethod> WriteFromFile(std::uint64_t offset, std::uint64_t length,
+                                                     platform::File& source,
+                                                     std::uint64_t source_offset);
+  // Whether ReadData(file_offset, ...) reads file() at file_offset, so that a kData extent's
+  // bytes can be copied from the file directly. False while a read-only VHDX keeps a replayed
+  // log in memory.
+  virtual bool data_in_file() const { return true; }
   // Makes every completed write durable.
   virtual Status Flush() = 0;
   // Whether allocating writes and metadata updates flush between their steps, so that a crash

@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <string>
+#include <string_view>
 
 namespace vdisk {
 namespace {
@@ -23,6 +26,29 @@ bool AllZero(std::span<const std::byte> data) {
   for (; n > 0; ++p, --n)
     if (*p != std::byte{0}) return false;
   return true;
+}
+
+// Zero runs are looked for in units of a filesystem block, a multiple of every logical sector
+// size, so that runs start and end on sectors of the target.
+constexpr std::size_t kZeroGranule = 4096;
+
+// Calls fn(from, n) for each maximal run of kZeroGranule units of `data` that are not all zero
+// (the last unit may be shorter).
+template <typename Fn>
+void ForEachNonZeroRun(std::span<const std::byte> data, Fn fn) {
+  std::size_t run_start = 0;
+  bool in_run = false;
+  for (std::size_t at = 0; at < data.size(); at += kZeroGranule) {
+    const bool zero = AllZero(data.subspan(at, std::min(kZeroGranule, data.size() - at)));
+    if (!zero && !in_run) {
+      run_start = at;
+      in_run = true;
+    } else if (zero && in_run) {
+      fn(run_start, at - run_start);
+      in_run = false;
+    }
+  }
+  if (in_run) fn(run_start, data.size() - run_start);
 }
 
 const std::array<std::byte, 1 << 20>& Zeros() {
@@ -69,7 +95,26 @@ Result<std::shared_ptr<VirtualDisk>> OpenOrCreateTarget(const ProviderRegistry& 
   return std::shared_ptr<VirtualDisk>(std::move(target));
 }
 
+bool KernelCopyAllowedByEnvironment() {
+  const char* value = std::getenv("VIRTDISK_COPY_FILE_RANGE");
+  return value == nullptr || std::string_view(value) != "0";
+}
+
 }  // namespace
+
+// One worker's source reads, oldest first. The queue's callbacks mark them done.
+struct MirrorJob::ReadWindow {
+  struct Read {
+    Piece piece;
+    std::size_t buffer = 0;
+    bool done = false;  // GUARDED_BY(mutex)
+    Status status;      // GUARDED_BY(mutex)
+  };
+  std::mutex mutex;
+  std::condition_variable completed;
+  std::deque<Read> reads;     // GUARDED_BY(mutex): references stay valid while in the deque
+  std::vector<Piece> pieces;  // the data of the chunk being copied, in pieces of kBufferBytes
+};
 
 MirrorJob::MirrorJob(Private, std::shared_ptr<OpenDisk> disk, std::shared_ptr<VirtualDisk> source,
                      std::shared_ptr<VirtualDisk> target, MirrorOptions options,
@@ -81,6 +126,16 @@ MirrorJob::MirrorJob(Private, std::shared_ptr<OpenDisk> disk, std::shared_ptr<Vi
       created_target_(created_target) {
   const std::uint32_t block = target_->top().block_size();
   chunk_size_ = block == 0 ? kFixedChunk : std::max<std::uint64_t>(block, kMinChunk);
+  // Allocated once, touched only by the buffered path: untouched pages cost no memory.
+  pool_storage_ =
+      std::make_unique_for_overwrite<std::byte[]>(kPoolBuffers * kBufferBytes + kBufferAlignment);
+  const auto address = reinterpret_cast<std::uintptr_t>(pool_storage_.get());
+  pool_ = pool_storage_.get() + (kBufferAlignment - address % kBufferAlignment) % kBufferAlignment;
+  for (std::size_t i = kPoolBuffers; i > 0; --i) free_buffers_.push_back(i - 1);
+  Image& source_top = source_->top();
+  kernel_copy_ = options_.kernel_copy && KernelCopyAllowedByEnvironment() &&
+                 source_top.data_in_file() &&
+                 target_->top().file().CanCopyInKernelFrom(source_top.file());
 }
 
 MirrorJob::~MirrorJob() {
@@ -104,11 +159,13 @@ Result<std::shared_ptr<MirrorJob>> MirrorJob::Start(const ProviderRegistry& regi
   if (source->read_only()) {
     return Status(Code::kAccessDenied, "the disk is open read-only; a mirror needs write access");
   }
+  VDISK_ASSIGN_OR_RETURN(auto io, platform::OpenIoQueue(kPoolBuffers));
   VDISK_ASSIGN_OR_RETURN(auto target, OpenOrCreateTarget(registry, *source, options));
   const bool created = !options.existing_file;
   const auto target_path = options.target_path;
   auto job = std::make_shared<MirrorJob>(Private{}, disk, source, std::move(target),
                                          std::move(options), created);
+  job->io_ = std::move(io);
   auto abandon = [&](const Status& status) -> Status {
     disk->ClearWriteFanout();
     job->target_.reset();
@@ -167,15 +224,17 @@ Status MirrorJob::SeedDirtySet() {
 }
 
 void MirrorJob::RunWorker() {
-  std::vector<std::byte> buffer(kBufferBytes);
+  ReadWindow window;
+  const bool differencing_target = target_->top().subtype() == DiskSubtype::kDifferencing;
   for (;;) {
     Chunk chunk = 0;
     bool fresh = false;
     {
       std::unique_lock lock(mutex_);
       auto next = [&] {
-        return std::find_if(dirty_.begin(), dirty_.end(),
-                            [&](Chunk c) { return in_flight_.count(c) == 0; });
+        return std::find_if(dirty_.begin(), dirty_.end(), [&](Chunk c) {
+          return in_flight_.count(c) == 0 && guest_chunks_.count(c) == 0;
+        });
       };
       work_.wait(lock, [&] { return stop_ || next() != dirty_.end(); });
       if (stop_) return;
@@ -186,7 +245,8 @@ void MirrorJob::RunWorker() {
       // The first copy into a target we created writes into zeros; a repeat copy does not.
       fresh = created_target_ && copied_once_.insert(chunk).second;
     }
-    const Status status = CopyChunk(chunk, fresh, buffer);
+    // A differencing target reads its parent, not zeros, where it was not written.
+    const Status status = CopyChunk(chunk, fresh && !differencing_target, window);
     {
       std::lock_guard lock(mutex_);
       in_flight_.erase(chunk);
@@ -201,47 +261,182 @@ void MirrorJob::RunWorker() {
   }
 }
 
-Status MirrorJob::CopyChunk(Chunk chunk, bool fresh, std::vector<std::byte>& buffer) {
+Status MirrorJob::CopyChunk(Chunk chunk, bool zero_skip, ReadWindow& window) {
   Image& top = source_->top();
   Image& target_top = target_->top();
   const bool differencing = top.subtype() == DiskSubtype::kDifferencing;
   const std::uint64_t start = chunk * chunk_size_;
   const std::uint64_t end = start + ChunkBytes(chunk);
+  window.pieces.clear();
   for (std::uint64_t offset = start; offset < end;) {
-    {
-      std::lock_guard lock(mutex_);
-      if (stop_) return Status::Ok();
-    }
+    if (Stopping()) return Status::Ok();
     VDISK_ASSIGN_OR_RETURN(const Extent e, top.Map(offset, end - offset));
     const std::uint64_t extent_end = offset + e.length;
-    bool write_zeros = false;
-    if (e.kind == Extent::Kind::kZero) {
-      if (differencing) {
-        write_zeros = true;
-      } else if (options_.existing_file) {
-        VDISK_ASSIGN_OR_RETURN(const Extent t, target_top.Map(offset, e.length));
-        write_zeros = t.kind == Extent::Kind::kData;
-      }
-    }
-    for (std::uint64_t at = offset; at < extent_end;) {
-      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(kBufferBytes, extent_end - at));
-      if (e.kind == Extent::Kind::kData) {
-        auto piece = std::span(buffer).first(n);
-        VDISK_RETURN_IF_ERROR(top.ReadData(e.file_offset + (at - offset), piece));
-        // A target the job created reads as zeros where this chunk was never written, so
-        // all-zero payload (never-written parts of allocated blocks) stays unwritten, as cp
-        // --sparse leaves holes: the target takes no more space than the source.
-        if (!fresh || !AllZero(piece)) {
-          VDISK_RETURN_IF_ERROR(target_top.Write(at, piece));
+    if (e.kind == Extent::Kind::kData) {
+      if (kernel_copy_.load()) {
+        VDISK_RETURN_IF_ERROR(CopyInKernel(Piece{offset, e.file_offset, e.length}, zero_skip));
+      } else {
+        for (std::uint64_t at = offset; at < extent_end; at += kBufferBytes) {
+          window.pieces.push_back(Piece{at, e.file_offset + (at - offset),
+                                        std::min<std::uint64_t>(kBufferBytes, extent_end - at)});
         }
-      } else if (write_zeros) {
-        VDISK_RETURN_IF_ERROR(target_top.Write(at, std::span(Zeros()).first(n)));
       }
-      at += n;
+    } else {
+      bool write_zeros = false;
+      if (e.kind == Extent::Kind::kZero) {
+        if (differencing) {
+          // An explicit zero range must not fall through to the parent in the target either.
+          write_zeros = true;
+        } else if (options_.existing_file) {
+          VDISK_ASSIGN_OR_RETURN(const Extent t, target_top.Map(offset, e.length));
+          write_zeros = t.kind == Extent::Kind::kData;
+        }
+      }
+      for (std::uint64_t at = offset; write_zeros && at < extent_end;) {
+        const auto n =
+            static_cast<std::size_t>(std::min<std::uint64_t>(Zeros().size(), extent_end - at));
+        VDISK_RETURN_IF_ERROR(target_top.Write(at, std::span(Zeros()).first(n)));
+        at += n;
+      }
     }
     offset = extent_end;
   }
+  return CopyThroughMemory(zero_skip, window);
+}
+
+Status MirrorJob::CopyInKernel(const Piece& piece, bool zero_skip) {
+  Image& target_top = target_->top();
+  platform::File& source_file = source_->top().file();
+  const std::uint64_t sector = target_top.logical_sector_size();
+  const std::uint64_t begin = piece.file_offset;
+  const std::uint64_t end = begin + piece.length;
+  for (std::uint64_t at = begin; at < end;) {
+    if (Stopping()) return Status::Ok();
+    platform::FileRange run{at, end};
+    if (zero_skip) {
+      // Into zeros, the source file's holes need no copying. Runs are widened to whole sectors:
+      // file and virtual offsets of an extent differ by a multiple of the sector size.
+      VDISK_ASSIGN_OR_RETURN(run, source_file.FindData(at, end));
+      run.begin = begin + (run.begin - begin) / sector * sector;
+      run.end = std::min(end, begin + (run.end - begin + sector - 1) / sector * sector);
+      if (run.begin < at) run.begin = at;
+      skipped_zero_bytes_ += run.begin - at;
+      if (run.empty()) break;
+    }
+    VDISK_ASSIGN_OR_RETURN(const platform::CopyMethod method,
+                           target_top.WriteFromFile(piece.offset + (run.begin - begin),
+                                                    run.end - run.begin, source_file, run.begin));
+    if (method == platform::CopyMethod::kKernel) {
+      kernel_bytes_ += run.end - run.begin;
+    } else {
+      // The kernel refused (another filesystem type, an old kernel): the pool from now on.
+      buffered_bytes_ += run.end - run.begin;
+      kernel_copy_ = false;
+    }
+    at = run.end;
+  }
   return Status::Ok();
+}
+
+Status MirrorJob::CopyThroughMemory(bool zero_skip, ReadWindow& window) {
+  Image& top = source_->top();
+  Image& target_top = target_->top();
+  platform::File& source_file = top.file();
+  const bool queued = top.data_in_file();
+  // A worker's share of the pool, so that every worker keeps reads in flight.
+  const std::size_t window_limit =
+      std::max<std::size_t>(1, kPoolBuffers / std::max<std::size_t>(1, options_.workers));
+  std::size_t next = 0;
+  Status failure;
+  for (;;) {
+    // Keep the window full. The first buffer is waited for; more are taken only if free, so
+    // a worker never waits for a buffer while holding one.
+    while (failure.ok() && next < window.pieces.size() && window.reads.size() < window_limit) {
+      std::optional<std::size_t> buffer = TakeBuffer(/*wait=*/window.reads.empty());
+      if (!buffer) break;
+      const Piece piece = window.pieces[next++];
+      ReadWindow::Read* read = nullptr;
+      {
+        std::lock_guard lock(window.mutex);
+        read = &window.reads.emplace_back(ReadWindow::Read{piece, *buffer});
+      }
+      const std::span<std::byte> out = Buffer(*buffer, piece.length);
+      if (queued) {
+        io_->Read(source_file, piece.file_offset, out, [&window, read](const Status& status) {
+          // Notified under the lock: once the worker sees the last read done it may return
+          // and take the window with it.
+          std::lock_guard lock(window.mutex);
+          read->status = status;
+          read->done = true;
+          window.completed.notify_all();
+        });
+      } else {
+        // The bytes are not (only) in the file (a replayed log held in memory): the image reads.
+        const Status status = top.ReadData(piece.file_offset, out);
+        std::lock_guard lock(window.mutex);
+        read->status = status;
+        read->done = true;
+      }
+    }
+    ReadWindow::Read read;
+    {
+      std::unique_lock lock(window.mutex);
+      if (window.reads.empty()) break;
+      window.completed.wait(lock, [&] { return window.reads.front().done; });
+      read = std::move(window.reads.front());
+      window.reads.pop_front();
+    }
+    if (failure.ok() && !read.status.ok()) failure = read.status;
+    if (failure.ok() && !Stopping()) {
+      const std::span<std::byte> data = Buffer(read.buffer, read.piece.length);
+      if (zero_skip) {
+        // A fresh target reads as zeros where this chunk was never written, so all-zero runs
+        // (never-written parts of allocated blocks) stay unwritten, as cp --sparse=always
+        // leaves holes: the target takes no more space than the source.
+        std::size_t written = 0;
+        ForEachNonZeroRun(data, [&](std::size_t from, std::size_t n) {
+          if (failure.ok())
+            failure = target_top.Write(read.piece.offset + from, data.subspan(from, n));
+          if (failure.ok()) written += n;
+        });
+        buffered_bytes_ += written;
+        skipped_zero_bytes_ += data.size() - written;
+      } else {
+        failure = target_top.Write(read.piece.offset, data);
+        if (failure.ok()) buffered_bytes_ += data.size();
+      }
+    }
+    ReleaseBuffer(read.buffer);
+    // After a failure or a stop, only the reads in flight are waited for.
+    if (!failure.ok() || Stopping()) next = window.pieces.size();
+  }
+  return failure;
+}
+
+std::optional<std::size_t> MirrorJob::TakeBuffer(bool wait) {
+  std::unique_lock lock(mutex_);
+  if (wait) work_.wait(lock, [this] { return stop_ || !free_buffers_.empty(); });
+  if (stop_ || free_buffers_.empty()) return std::nullopt;
+  const std::size_t buffer = free_buffers_.back();
+  free_buffers_.pop_back();
+  return buffer;
+}
+
+void MirrorJob::ReleaseBuffer(std::size_t buffer) {
+  {
+    std::lock_guard lock(mutex_);
+    free_buffers_.push_back(buffer);
+  }
+  work_.notify_all();
+}
+
+std::span<std::byte> MirrorJob::Buffer(std::size_t buffer, std::uint64_t length) const {
+  return std::span(pool_ + buffer * kBufferBytes, static_cast<std::size_t>(length));
+}
+
+bool MirrorJob::Stopping() const {
+  std::lock_guard lock(mutex_);
+  return stop_;
 }
 
 void MirrorJob::MaybeReadyLocked() {
@@ -263,26 +458,33 @@ void MirrorJob::FailLocked(const Status& status) {
 Status MirrorJob::Write(VirtualDisk& active, std::uint64_t offset,
                         std::span<const std::byte> data) {
   enum class Mode { kSourceOnly, kMarkDirty, kBoth } mode = Mode::kSourceOnly;
+  const Chunk first = offset / chunk_size_;
+  const Chunk last = data.empty() ? first : (offset + data.size() - 1) / chunk_size_;
   {
     std::lock_guard lock(mutex_);
     if (!stop_ && state_ == MirrorProgress::State::kCopying) {
       ++guest_writes_;
       mode = Mode::kMarkDirty;
+      // Dirty (and held back from the workers) before the source changes: a copy under way
+      // now is repeated, and progress cannot reach completion while the write is under way.
+      for (Chunk c = first; c <= last; ++c) {
+        if (dirty_.insert(c).second) scheduled_bytes_ += ChunkBytes(c);
+        guest_chunks_.insert(c);
+      }
     } else if (!stop_ && state_ == MirrorProgress::State::kReady) {
       mode = Mode::kBoth;
     }
   }
-  const Chunk first = offset / chunk_size_;
-  const Chunk last = data.empty() ? first : (offset + data.size() - 1) / chunk_size_;
   switch (mode) {
     case Mode::kSourceOnly:
       return active.Write(offset, data);
     case Mode::kMarkDirty: {
-      // The source first, then the mark: a copy that read the old bytes is repeated.
       const Status status = active.Write(offset, data);
       {
         std::lock_guard lock(mutex_);
         for (Chunk c = first; c <= last; ++c) {
+          guest_chunks_.erase(guest_chunks_.find(c));
+          // Still dirty, unless the job stopped meanwhile; marked again all the same.
           if (dirty_.insert(c).second) scheduled_bytes_ += ChunkBytes(c);
         }
         --guest_writes_;
@@ -312,6 +514,16 @@ Status MirrorJob::Write(VirtualDisk& active, std::uint64_t offset,
     }
   }
   return Status(Code::kInternal, "unreachable");
+}
+
+MirrorCopyStats MirrorJob::CopyStats() const {
+  MirrorCopyStats stats;
+  stats.io_backend = io_->backend();
+  stats.kernel_copy = kernel_copy_.load();
+  stats.kernel_bytes = kernel_bytes_.load();
+  stats.buffered_bytes = buffered_bytes_.load();
+  stats.skipped_zero_bytes = skipped_zero_bytes_.load();
+  return stats;
 }
 
 MirrorProgress MirrorJob::Progress() const {

@@ -1,5 +1,7 @@
 #include "platform/file.h"
 
+#include <algorithm>
+#include <memory>
 #include <mutex>
 #include <utility>
 
@@ -16,7 +18,26 @@ FileOpener& CurrentOpener() {
   return opener;
 }
 
+// The bounce buffer of a copy through memory: enough for large sequential requests, small
+// enough to allocate per call (the kernel path is the common one).
+constexpr std::uint64_t kCopyBufferBytes = 1 << 20;
+
 }  // namespace
+
+Result<CopyMethod> File::CopyFrom(File& source, std::uint64_t source_offset, std::uint64_t offset,
+                                  std::uint64_t length) {
+  if (length == 0) return CopyMethod::kBuffered;
+  const auto buffer_bytes = static_cast<std::size_t>(std::min(length, kCopyBufferBytes));
+  auto buffer = std::make_unique_for_overwrite<std::byte[]>(buffer_bytes);
+  for (std::uint64_t done = 0; done < length;) {
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buffer_bytes, length - done));
+    const std::span<std::byte> piece(buffer.get(), n);
+    VDISK_RETURN_IF_ERROR(source.ReadAt(source_offset + done, piece));
+    VDISK_RETURN_IF_ERROR(WriteAt(offset + done, piece));
+    done += n;
+  }
+  return CopyMethod::kBuffered;
+}
 
 Result<std::unique_ptr<File>> OpenFile(const std::filesystem::path& path, FileAccess access,
                                        FileDisposition disposition) {

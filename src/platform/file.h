@@ -2,8 +2,12 @@
 //
 // Every format reads and writes its image through File, so tests can substitute an in-memory file
 // with fault injection (FaultInjectingFile) and the OS-specific code stays in src/platform.
-// Thread safety: ReadAt/WriteAt may be called concurrently from several threads (they are
-// positional, like pread/pwrite); Resize and Allocate must not race with I/O to the same range.
+// Paths that bypass ReadAt/WriteAt (the io_uring queue, copy_file_range) take the OS handle from
+// native_handle(); a wrapper has none, so with a wrapped file those paths fall back to
+// ReadAt/WriteAt and the wrapper sees every byte.
+// Thread safety: ReadAt/WriteAt/CopyFrom/FindData may be called concurrently from several threads
+// (they are positional, like pread/pwrite); Resize and Allocate must not race with I/O to the
+// same range.
 #pragma once
 
 #include <cstddef>
@@ -11,6 +15,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 
 #include "core/status.h"
@@ -21,6 +26,26 @@ enum class FileAccess { kRead, kReadWrite };
 enum class FileDisposition {
   kOpenExisting,  // fails with kFileNotFound if missing
   kCreateNew,     // fails with kFileExists if present
+};
+
+// The OS object behind a File: a file descriptor on POSIX, a HANDLE on Windows.
+#ifdef _WIN32
+using NativeHandle = void*;
+#else
+using NativeHandle = int;
+#endif
+
+// How CopyFrom moved the bytes.
+enum class CopyMethod {
+  kKernel,    // copy_file_range: never through this process's memory (a reflink on CoW filesystems)
+  kBuffered,  // read into memory and written back
+};
+
+// A range of a file: [begin, end).
+struct FileRange {
+  std::uint64_t begin = 0;
+  std::uint64_t end = 0;
+  bool empty() const { return begin >= end; }
 };
 
 class File {
@@ -47,6 +72,31 @@ class File {
   virtual Status Lock(bool exclusive) = 0;
   virtual bool writable() const = 0;
   virtual const std::filesystem::path& path() const = 0;
+
+  // The OS handle, for I/O that does not go through ReadAt/WriteAt. Only files that are plain OS
+  // files answer; wrappers (fault injection) and memory files do not (the default), so that
+  // such paths fall back to ReadAt/WriteAt.
+  virtual std::optional<NativeHandle> native_handle() const { return std::nullopt; }
+  // Whether CopyFrom(source, ...) can copy in the kernel: both are OS files on one filesystem
+  // and the OS has copy_file_range. The default: no.
+  virtual bool CanCopyInKernelFrom(const File& source) const {
+    (void)source;
+    return false;
+  }
+  // Writes `length` bytes of `source` from `source_offset` at `offset` of this file (extending
+  // it if needed), as ReadAt + WriteAt would. Copies in the kernel where it can; where the
+  // kernel refuses (EXDEV, EOPNOTSUPP, EINVAL, ENOSYS) or a file has no native handle, reads and
+  // writes through a bounded buffer, via source.ReadAt and this->WriteAt. Returns how it copied.
+  // Reading past the end of `source` fails with kFileCorrupt, as ReadAt does.
+  // REQUIRES: the two ranges do not overlap if source is this file.
+  virtual Result<CopyMethod> CopyFrom(File& source, std::uint64_t source_offset,
+                                      std::uint64_t offset, std::uint64_t length);
+  // The first range of [begin, end) at or after `begin` that may hold data (SEEK_DATA /
+  // SEEK_HOLE); an empty range at `end` when the rest is a hole. Files that cannot tell (the
+  // default) answer the whole range: a caller skips only what is certainly a hole.
+  virtual Result<FileRange> FindData(std::uint64_t begin, std::uint64_t end) {
+    return FileRange{begin, end};
+  }
 };
 
 using FileOpener = std::function<Result<std::unique_ptr<File>>(

@@ -1,13 +1,18 @@
-// MirrorJob failure paths with injected faults: a full or failing target, a failing source.
-// The happy paths and the Windows call sequences are in tests/api/mirror_api_test.cpp.
+// MirrorJob failure paths with injected faults: a full or failing target, a failing source; the
+// two ways data moves (copy_file_range, the buffer pool on the I/O queue) and the zeros a
+// differencing mirror must keep. The happy paths and the Windows call sequences are in
+// tests/api/mirror_api_test.cpp. ctest runs this suite once more with the kernel copy off and
+// once with VIRTDISK_IO_BACKEND=threads (tests/CMakeLists.txt).
 #include "mirror/mirror_job.h"
 
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <string_view>
 
 #include "core/open_disk.h"
 #include "formats/registry/registry.h"
@@ -60,10 +65,10 @@ class MirrorJobTest : public ::testing::Test {
     Status finished;
     bool called = false;
   };
-  std::shared_ptr<Outcome> Mirror(const std::shared_ptr<OpenDisk>& disk) {
+  std::shared_ptr<Outcome> Mirror(const std::shared_ptr<OpenDisk>& disk,
+                                  MirrorOptions options = {}) {
     auto outcome = std::make_shared<Outcome>();
-    MirrorOptions options;
-    options.target_path = dir_ / "dst.vhd";
+    if (options.target_path.empty()) options.target_path = dir_ / "dst.vhd";
     // A raw pointer: the job holds this callback, and the outcome holds the job.
     options.on_finished = [o = outcome.get(), this](const Status& s) {
       std::lock_guard lock(mutex_);
@@ -80,6 +85,50 @@ class MirrorJobTest : public ::testing::Test {
     std::unique_lock lock(mutex_);
     ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(30), [&] { return outcome.called; }));
   }
+  void WaitReady(Outcome& outcome) {
+    for (int i = 0; i < 30000 && outcome.job->Progress().state == MirrorProgress::State::kCopying;
+         ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_EQ(outcome.job->Progress().state, MirrorProgress::State::kReady);
+  }
+  // Reads the whole disk of the image at `path` through a fresh read-only open.
+  static std::vector<std::byte> ReadImage(const std::filesystem::path& path) {
+    DiskOpenRequest request;
+    request.path = path;
+    auto disk = VirtualDisk::Open(BuiltinProviders(), request);
+    EXPECT_TRUE(disk.ok()) << disk.status().message();
+    if (!disk.ok()) return {};
+    std::vector<std::byte> out((*disk)->size());
+    EXPECT_TRUE((*disk)->Read(0, out).ok());
+    return out;
+  }
+  static std::uint64_t AllocatedBytes(const std::filesystem::path& path) {
+    auto file = platform::OpenOsFile(path, platform::FileAccess::kRead,
+                                     platform::FileDisposition::kOpenExisting);
+    EXPECT_TRUE(file.ok());
+    if (!file.ok()) return 0;
+    auto bytes = (*file)->AllocatedBytes();
+    return bytes.ok() ? bytes.value() : 0;
+  }
+  // Mirrors the source to `options.target_path` (dst.vhd if empty), breaks, and returns how
+  // the copy moved its data.
+  MirrorCopyStats MirrorAndBreak(MirrorOptions options = {}) {
+    auto disk = OpenSource();
+    auto outcome = Mirror(disk, std::move(options));
+    EXPECT_TRUE(outcome->job);
+    if (!outcome->job) return {};
+    WaitReady(*outcome);
+    const MirrorCopyStats stats = outcome->job->CopyStats();
+    EXPECT_TRUE(outcome->job->Break().ok());
+    WaitEnd(*outcome);
+    EXPECT_TRUE(outcome->finished.ok()) << outcome->finished.message();
+    return stats;
+  }
+  static bool KernelCopyTurnedOffByEnvironment() {
+    const char* value = std::getenv("VIRTDISK_COPY_FILE_RANGE");
+    return value != nullptr && std::string_view(value) == "0";
+  }
+
   void ExpectSourceIntact(OpenDisk& disk) {
     std::vector<std::byte> back(reference_.size());
     ASSERT_TRUE(disk.Read(0, back).ok());
@@ -245,6 +294,102 @@ TEST_F(MirrorJobTest, EngineMemoryDoesNotDependOnTheDiskSize) {
   ASSERT_TRUE((*job)->Break().ok());
   (*job)->WaitFinished();
   EXPECT_LT(std::filesystem::file_size(dir_ / "big-mirror.vhd"), 16u << 20);
+}
+
+TEST_F(MirrorJobTest, CopiesInTheKernelWhereBothFilesAreOnOneFilesystem) {
+  if (KernelCopyTurnedOffByEnvironment()) GTEST_SKIP() << "VIRTDISK_COPY_FILE_RANGE=0";
+  {
+    auto source = platform::OpenOsFile(dir_ / "src.vhd", platform::FileAccess::kRead,
+                                       platform::FileDisposition::kOpenExisting);
+    ASSERT_TRUE(source.ok());
+    if (!(*source)->CanCopyInKernelFrom(**source)) GTEST_SKIP() << "no copy_file_range here";
+  }
+  const MirrorCopyStats stats = MirrorAndBreak();
+  EXPECT_TRUE(stats.kernel_copy);
+  EXPECT_GT(stats.kernel_bytes, 0u);
+  EXPECT_EQ(stats.buffered_bytes, 0u) << "nothing went through the buffer pool";
+  EXPECT_GT(stats.skipped_zero_bytes, 0u) << "the holes of the source's blocks were left out";
+  EXPECT_TRUE(ReadImage(dir_ / "dst.vhd") == reference_);
+  // Into a fresh target the holes stay holes: no more space than the source takes.
+  const double source_bytes = static_cast<double>(AllocatedBytes(dir_ / "src.vhd"));
+  EXPECT_LE(static_cast<double>(AllocatedBytes(dir_ / "dst.vhd")), source_bytes * 1.02)
+      << "source allocates " << source_bytes;
+}
+
+TEST_F(MirrorJobTest, CopiesThroughTheBufferPoolWhenTheKernelCopyIsOff) {
+  MirrorOptions options;
+  options.kernel_copy = false;
+  const MirrorCopyStats stats = MirrorAndBreak(options);
+  EXPECT_FALSE(stats.kernel_copy);
+  EXPECT_EQ(stats.kernel_bytes, 0u);
+  EXPECT_GT(stats.buffered_bytes, 0u);
+  EXPECT_GT(stats.skipped_zero_bytes, 0u) << "all-zero pieces are not written into a new target";
+  EXPECT_TRUE(ReadImage(dir_ / "dst.vhd") == reference_);
+  const double source_bytes = static_cast<double>(AllocatedBytes(dir_ / "src.vhd"));
+  EXPECT_LE(static_cast<double>(AllocatedBytes(dir_ / "dst.vhd")), source_bytes * 1.02)
+      << "source allocates " << source_bytes;
+}
+
+TEST_F(MirrorJobTest, ATargetOnAnotherFilesystemIsCopiedThroughTheBufferPool) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory("/dev/shm", ec)) GTEST_SKIP() << "no /dev/shm";
+  const std::filesystem::path target =
+      std::filesystem::path("/dev/shm") /
+      ("mirror_job_test_" + std::to_string(std::random_device{}()) + ".vhd");
+  MirrorOptions options;
+  options.target_path = target;
+  const MirrorCopyStats stats = MirrorAndBreak(options);
+  const auto copy = ReadImage(target);
+  std::filesystem::remove(target, ec);
+  EXPECT_TRUE(copy == reference_);
+  if (stats.kernel_bytes > 0) GTEST_SKIP() << "/dev/shm is on the source's filesystem";
+  EXPECT_FALSE(stats.kernel_copy);
+  EXPECT_GT(stats.buffered_bytes, 0u);
+}
+
+TEST_F(MirrorJobTest, ADifferencingMirrorKeepsZerosWrittenOverItsParent) {
+  // The source's top is a child whose zeros hide its parent's data: the mirror (a child of the
+  // same parent) must hold those zeros, not fall through to the parent there.
+  for (const bool kernel_copy : {true, false}) {
+    SCOPED_TRACE(kernel_copy ? "kernel copy" : "buffer pool");
+    std::error_code ec;
+    std::filesystem::remove(dir_ / "child.vhd", ec);
+    std::filesystem::remove(dir_ / "child-mirror.vhd", ec);
+    DiskCreateRequest create;
+    create.path = dir_ / "child.vhd";
+    create.parent_path = dir_ / "src.vhd";
+    {
+      auto child = VirtualDisk::Create(BuiltinProviders(), create);
+      ASSERT_TRUE(child.ok()) << child.status().message();
+    }
+    DiskOpenRequest request;
+    request.path = dir_ / "child.vhd";
+    request.options.read_only = false;
+    auto open = OpenDisk::Open(BuiltinProviders(), request);
+    ASSERT_TRUE(open.ok()) << open.status().message();
+    std::shared_ptr<OpenDisk> disk = std::move(*open);
+    std::vector<std::byte> expected = reference_;
+    const std::vector<std::byte> zeros(128 << 10);
+    const std::vector<std::byte> ones(64 << 10, std::byte{1});
+    for (std::uint64_t offset : {std::uint64_t{64} << 10, std::uint64_t{6} << 20}) {
+      ASSERT_TRUE(disk->Write(offset, zeros).ok());
+      std::memset(expected.data() + offset, 0, zeros.size());
+    }
+    ASSERT_TRUE(disk->Write(12 << 20, ones).ok());
+    std::memset(expected.data() + (12 << 20), 1, ones.size());
+    MirrorOptions options;
+    options.target_path = dir_ / "child-mirror.vhd";
+    options.kernel_copy = kernel_copy;
+    auto outcome = Mirror(disk, options);
+    ASSERT_TRUE(outcome->job);
+    WaitReady(*outcome);
+    ASSERT_TRUE(outcome->job->Break().ok());
+    WaitEnd(*outcome);
+    ASSERT_TRUE(outcome->finished.ok()) << outcome->finished.message();
+    outcome.reset();
+    disk.reset();
+    EXPECT_TRUE(ReadImage(dir_ / "child-mirror.vhd") == expected);
+  }
 }
 
 }  // namespace

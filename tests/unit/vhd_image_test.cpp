@@ -21,6 +21,7 @@
 #include "formats/vhd/vhd_format.h"
 #include "formats/vhd/vhd_provider.h"
 #include "platform/file.h"
+#include "platform/memory_file.h"
 
 namespace vdisk {
 namespace {
@@ -743,7 +744,9 @@ class CrashingOpener {
 // Kills the "process" after every possible number of file writes while a series of writes
 // allocates blocks, then checks that the image opens, holds every write that returned success,
 // is repaired by a read-write open, and takes new writes.
-void CrashAfterEveryWrite(bool differencing) {
+// `from_file`: the series goes through Image::WriteFromFile (from a memory file, so the data
+// step is the CopyFrom fall-back's WriteAt, which the crashing file counts) instead of Write.
+void CrashAfterEveryWrite(bool differencing, bool from_file = false) {
   const std::uint64_t size = 3 * kMiB;
   for (int budget = 0;; ++budget) {
     SCOPED_TRACE("crash after " + std::to_string(budget) + " file writes");
@@ -770,7 +773,15 @@ void CrashAfterEveryWrite(bool differencing) {
       for (int i = 0; i < 12; ++i) {
         const auto [offset, length] = RandomRange(rng, size, 1500);
         const auto bytes = RandomBytes(rng, length);
-        if (!disk->Write(offset, bytes).ok()) {
+        Status status;
+        if (from_file) {
+          platform::MemoryFile staging(bytes);
+          auto copied = disk->top().WriteFromFile(offset, length, staging, 0);
+          if (!copied.ok()) status = copied.status();
+        } else {
+          status = disk->Write(offset, bytes);
+        }
+        if (!status.ok()) {
           ref.Forget(offset, length);  // may hold old, new or torn data
           break;
         }
@@ -812,6 +823,65 @@ void CrashAfterEveryWrite(bool differencing) {
 
 TEST(VhdCrashSafety, DynamicDiskSurvivesACrashAtAnyWrite) { CrashAfterEveryWrite(false); }
 TEST(VhdCrashSafety, DifferencingDiskSurvivesACrashAtAnyWrite) { CrashAfterEveryWrite(true); }
+TEST(VhdCrashSafety, WriteFromFileOnADynamicDiskSurvivesACrashAtAnyWrite) {
+  CrashAfterEveryWrite(false, /*from_file=*/true);
+}
+TEST(VhdCrashSafety, WriteFromFileOnADifferencingDiskSurvivesACrashAtAnyWrite) {
+  CrashAfterEveryWrite(true, /*from_file=*/true);
+}
+
+// --- WriteFromFile -------------------------------------------------------------------------
+
+TEST(VhdWriteFromFile, StoresWhatWriteWouldStoreCopyingInTheKernel) {
+  for (const DiskSubtype subtype :
+       {DiskSubtype::kFixed, DiskSubtype::kDynamic, DiskSubtype::kDifferencing}) {
+    SCOPED_TRACE("subtype " + std::to_string(static_cast<int>(subtype)));
+    TempDir dir;
+    const std::uint64_t size = 6 * kMiB;
+    std::mt19937_64 rng(5);
+    Reference ref(size);
+    {
+      auto base = MustCreate(dir / "base.vhd", DiskSubtype::kDynamic, size, 512 * kKiB);
+      ASSERT_NE(base, nullptr);
+      RandomWrites(*base, ref, rng, 4, 3000);
+    }
+    fs::path path = dir / "base.vhd";
+    if (subtype == DiskSubtype::kDifferencing) {
+      path = dir / "child.vhd";
+      ASSERT_NE(MustCreate(path, subtype, 0, 512 * kKiB, dir / "base.vhd"), nullptr);
+    } else if (subtype == DiskSubtype::kFixed) {
+      path = dir / "fixed.vhd";
+      ref = Reference(size);
+      ASSERT_NE(MustCreate(path, subtype, size), nullptr);
+    }
+    // The bytes to store, in a plain file beside the image, at an offset of their own.
+    const auto bytes = RandomBytes(rng, 3 * kMiB);
+    auto staging = platform::OpenOsFile(dir / "staging", platform::FileAccess::kReadWrite,
+                                        platform::FileDisposition::kCreateNew);
+    ASSERT_TRUE(staging.ok());
+    ASSERT_TRUE((*staging)->WriteAt(4096, bytes).ok());
+    {
+      auto disk = MustOpen(path, /*read_only=*/false);
+      ASSERT_NE(disk, nullptr);
+      // Inside one block, across blocks, and into allocated and unallocated ones.
+      const std::pair<std::uint64_t, std::uint64_t> ranges[] = {
+          {512 * kKiB + 7 * kSector, 9 * kSector}, {kMiB - 4096, 1600 * kKiB}, {5 * kMiB, kMiB}};
+      std::uint64_t from = 4096;
+      for (const auto& [offset, length] : ranges) {
+        auto method = disk->top().WriteFromFile(offset, length, **staging, from);
+        ASSERT_TRUE(method.ok()) << method.status().message();
+#ifdef __linux__
+        EXPECT_EQ(*method, platform::CopyMethod::kKernel);
+#endif
+        ref.Write(offset, std::span(bytes).subspan(from - 4096, length));
+        from += length;
+      }
+    }
+    auto disk = MustOpen(path);
+    ASSERT_NE(disk, nullptr);
+    VerifyDisk(*disk, ref, rng, "after WriteFromFile");
+  }
+}
 
 }  // namespace
 }  // namespace vdisk

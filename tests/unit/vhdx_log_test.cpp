@@ -33,6 +33,7 @@
 #include "formats/vhdx/vhdx_log.h"
 #include "formats/vhdx/vhdx_provider.h"
 #include "platform/file.h"
+#include "platform/memory_file.h"
 
 namespace vdisk {
 namespace {
@@ -468,8 +469,15 @@ class Workload {
   std::uint64_t count_ = 0;
 };
 
-Status Apply(VirtualDisk& disk, const Step& s) {
+// `from_file`: data steps go through Image::WriteFromFile from a memory file (the data step is
+// then the CopyFrom fall-back's WriteAt, which a crashing file counts).
+Status Apply(VirtualDisk& disk, const Step& s, bool from_file = false) {
   if (s.length == 0) return disk.top().SetUserMetadata(kItem, StepBytes(s));
+  if (from_file) {
+    platform::MemoryFile staging(StepBytes(s));
+    auto copied = disk.top().WriteFromFile(s.offset, s.length, staging, 0);
+    return copied.ok() ? Status::Ok() : copied.status();
+  }
   return disk.Write(s.offset, StepBytes(s));
 }
 
@@ -525,7 +533,7 @@ std::string CheckItem(VirtualDisk& disk, const Expectation& model, const Step* i
   return "metadata item holds neither the acknowledged nor the in-flight value";
 }
 
-void CrashSweep(bool differencing) {
+void CrashSweep(bool differencing, bool from_file = false) {
   constexpr std::uint64_t kSize = 6 * kMiB;
   bool saw_torn_metadata = false;
   for (int budget = 0;; ++budget) {
@@ -560,7 +568,7 @@ void CrashSweep(bool differencing) {
         Workload work(7, kSize);
         for (int i = 0; i < 12; ++i) {
           const Step s = work.Next();
-          if (!Apply(**disk, s).ok()) {
+          if (!Apply(**disk, s, from_file).ok()) {
             in_flight = s;
             break;
           }
@@ -609,6 +617,12 @@ void CrashSweep(bool differencing) {
 
 TEST(VhdxCrashSafety, DynamicDiskSurvivesACrashAtAnyWrite) { CrashSweep(false); }
 TEST(VhdxCrashSafety, DifferencingDiskSurvivesACrashAtAnyWrite) { CrashSweep(true); }
+TEST(VhdxCrashSafety, WriteFromFileOnADynamicDiskSurvivesACrashAtAnyWrite) {
+  CrashSweep(false, /*from_file=*/true);
+}
+TEST(VhdxCrashSafety, WriteFromFileOnADifferencingDiskSurvivesACrashAtAnyWrite) {
+  CrashSweep(true, /*from_file=*/true);
+}
 
 #ifndef _WIN32
 

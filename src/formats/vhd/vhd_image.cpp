@@ -463,6 +463,19 @@ Result<Extent> VhdImage::Map(std::uint64_t offset, std::uint64_t length) {
 }
 
 Status VhdImage::Write(std::uint64_t offset, std::span<const std::byte> data) {
+  return WritePayloadAt(offset, WritePayload(data));
+}
+
+Result<platform::CopyMethod> VhdImage::WriteFromFile(std::uint64_t offset, std::uint64_t length,
+                                                     platform::File& source,
+                                                     std::uint64_t source_offset) {
+  WritePayload::CopyTally tally;
+  VDISK_RETURN_IF_ERROR(WritePayloadAt(offset, WritePayload(source, source_offset, length, tally)));
+  return tally.buffered_bytes == 0 ? platform::CopyMethod::kKernel
+                                   : platform::CopyMethod::kBuffered;
+}
+
+Status VhdImage::WritePayloadAt(std::uint64_t offset, const WritePayload& data) {
   if (read_only_) {
     return Status(Code::kWriteProtect, file_->path().string() + ": opened read-only");
   }
@@ -473,25 +486,25 @@ Status VhdImage::Write(std::uint64_t offset, std::span<const std::byte> data) {
                                                std::to_string(offset) +
                                                " is not sector aligned or ends past the disk");
   }
-  if (subtype_ == DiskSubtype::kFixed) return file_->WriteAt(offset, data);
+  if (subtype_ == DiskSubtype::kFixed) return data.WriteTo(*file_, offset);
 
-  while (!data.empty()) {
+  for (std::uint64_t done = 0; done < data.size();) {
     const auto block = static_cast<std::uint32_t>(offset / block_size_);
     const auto within = static_cast<std::uint32_t>(offset % block_size_);
-    const std::size_t n = std::min<std::size_t>(data.size(), block_size_ - within);
-    const auto piece = data.first(n);
+    const std::uint64_t n = std::min<std::uint64_t>(data.size() - done, block_size_ - within);
+    const WritePayload piece = data.Sub(done, n);
     const std::uint32_t entry = bat_[block].load(std::memory_order_acquire);
     VDISK_RETURN_IF_ERROR(entry == kUnallocated ? AllocateAndWrite(block, within, piece)
                                                 : WriteAllocated(block, entry, within, piece));
     offset += n;
-    data = data.subspan(n);
+    done += n;
   }
   return Status::Ok();
 }
 
 Status VhdImage::WriteAllocated(std::uint32_t block, std::uint32_t entry, std::uint32_t within,
-                                std::span<const std::byte> data) {
-  VDISK_RETURN_IF_ERROR(file_->WriteAt(BlockFileOffset(entry) + bitmap_bytes_ + within, data));
+                                const WritePayload& data) {
+  VDISK_RETURN_IF_ERROR(data.WriteTo(*file_, BlockFileOffset(entry) + bitmap_bytes_ + within));
   if (subtype_ != DiskSubtype::kDifferencing) return Status::Ok();
   // The bits go after the data, so that no reader sees a "present" sector before its data.
   return MarkSectorsPresent(block, entry, within / kSectorSize,
@@ -510,7 +523,7 @@ bool VhdImage::is_4k_aligned() const {
 }
 
 Status VhdImage::AllocateAndWrite(std::uint32_t block, std::uint32_t within,
-                                  std::span<const std::byte> data) {
+                                  const WritePayload& data) {
   std::unique_lock lock(allocation_mutex_);
   if (const std::uint32_t entry = bat_[block].load(std::memory_order_acquire);
       entry != kUnallocated) {
@@ -547,7 +560,7 @@ Status VhdImage::AllocateAndWrite(std::uint32_t block, std::uint32_t within,
       bitmap[s / 8] = static_cast<std::uint8_t>(bitmap[s / 8] | (0x80u >> (s % 8)));
   }
   VDISK_RETURN_IF_ERROR(file_->WriteAt(block_offset, std::as_bytes(std::span(bitmap))));
-  VDISK_RETURN_IF_ERROR(file_->WriteAt(block_offset + bitmap_bytes_ + within, data));
+  VDISK_RETURN_IF_ERROR(data.WriteTo(*file_, block_offset + bitmap_bytes_ + within));
   // From here the block's space lies before the end footer: a later allocation goes after it
   // even if the rest fails, so half-prepared space is never handed out twice.
   footer_offset_ = new_footer_offset;

@@ -14,6 +14,7 @@
 //  old footer) and data, (c) flush, (d) the BAT sector with the new entry, then the entry in
 //  memory, (e) flush. Until (d) lands the block is unreferenced space; if the end footer is torn,
 //  Open falls back to the copy at offset 0 and a read-write open rewrites the end footer.
+//  WriteFromFile takes the same steps, the data of (b) copied by File::CopyFrom.
 //  (c) and (e) are skipped with OpenOptions::no_write_hardening. Setting bits in the bitmap of an
 //  already allocated differencing block follows its data write but is not flushed in between:
 //  after a power loss (not a process kill), a sector written but never flushed may read as zeros
@@ -81,6 +82,10 @@ class VhdImage final : public Image {
 
   Result<Extent> Map(std::uint64_t offset, std::uint64_t length) override;
   Status Write(std::uint64_t offset, std::span<const std::byte> data) override;
+  // The same steps as Write (above), with the data step done by File::CopyFrom.
+  Result<platform::CopyMethod> WriteFromFile(std::uint64_t offset, std::uint64_t length,
+                                             platform::File& source,
+                                             std::uint64_t source_offset) override;
   Status Flush() override;
   bool write_hardening() const override { return write_hardening_.load(); }
   void SetWriteHardening(bool on) override { write_hardening_.store(on); }
@@ -95,13 +100,14 @@ class VhdImage final : public Image {
   // Rewrites the end footer and/or the copy at offset 0 that Open found damaged (read-write
   // opens only).
   Status RepairFooters(bool end_footer, bool head_footer);
+  // Write and WriteFromFile.
+  Status WritePayloadAt(std::uint64_t offset, const WritePayload& data);
   // Writes `data` (inside one block) into an allocated block at `within` bytes from its start.
   Status WriteAllocated(std::uint32_t block, std::uint32_t entry, std::uint32_t within,
-                        std::span<const std::byte> data);
+                        const WritePayload& data);
   // Allocates `block` at the end of the file and writes `data` into it (see the header comment),
   // or writes into it if another thread allocated it first.
-  Status AllocateAndWrite(std::uint32_t block, std::uint32_t within,
-                          std::span<const std::byte> data);
+  Status AllocateAndWrite(std::uint32_t block, std::uint32_t within, const WritePayload& data);
   // Writes the BAT sector holding `block`'s entry, with `entry` as that entry's new value.
   Status WriteBatSector(std::uint32_t block, std::uint32_t entry);
   // Differencing: the run of equal bitmap bits of `block` from `first_sector`, at most `count`.

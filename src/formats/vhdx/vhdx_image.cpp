@@ -783,6 +783,19 @@ void VhdxImage::CacheStagedBitmapSectors(const StagedSectors& staged, std::uint6
 // --- write -------------------------------------------------------------------------------------
 
 Status VhdxImage::Write(std::uint64_t offset, std::span<const std::byte> data) {
+  return WritePayloadAt(offset, WritePayload(data));
+}
+
+Result<platform::CopyMethod> VhdxImage::WriteFromFile(std::uint64_t offset, std::uint64_t length,
+                                                      platform::File& source,
+                                                      std::uint64_t source_offset) {
+  WritePayload::CopyTally tally;
+  VDISK_RETURN_IF_ERROR(WritePayloadAt(offset, WritePayload(source, source_offset, length, tally)));
+  return tally.buffered_bytes == 0 ? platform::CopyMethod::kKernel
+                                   : platform::CopyMethod::kBuffered;
+}
+
+Status VhdxImage::WritePayloadAt(std::uint64_t offset, const WritePayload& data) {
   if (read_only_) return Status(Code::kWriteProtect, file_->path().string() + ": opened read-only");
   const std::uint32_t ls = geometry_.logical_sector_size;
   if (offset % ls != 0 || data.size() % ls != 0 || offset > geometry_.virtual_size ||
@@ -796,12 +809,11 @@ Status VhdxImage::Write(std::uint64_t offset, std::span<const std::byte> data) {
   // §2.2.2: DataWriteGuid changes before the first change a reader could see.
   VDISK_RETURN_IF_ERROR(BeginSession(/*user_data=*/true));
   const std::uint64_t bs = geometry_.block_size;
-  while (!data.empty()) {
+  for (std::uint64_t done = 0; done < data.size();) {
     const std::uint64_t block = offset / bs;
     const std::uint64_t within = offset % bs;
-    const std::size_t n =
-        static_cast<std::size_t>(std::min<std::uint64_t>(data.size(), bs - within));
-    const auto piece = data.first(n);
+    const std::uint64_t n = std::min<std::uint64_t>(data.size() - done, bs - within);
+    const WritePayload piece = data.Sub(done, n);
     VDISK_ASSIGN_OR_RETURN(const std::uint64_t entry, bat_->Get(geometry_.PayloadIndex(block)));
     const std::uint8_t state = BatState(entry);
     if (state == kPayloadFullyPresent || state == kPayloadPartiallyPresent) {
@@ -810,14 +822,14 @@ Status VhdxImage::Write(std::uint64_t offset, std::span<const std::byte> data) {
       VDISK_RETURN_IF_ERROR(AllocateAndWrite(block, within, piece));
     }
     offset += n;
-    data = data.subspan(n);
+    done += n;
   }
   return Status::Ok();
 }
 
 Status VhdxImage::WriteAllocated(std::uint64_t block, std::uint64_t entry, std::uint64_t within,
-                                 std::span<const std::byte> data) {
-  VDISK_RETURN_IF_ERROR(file_->WriteAt(BatFileOffset(entry) + within, data));
+                                 const WritePayload& data) {
+  VDISK_RETURN_IF_ERROR(data.WriteTo(*file_, BatFileOffset(entry) + within));
   if (BatState(entry) != kPayloadPartiallyPresent) return Status::Ok();
   // The bits go after the data, so that no reader sees a "present" sector before its data.
   const std::uint32_t ls = geometry_.logical_sector_size;
@@ -847,7 +859,7 @@ Status VhdxImage::MarkSectorsPresent(std::uint64_t block, std::uint64_t first_se
 }
 
 Status VhdxImage::AllocateAndWrite(std::uint64_t block, std::uint64_t within,
-                                   std::span<const std::byte> data) {
+                                   const WritePayload& data) {
   std::unique_lock lock(update_mutex_);
   const std::uint64_t index = geometry_.PayloadIndex(block);
   VDISK_ASSIGN_OR_RETURN(const std::uint64_t entry, bat_->Get(index));
@@ -896,7 +908,7 @@ Status VhdxImage::AllocateAndWrite(std::uint64_t block, std::uint64_t within,
   }
   // From here the space is handed out even if the rest fails, so it is never handed out twice.
   alloc_end_ = new_end;
-  VDISK_RETURN_IF_ERROR(file_->WriteAt(payload_offset + within, data));
+  VDISK_RETURN_IF_ERROR(data.WriteTo(*file_, payload_offset + within));
   // Data durable before the BAT points at it (this flush also makes the sectors that earlier
   // entries applied durable, which Commit would otherwise flush on its own).
   if (write_hardening_) {

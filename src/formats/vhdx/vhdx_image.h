@@ -21,6 +21,7 @@
 //  - Payload data is never journalled: an allocating write extends the file (new blocks at the
 //    end, 1 MiB aligned, reading as zeros), writes the data, flushes, then journals the BAT
 //    entries (and sector bitmap bits). Until the journal entry lands the block is unreferenced.
+//    WriteFromFile takes the same steps, the data copied by File::CopyFrom.
 //  - Closing a writable image flushes and clears the LogGuid, so other readers see a clean log.
 //  OpenOptions::no_write_hardening skips the flushes but keeps the order.
 //
@@ -92,6 +93,11 @@ class VhdxImage final : public Image {
   Result<Extent> Map(std::uint64_t offset, std::uint64_t length) override;
   Status ReadData(std::uint64_t file_offset, std::span<std::byte> out) override;
   Status Write(std::uint64_t offset, std::span<const std::byte> data) override;
+  // The same steps as Write, with the payload data copied by File::CopyFrom.
+  Result<platform::CopyMethod> WriteFromFile(std::uint64_t offset, std::uint64_t length,
+                                             platform::File& source,
+                                             std::uint64_t source_offset) override;
+  bool data_in_file() const override { return !reader_.has_overlay(); }
   Status Flush() override;
   bool write_hardening() const override { return write_hardening_.load(); }
   void SetWriteHardening(bool on) override { write_hardening_.store(on); }
@@ -154,10 +160,11 @@ class VhdxImage final : public Image {
   void CacheStagedBitmapSectors(const StagedSectors& staged, std::uint64_t chunk,
                                 std::uint64_t bitmap_entry);
 
+  // Write and WriteFromFile.
+  Status WritePayloadAt(std::uint64_t offset, const WritePayload& data);
   Status WriteAllocated(std::uint64_t block, std::uint64_t entry, std::uint64_t within,
-                        std::span<const std::byte> data);
-  Status AllocateAndWrite(std::uint64_t block, std::uint64_t within,
-                          std::span<const std::byte> data);
+                        const WritePayload& data);
+  Status AllocateAndWrite(std::uint64_t block, std::uint64_t within, const WritePayload& data);
   Status MarkSectorsPresent(std::uint64_t block, std::uint64_t first_sector, std::uint64_t count);
   // Differencing: the run of equal bitmap bits of `block` from `first_sector`, at most `count`.
   Result<std::pair<bool, std::uint64_t>> BitmapRun(std::uint64_t block, std::uint64_t first_sector,

@@ -1,8 +1,10 @@
-// File over POSIX pread/pwrite, with OFD locks for cross-process exclusion.
+// File over POSIX pread/pwrite, with OFD locks for cross-process exclusion; copy_file_range for
+// file-to-file copies and SEEK_DATA/SEEK_HOLE for finding data (Linux).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -103,6 +105,83 @@ class PosixFile final : public File {
 
   bool writable() const override { return writable_; }
   const std::filesystem::path& path() const override { return path_; }
+
+  std::optional<NativeHandle> native_handle() const override { return fd_; }
+
+  bool CanCopyInKernelFrom(const File& source) const override {
+#ifdef __linux__
+    const auto source_fd = source.native_handle();
+    if (!source_fd) return false;
+    struct stat mine {};
+    struct stat theirs {};
+    // copy_file_range works across filesystems only in some kernels, and reflinks only within
+    // one: one filesystem is the case worth taking.
+    return ::fstat(fd_, &mine) == 0 && ::fstat(*source_fd, &theirs) == 0 &&
+           mine.st_dev == theirs.st_dev;
+#else
+    (void)source;
+    return false;
+#endif
+  }
+
+  Result<CopyMethod> CopyFrom(File& source, std::uint64_t source_offset, std::uint64_t offset,
+                              std::uint64_t length) override {
+#ifdef __linux__
+    if (const auto source_fd = source.native_handle()) {
+      std::uint64_t done = 0;
+      while (done < length) {
+        auto in = static_cast<loff_t>(source_offset + done);
+        auto out = static_cast<loff_t>(offset + done);
+        const auto want =
+            static_cast<std::size_t>(std::min<std::uint64_t>(length - done, 1u << 30));
+        const ssize_t n = ::copy_file_range(*source_fd, &in, fd_, &out, want, 0);
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          // Filesystems (or kernels) that cannot copy between these two files: the rest goes
+          // through memory.
+          if (errno == EXDEV || errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS) break;
+          return OsError(errno,
+                         "copy of " + std::to_string(length - done) + " bytes from " +
+                             source.path().string() + " at offset " +
+                             std::to_string(source_offset + done) + " to offset " +
+                             std::to_string(offset + done),
+                         path_);
+        }
+        if (n == 0) {
+          return Status(Code::kFileCorrupt, source.path().string() + ": file ends before offset " +
+                                                std::to_string(source_offset + length));
+        }
+        done += static_cast<std::uint64_t>(n);
+      }
+      if (done == length) return CopyMethod::kKernel;
+      auto rest = File::CopyFrom(source, source_offset + done, offset + done, length - done);
+      if (!rest.ok()) return rest.status();
+      return CopyMethod::kBuffered;
+    }
+#endif
+    return File::CopyFrom(source, source_offset, offset, length);
+  }
+
+  Result<FileRange> FindData(std::uint64_t begin, std::uint64_t end) override {
+#if defined(SEEK_DATA) && defined(SEEK_HOLE)
+    if (begin >= end) return FileRange{end, end};
+    const off_t data = ::lseek(fd_, static_cast<off_t>(begin), SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) return FileRange{end, end};  // nothing but hole from `begin` on
+      if (errno == EINVAL || errno == EOPNOTSUPP) return FileRange{begin, end};  // cannot tell
+      return OsError(errno, "find data from offset " + std::to_string(begin), path_);
+    }
+    const auto data_begin = static_cast<std::uint64_t>(data);
+    if (data_begin >= end) return FileRange{end, end};
+    const off_t hole = ::lseek(fd_, data, SEEK_HOLE);
+    if (hole < 0) {
+      return OsError(errno, "find a hole from offset " + std::to_string(data_begin), path_);
+    }
+    return FileRange{data_begin, std::min(end, static_cast<std::uint64_t>(hole))};
+#else
+    return File::FindData(begin, end);
+#endif
+  }
 
  private:
   int fd_;

@@ -107,6 +107,7 @@ class Win32File final : public File {
   Status Lock(bool) override { return Status::Ok(); }
   bool writable() const override { return writable_; }
   const std::filesystem::path& path() const override { return path_; }
+  std::optional<NativeHandle> native_handle() const override { return handle_; }
 
  private:
   HANDLE handle_;
