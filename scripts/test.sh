@@ -56,5 +56,6 @@ if [[ "${SKIP_WINDOWS:-0}" != 1 ]]; then
   fi
   # A test process that Wine fails to start (seen once: a 0.01 s failure with no output, which
   # passed on every rerun) gets one more try; a test that fails twice fails the run.
-  ctest --preset mingw -j "$jobs" --timeout 900 --repeat until-pass:2
+  # Every case runs in seconds under Wine; 300 s stops a hung one early enough for its retry.
+  ctest --preset mingw -j "$jobs" --timeout 300 --repeat until-pass:2
 fi

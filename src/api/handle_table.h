@@ -1,12 +1,14 @@
 // Kernel objects and the handle table behind every HANDLE the library gives out.
 //
 // Linux: a HANDLE is a slot index plus a generation (never 0, never INVALID_HANDLE_VALUE), so a
-// closed or forged handle is recognised and answered with ERROR_INVALID_HANDLE.
+// closed or forged handle is recognised and answered with ERROR_INVALID_HANDLE. Lookups take
+// no lock (raw I/O looks a handle up on every call).
 // Windows: a HANDLE is a real kernel handle (an event the DLL creates) mapped to the object, so
 // the caller's CloseHandle on it is legal; see README "Windows handles" for what remains.
 #pragma once
 
 #include <memory>
+#include <utility>
 
 #include "api/abi.h"
 
@@ -28,7 +30,8 @@ class KernelObject {
   virtual DWORD AssociatePort(std::shared_ptr<KernelObject> port, ULONG_PTR key);
   // Waits until signalled; WAIT_OBJECT_0, WAIT_TIMEOUT or WAIT_FAILED.
   virtual DWORD Wait(DWORD milliseconds);
-  // The handle is being closed: cancel, drain, release. Called once, before removal.
+  // The handle was closed: cancel, drain, release. Called once, after the table dropped the
+  // handle (new calls on it fail) and every call under way on it returned.
   virtual void OnClose() {}
 };
 
@@ -36,7 +39,37 @@ class HandleTable {
  public:
   static HandleTable& Instance();
 
+  // The object behind a handle, held for the length of one call (ReadFile, WriteFile,
+  // SetFilePointerEx): cheaper than Get, and CloseHandle on the handle waits until it is
+  // released. Never hold one across a wait that another thread's CloseHandle could end.
+  class Borrowed {
+   public:
+    Borrowed() = default;
+    ~Borrowed();
+    Borrowed(Borrowed&& other) noexcept
+        : slot_(std::exchange(other.slot_, nullptr)),
+          object_(std::exchange(other.object_, nullptr)),
+          owner_(std::move(other.owner_)) {}
+    Borrowed& operator=(Borrowed&&) = delete;
+    Borrowed(const Borrowed&) = delete;
+    Borrowed& operator=(const Borrowed&) = delete;
+
+    explicit operator bool() const { return object_ != nullptr; }
+    KernelObject* operator->() const { return object_; }
+
+   private:
+    friend class HandleTable;
+    Borrowed(void* slot, KernelObject* object) : slot_(slot), object_(object) {}
+    explicit Borrowed(std::shared_ptr<KernelObject> owner)
+        : object_(owner.get()), owner_(std::move(owner)) {}
+
+    void* slot_ = nullptr;  // Linux: the table slot whose user count this holds
+    KernelObject* object_ = nullptr;
+    std::shared_ptr<KernelObject> owner_;  // Windows: the reference that keeps the object
+  };
+
   HANDLE Insert(std::shared_ptr<KernelObject> object);
+  Borrowed Borrow(HANDLE handle) const;
   std::shared_ptr<KernelObject> Get(HANDLE handle) const;
   template <typename T>
   std::shared_ptr<T> GetAs(HANDLE handle) const {

@@ -118,11 +118,11 @@ DWORD WINAPI GetLastError(void) { return vdisk::api::last_error; }
 void WINAPI SetLastError(DWORD error) { vdisk::api::last_error = error; }
 
 BOOL WINAPI CloseHandle(HANDLE object) {
-  auto& table = HandleTable::Instance();
-  auto found = table.Get(object);
+  // The value dies first (calls that start from now on fail; calls under way finish), then
+  // the object cancels and drains what is still pending on it.
+  auto found = HandleTable::Instance().Remove(object);
   if (!found) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
   found->OnClose();
-  if (!table.Remove(object)) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
   return TRUE;
 }
 
@@ -168,7 +168,7 @@ DWORD WINAPI WaitForSingleObject(HANDLE handle, DWORD milliseconds) {
 
 BOOL WINAPI ReadFile(HANDLE file, LPVOID buffer, DWORD length, LPDWORD read,
                      LPOVERLAPPED overlapped) {
-  auto object = HandleTable::Instance().Get(file);
+  const auto object = HandleTable::Instance().Borrow(file);
   if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
   if (read != nullptr) *read = 0;
   DWORD done = 0;
@@ -180,7 +180,7 @@ BOOL WINAPI ReadFile(HANDLE file, LPVOID buffer, DWORD length, LPDWORD read,
 
 BOOL WINAPI WriteFile(HANDLE file, LPCVOID buffer, DWORD length, LPDWORD written,
                       LPOVERLAPPED overlapped) {
-  auto object = HandleTable::Instance().Get(file);
+  const auto object = HandleTable::Instance().Borrow(file);
   if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
   if (written != nullptr) *written = 0;
   DWORD done = 0;
@@ -192,7 +192,7 @@ BOOL WINAPI WriteFile(HANDLE file, LPCVOID buffer, DWORD length, LPDWORD written
 
 BOOL WINAPI SetFilePointerEx(HANDLE file, LARGE_INTEGER distance, PLARGE_INTEGER new_position,
                              DWORD method) {
-  auto object = HandleTable::Instance().Get(file);
+  const auto object = HandleTable::Instance().Borrow(file);
   if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
   ULONGLONG position = 0;
   const DWORD error = object->Seek(distance.QuadPart, method, &position);

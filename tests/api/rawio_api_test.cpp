@@ -2,6 +2,8 @@
 // ATTACH_VIRTUAL_DISK_FLAG_NO_LOCAL_HOST, ReadFile/WriteFile with OVERLAPPED offsets.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -135,6 +137,53 @@ TEST_F(RawIoTest, ManyRequestsInFlightFromSeveralThreads) {
   }
   for (auto& th : threads) th.join();
   for (int t = 0; t < 4; ++t) EXPECT_EQ(errors[t], static_cast<DWORD>(ERROR_SUCCESS)) << "thread " << t;
+}
+
+TEST_F(RawIoTest, CloseHandleWhileOtherThreadsReadEndsTheirCallsCleanly) {
+  // Readers hammer the handle with synchronous reads while the main thread closes it. Every
+  // call either completes with the right bytes or fails with ERROR_INVALID_HANDLE; after the
+  // close, the value is dead for good, even once new handles reuse its slot.
+  const auto pattern = Pattern(4096, 77);
+  ASSERT_EQ(WriteAt(h_, 8192, pattern.data(), 4096), ERROR_SUCCESS);
+  std::atomic<bool> closed{false};
+  std::atomic<int> bad{0};
+  std::atomic<int> reads_after_close{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 4; ++t) {
+    readers.emplace_back([&] {
+      std::vector<unsigned char> back(4096);
+      for (;;) {
+        const bool was_closed = closed.load();
+        const DWORD error = ReadAt(h_, 8192, back.data(), 4096);
+        if (error == ERROR_SUCCESS) {
+          if (back != pattern) ++bad;
+          if (was_closed) ++bad;  // a read that began after the close returned must fail
+        } else if (error == ERROR_INVALID_HANDLE) {
+          if (++reads_after_close > 50) return;
+        } else {
+          ++bad;
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(CloseHandle(h_));
+  closed.store(true);
+  const HANDLE closed_value = h_;
+  h_ = nullptr;
+  for (auto& th : readers) th.join();
+  EXPECT_EQ(bad.load(), 0);
+  // New handles (which may take the freed slot) never answer to the old value.
+  std::vector<HANDLE> events;
+  for (int i = 0; i < 8; ++i) events.push_back(CreateEventW(nullptr, TRUE, FALSE, nullptr));
+  for (HANDLE e : events) EXPECT_NE(e, closed_value);
+  DWORD n = 0;
+  char byte = 0;
+  EXPECT_FALSE(ReadFile(closed_value, &byte, 1, &n, nullptr));
+  EXPECT_EQ(GetLastError(), static_cast<DWORD>(ERROR_INVALID_HANDLE));
+  EXPECT_FALSE(CloseHandle(closed_value));
+  EXPECT_EQ(GetLastError(), static_cast<DWORD>(ERROR_INVALID_HANDLE));
+  for (HANDLE e : events) EXPECT_TRUE(CloseHandle(e));
 }
 
 TEST_F(RawIoTest, ReadOnlyAttachmentRefusesWrites) {

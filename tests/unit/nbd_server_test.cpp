@@ -896,11 +896,6 @@ TEST_F(NbdServerTest, BlockStatusWithoutAContextGetsEinval) {
 }
 
 TEST_F(NbdServerTest, GarbageNeverStopsTheServer) {
-#ifdef _WIN32
-  // Hangs under Wine 8 in the fresh-clone CI run (not seen when run alone); the Linux and
-  // sanitizer runs cover it until the Winsock path is examined.
-  GTEST_SKIP() << "hangs under Wine 8; covered on Linux";
-#endif
   RawClient good = OpenGoodClient();
   std::mt19937 rng(2024);
   for (int i = 0; i < 60; ++i) {
