@@ -22,8 +22,9 @@
 #include <liburing.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
-#include <exception>
 #endif
 
 namespace vdisk::platform {
@@ -38,6 +39,15 @@ Result<std::unique_ptr<IoQueue>> OpenUringIoQueue(std::size_t depth) {
 #else
 
 namespace {
+
+// The ring failed in a way that leaves requests the kernel may still run into buffers their
+// owners would reuse: the process stops here, saying why, rather than risk that.
+[[noreturn]] void RingBroken(const char* call, int rc) {
+  std::fprintf(stderr, "virtdisk: %s failed: %s; the I/O queue cannot continue safely\n", call,
+               std::strerror(-rc));
+  std::fflush(stderr);
+  std::abort();
+}
 
 class UringIoQueue final : public IoQueue {
  public:
@@ -199,7 +209,7 @@ class UringIoQueue final : public IoQueue {
       // The SQEs are in the kernel's view of the ring already and cannot be taken back; a
       // failure other than the transient ones means a broken ring (EBADF, EFAULT, EINVAL), so
       // continuing could run a read into a buffer after its owner reused it.
-      std::terminate();
+      RingBroken("io_uring_submit", rc);
     }
   }
 
@@ -208,7 +218,7 @@ class UringIoQueue final : public IoQueue {
       io_uring_cqe* cqe = nullptr;
       const int rc = io_uring_wait_cqe(&ring_, &cqe);
       if (rc == -EINTR || rc == -EAGAIN) continue;
-      if (rc < 0) std::terminate();  // the ring is broken (see SubmitLocked)
+      if (rc < 0) RingBroken("io_uring_wait_cqe", rc);  // see SubmitLocked
       auto* request = static_cast<Request*>(io_uring_cqe_get_data(cqe));
       const int res = cqe->res;
       io_uring_cqe_seen(&ring_, cqe);
