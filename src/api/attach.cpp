@@ -9,7 +9,17 @@
 // the per-user AttachRegistry so that GetAllAttachedVirtualDiskPhysicalPaths in any process of
 // the user lists it. The security descriptor decides who may connect: the owner only (NULL, or a
 // DACL that grants nobody else), or every local user (socket mode 0666).
-#include <cctype>
+//
+// Without ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME the export lives in this process and ends
+// with DetachVirtualDisk or when the attaching handle closes. With it, the export lives in an
+// attach host process (src/attach/attach_host.h): this process hands the image over (it flushes
+// and closes it, releasing its lock, and keeps a read-only view for information; reads and
+// writes through its handles fail with ERROR_SHARING_VIOLATION meanwhile), and the host opens
+// it, exports it, records itself in the registry and stays after this process exits.
+// OpenVirtualDisk of a disk that a live host serves gets the same view (open_create.cpp), and
+// DetachVirtualDisk on any handle to it, in any process of the user, asks the host to detach
+// and, once the host has exited, reopens the image for that handle as it was asked for.
+// PERMANENT_LIFETIME is POSIX only: on Windows it answers ERROR_NOT_SUPPORTED.
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -20,9 +30,9 @@
 #include "api/error_map.h"
 #include "api/strings.h"
 #include "api/trace.h"
+#include "attach/attach_host.h"
 #include "attach/attach_registry.h"
-#include "attach/disk_export_target.h"
-#include "attach/nbd_server.h"
+#include "attach/nbd_attachment.h"
 #include "attach/security_descriptor.h"
 
 namespace vdisk::api {
@@ -31,83 +41,69 @@ namespace {
 constexpr DWORD kKnownAttachFlags = Bits(
     ATTACH_VIRTUAL_DISK_FLAG_READ_ONLY, ATTACH_VIRTUAL_DISK_FLAG_NO_DRIVE_LETTER, ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME, ATTACH_VIRTUAL_DISK_FLAG_NO_LOCAL_HOST, ATTACH_VIRTUAL_DISK_FLAG_NO_SECURITY_DESCRIPTOR, ATTACH_VIRTUAL_DISK_FLAG_BYPASS_DEFAULT_ENCRYPTION_POLICY, ATTACH_VIRTUAL_DISK_FLAG_NON_PNP, ATTACH_VIRTUAL_DISK_FLAG_RESTRICTED_RANGE, ATTACH_VIRTUAL_DISK_FLAG_SINGLE_PARTITION, ATTACH_VIRTUAL_DISK_FLAG_REGISTER_VOLUME, ATTACH_VIRTUAL_DISK_FLAG_AT_BOOT);
 
-// An attached disk's NBD export, and its record in the attach registry.
-class NbdSurface final : public Surface {
- public:
-  NbdSurface(std::unique_ptr<attach::NbdServer> server, attach::AttachRegistry registry,
-             std::filesystem::path disk_path)
-      : server_(std::move(server)), registry_(std::move(registry)), disk_path_(std::move(disk_path)) {}
-  ~NbdSurface() override { (void)Stop(); }
-  std::string uri() const override { return server_->uri(); }
-  Status Stop() override {
-    const Status status = server_->Stop();
-    (void)registry_.Remove(disk_path_, attach::ProcessId::Current());
-    return status;
-  }
-
- private:
-  std::unique_ptr<attach::NbdServer> server_;
-  attach::AttachRegistry registry_;
-  std::filesystem::path disk_path_;
-};
-
-// A short, socket-path-safe name from the disk's file name (sun_path holds 108 bytes).
-std::string SocketStem(const std::filesystem::path& disk_path) {
-  std::string stem;
-  for (const char c : disk_path.filename().string()) {
-    if (stem.size() == 24) break;
-    stem += (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_') ? c : '_';
-  }
-  return stem.empty() ? "disk" : stem;
+bool UseTcp() {
+#ifdef _WIN32
+  return true;
+#else
+  const char* transport = std::getenv("VIRTDISK_ATTACH_TRANSPORT");
+  return transport != nullptr && std::strcmp(transport, "tcp") == 0;
+#endif
 }
 
-Result<std::unique_ptr<Surface>> SurfaceOverNbd(const std::shared_ptr<OpenDisk>& disk,
-                                                bool read_only, bool grants_others,
-                                                std::optional<attach::DiskExportOptions::Range> range) {
+// PERMANENT_LIFETIME: hands the image over to an attach host process and waits for its report.
+// On failure the image is taken back, so the handle works as before.
+Status AttachThroughHost(OpenDisk& open, const attach::NbdAttachOptions& options) {
+#ifdef _WIN32
+  (void)open;
+  (void)options;
+  return Status(Code::kNotSupported,
+                "ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME needs an attach host process, which "
+                "is not built for Windows yet; attach without it, or with NO_LOCAL_HOST");
+#else
   VDISK_ASSIGN_OR_RETURN(auto registry, attach::AttachRegistry::ForCurrentUser());
-  const std::filesystem::path disk_path = disk->key();
-  VDISK_ASSIGN_OR_RETURN(const auto existing, registry.Find(disk_path));
+  const std::filesystem::path key = open.key();
+  if (open.attached()) return Status(Code::kDiskAlreadyOwned, key.string() + ": already attached");
+  VDISK_ASSIGN_OR_RETURN(const auto existing, registry.Find(key));
   if (existing) {
-    return Status(Code::kDiskAlreadyOwned, disk_path.string() + ": already attached by process " +
+    return Status(Code::kDiskAlreadyOwned, key.string() + ": already attached by process " +
                                                std::to_string(existing->server.pid) + " (" +
                                                existing->uri + ")");
   }
-  attach::DiskExportOptions export_options;
-  export_options.read_only = read_only;
-  export_options.restricted_range = range;
-  VDISK_ASSIGN_OR_RETURN(auto target, attach::DiskExportTarget::Create(disk, export_options));
-  attach::NbdServerOptions options;
-  options.export_name = disk_path.filename().string();
-  options.description = disk_path.string();
-  options.read_only = read_only;
-#ifdef _WIN32
-  const bool tcp = true;
-#else
-  const char* transport = std::getenv("VIRTDISK_ATTACH_TRANSPORT");
-  const bool tcp = transport != nullptr && std::strcmp(transport, "tcp") == 0;
+  attach::AttachHostRequest request;
+  request.registry_dir = registry.dir();
+  request.open = open.request();
+  request.open.path = key;
+  request.attach = options;
+  VDISK_RETURN_IF_ERROR(open.HandOver());
+  auto uri = attach::StartAttachHost(request);
+  if (!uri.ok()) {
+    if (Status back = open.TakeBack(); !back.ok()) {
+      return Status(uri.status().code(),
+                    std::string(uri.status().message()) +
+                        "; the image could not be reopened either: " + std::string(back.message()),
+                    uri.status().os_error());
+    }
+    return uri.status();
+  }
+  return Status::Ok();
 #endif
-  if (tcp) {
-    options.transport = attach::NbdServerOptions::Transport::kTcp;
-    options.host = "127.0.0.1";
-  } else {
-    options.socket_path = registry.NewSocketPath(SocketStem(disk_path));
-    options.socket_mode = grants_others ? 0666 : 0600;
-  }
-  VDISK_ASSIGN_OR_RETURN(auto server, attach::NbdServer::Start(
-                                          std::shared_ptr<attach::ExportTarget>(std::move(target)),
-                                          options));
-  attach::AttachmentRecord record;
-  record.disk_path = disk_path;
-  record.uri = server->uri();
-  record.socket_path = options.socket_path;
-  record.server = attach::ProcessId::Current();
-  record.read_only = read_only;
-  if (Status added = registry.Add(record); !added.ok()) {
-    (void)server->Stop();
-    return added;
-  }
-  return std::unique_ptr<Surface>(
-      std::make_unique<NbdSurface>(std::move(server), std::move(registry), disk_path));
+}
+
+// The permanent attachment of `key` in the registry, if a live attach host serves it.
+Result<std::optional<attach::AttachmentRecord>> HostedAttachment(
+    const std::filesystem::path& key) {
+  VDISK_ASSIGN_OR_RETURN(auto registry, attach::AttachRegistry::ForCurrentUser());
+  VDISK_ASSIGN_OR_RETURN(auto record, registry.Find(key));
+  if (record && (!record->permanent || record->control_path.empty())) record.reset();
+  return record;
+}
+
+// A handle whose disk was handed over takes the image back once no host serves it any more
+// (another process detached it, or the host died).
+void TakeBackIfHostGone(OpenDisk& open) {
+  if (!open.handed_over()) return;
+  auto hosted = HostedAttachment(open.key());
+  if (hosted.ok() && !hosted->has_value()) (void)open.TakeBack();
 }
 
 // Copies `text` with its NUL into a caller's WCHAR buffer of *size_in_bytes bytes, with the size
@@ -140,29 +136,39 @@ DWORD AttachImpl(HANDLE handle, PSECURITY_DESCRIPTOR security, DWORD flags,
   const DWORD needed =
       read_only ? VIRTUAL_DISK_ACCESS_ATTACH_RO : VIRTUAL_DISK_ACCESS_ATTACH_RW;
   if (!disk->Allows(needed) || disk->options().get_info_only) return ERROR_ACCESS_DENIED;
+  TakeBackIfHostGone(disk->open_disk());
+  if (disk->open_disk().handed_over()) {
+    return Fail(Status(Code::kDiskAlreadyOwned,
+                       disk->open_disk().key().string() + ": attached by an attach host"));
+  }
   if (!read_only && disk->disk()->read_only()) {
     // ISOs, and disks opened read-only, attach only with ATTACH_VIRTUAL_DISK_FLAG_READ_ONLY.
     SetLastFailureMessage("the disk is open read-only: attach with ATTACH_VIRTUAL_DISK_FLAG_READ_ONLY");
     return ERROR_ACCESS_DENIED;
   }
   if ((flags & ATTACH_VIRTUAL_DISK_FLAG_NO_LOCAL_HOST) == 0) {
-    if ((flags & ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME) != 0) {
-      SetLastFailureMessage(
-          "ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME (an attachment that outlives the process) "
-          "is not built yet; attach without it, or with NO_LOCAL_HOST");
-      return ERROR_NOT_SUPPORTED;
-    }
     auto grants = attach::DescriptorGrantsOthers(
         (flags & ATTACH_VIRTUAL_DISK_FLAG_NO_SECURITY_DESCRIPTOR) != 0 ? nullptr : security);
     if (!grants.ok()) return Fail(grants.status());
-    std::optional<attach::DiskExportOptions::Range> range;
+    attach::NbdAttachOptions options;
+    options.read_only = read_only;
+    options.grants_others = *grants;
+    options.tcp = UseTcp();
     if ((flags & ATTACH_VIRTUAL_DISK_FLAG_RESTRICTED_RANGE) != 0) {
-      range = attach::DiskExportOptions::Range{parameters->Version2.RestrictedOffset,
-                                               parameters->Version2.RestrictedLength};
+      options.range = attach::DiskExportOptions::Range{parameters->Version2.RestrictedOffset,
+                                                       parameters->Version2.RestrictedLength};
     }
     auto open = disk->shared_open_disk();
-    const Status status = open->AttachSurfaced(read_only, [&] {
-      return SurfaceOverNbd(open, read_only, *grants, range);
+    if ((flags & ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME) != 0) {
+      const Status status = AttachThroughHost(*open, options);
+      if (!status.ok()) return Fail(status);
+      return CompleteNow(overlapped, ERROR_SUCCESS);
+    }
+    const Status status = open->AttachSurfaced(read_only, [&]() -> Result<std::unique_ptr<Surface>> {
+      VDISK_ASSIGN_OR_RETURN(auto registry, attach::AttachRegistry::ForCurrentUser());
+      VDISK_ASSIGN_OR_RETURN(auto attachment,
+                             attach::NbdAttachment::Start(open, std::move(registry), options));
+      return std::unique_ptr<Surface>(std::move(attachment));
     });
     if (!status.ok()) return Fail(status);
     disk->set_attached_here(true);
@@ -186,9 +192,33 @@ DWORD DetachImpl(HANDLE handle, DWORD flags) {
   if (flags != DETACH_VIRTUAL_DISK_FLAG_NONE) return ERROR_INVALID_PARAMETER;
   if (!disk->Allows(VIRTUAL_DISK_ACCESS_DETACH) || disk->options().get_info_only)
     return ERROR_ACCESS_DENIED;
-  const Status status = disk->open_disk().Detach();
-  if (!status.ok()) return Fail(status);
-  disk->set_attached_here(false);
+  OpenDisk& open = disk->open_disk();
+  if (open.attached()) {
+    const Status status = open.Detach();
+    if (!status.ok()) return Fail(status);
+    disk->set_attached_here(false);
+    return ERROR_SUCCESS;
+  }
+  // Attached with PERMANENT_LIFETIME, by this or another process of the user: its attach host
+  // detaches it.
+  auto hosted = HostedAttachment(open.key());
+  if (!hosted.ok()) return Fail(hosted.status());
+  if (!hosted->has_value()) {
+    TakeBackIfHostGone(open);
+    // Windows answers a detach of a disk that is not attached with
+    // ERROR_VIRTDISK_NOT_VIRTUAL_DISK, as OpenDisk::Detach does.
+    return Fail(Status(Code::kNotVirtualDisk, open.key().string() + ": not attached"));
+  }
+  if (Status detached = attach::DetachThroughHost(**hosted); !detached.ok()) {
+    TakeBackIfHostGone(open);
+    return Fail(detached);
+  }
+  // The disk is detached either way; a handle that could not take the image back keeps its
+  // read-only view (its reads and writes fail with ERROR_SHARING_VIOLATION).
+  if (Status back = open.TakeBack(); !back.ok()) {
+    TraceLine("DetachVirtualDisk: detached, but the image could not be reopened: " +
+              std::string(back.message()));
+  }
   return ERROR_SUCCESS;
 }
 

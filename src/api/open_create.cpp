@@ -8,6 +8,7 @@
 #include "api/handle_table.h"
 #include "api/strings.h"
 #include "api/trace.h"
+#include "attach/attach_registry.h"
 #include "core/open_disk.h"
 #include "core/virtual_disk.h"
 #include "formats/registry/registry.h"
@@ -31,6 +32,15 @@ DWORD Publish(std::shared_ptr<OpenDisk> disk, const DiskHandleOptions& options, 
   if (value == nullptr) return ERROR_NOT_ENOUGH_MEMORY;
   *handle = value;
   return ERROR_SUCCESS;
+}
+
+// Whether a live attach host of this user serves the disk at `path`.
+bool ServedByAttachHost(const std::filesystem::path& path) {
+  auto registry = attach::AttachRegistry::ForCurrentUser();
+  if (!registry.ok()) return false;
+  auto record = registry->Find(OpenDisk::KeyOf(path));
+  return record.ok() && record->has_value() && (*record)->permanent &&
+         !(*record)->control_path.empty();
 }
 
 DWORD OpenDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, DWORD mask, DWORD flags, POPEN_VIRTUAL_DISK_PARAMETERS parameters,
@@ -80,6 +90,12 @@ DWORD OpenDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, DWORD mask, DWORD fl
   request.no_parents = (flags & OPEN_VIRTUAL_DISK_FLAG_NO_PARENTS) != 0 || options.get_info_only;
 
   auto disk = OpenDisk::Open(BuiltinProviders(), request, options.get_info_only);
+  if (!disk.ok() && disk.status().code() == Code::kSharingViolation &&
+      ServedByAttachHost(request.path)) {
+    // The lock is the attach host's (PERMANENT_LIFETIME): the handle gets the lock-free view,
+    // enough to query and to detach the disk (attach.cpp).
+    disk = OpenDisk::OpenHandedOver(BuiltinProviders(), request, options.get_info_only);
+  }
   if (!disk.ok()) return Fail(disk.status());
   return Publish(std::move(disk).value(), options, handle);
 }
@@ -181,7 +197,7 @@ DWORD CreateDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, DWORD mask, DWORD 
 
   auto disk = VirtualDisk::Create(BuiltinProviders(), request);
   if (!disk.ok()) return Fail(disk.status());
-  auto open = OpenDisk::Adopt(std::move(disk).value());
+  auto open = OpenDisk::Adopt(std::move(disk).value(), &BuiltinProviders());
   if (!open.ok()) return Fail(open.status());
   const DWORD error = Publish(std::move(open).value(), options, handle);
   return CompleteNow(overlapped, error);

@@ -3,7 +3,7 @@
 //
 // Each one validates its handle like the real DLL and then says plainly, through the return
 // value and the last-failure message, which it is:
-//   ERROR_CALL_NOT_IMPLEMENTED - planned (mirror, merge, metadata, attach surfacing, ...);
+//   ERROR_CALL_NOT_IMPLEMENTED - planned (compact, merge, expand, resize, ...);
 //   ERROR_NOT_SUPPORTED        - a feature of a disk type this library has no provider for.
 #include <string>
 
@@ -44,11 +44,6 @@ using vdisk::api::Refuse;
 
 extern "C" {
 
-VIRTDISK_API DWORD WINAPI GetStorageDependencyInformation(HANDLE ObjectHandle,
-                                                          GET_STORAGE_DEPENDENCY_FLAG, ULONG,
-                                                          PSTORAGE_DEPENDENCY_INFO, PULONG) {
-  return Planned("GetStorageDependencyInformation", ObjectHandle);
-}
 VIRTDISK_API DWORD WINAPI CompactVirtualDisk(HANDLE VirtualDiskHandle, COMPACT_VIRTUAL_DISK_FLAG,
                                              PCOMPACT_VIRTUAL_DISK_PARAMETERS, LPOVERLAPPED) {
   return Planned("CompactVirtualDisk", VirtualDiskHandle);

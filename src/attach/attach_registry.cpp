@@ -116,6 +116,31 @@ std::uint64_t StartTimeOf(std::int64_t pid) {
   }
   return std::strtoull(field.c_str(), nullptr, 10);
 }
+
+// The state letter of /proc/<pid>/stat (or /proc/<pid>/task/<tid>/stat), '?' if unknown.
+char StateOf(const fs::path& stat_file) {
+  std::ifstream in(stat_file);
+  std::string text;
+  if (!in || !std::getline(in, text)) return '?';
+  const auto close = text.rfind(')');
+  return close != std::string::npos && close + 2 < text.size() ? text[close + 2] : '?';
+}
+
+// Whether a process that still has a pid has ended: a zombie (killed, not yet reaped) serves
+// nothing, but only once its last thread is gone. The leader of a killed multi-threaded process
+// turns zombie while its other threads are still exiting, and they hold its descriptors (an
+// image's lock, a socket) until then.
+bool Exited(std::int64_t pid) {
+  const fs::path dir = "/proc/" + std::to_string(pid);
+  const char state = StateOf(dir / "stat");
+  if (state != 'Z' && state != 'X') return false;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir / "task", ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->path().filename() != std::to_string(pid)) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 ProcessId ProcessId::Current() {
@@ -129,13 +154,7 @@ bool ProcessId::Alive() const {
   if (pid <= 0) return false;
   if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return false;
   if (start_time == 0) return true;
-  // A zombie (killed, not yet reaped) no longer serves anything.
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text;
-  if (in && std::getline(in, text)) {
-    const auto close = text.rfind(')');
-    if (close != std::string::npos && close + 2 < text.size() && text[close + 2] == 'Z') return false;
-  }
+  if (Exited(pid)) return false;
   const std::uint64_t now = StartTimeOf(pid);
   return now == 0 || now == start_time;
 }

@@ -23,7 +23,23 @@ std::filesystem::path KeyFor(const std::filesystem::path& path) {
   return ec ? path : key;
 }
 
+Status HandedOverError(const std::filesystem::path& key) {
+  return Status(Code::kSharingViolation,
+                key.string() +
+                    ": served by an attach host process (PERMANENT_LIFETIME); its data is "
+                    "reached through the host's export until the disk is detached");
+}
+
+// The lock-free, read-only view of a disk another process serves.
+DiskOpenRequest ViewOf(DiskOpenRequest request) {
+  request.options.read_only = true;
+  request.without_lock = true;
+  return request;
+}
+
 }  // namespace
+
+std::filesystem::path OpenDisk::KeyOf(const std::filesystem::path& path) { return KeyFor(path); }
 
 OpenDisk::OpenDisk(std::shared_ptr<VirtualDisk> disk, std::filesystem::path key,
                    bool get_info_only)
@@ -47,6 +63,12 @@ Result<std::shared_ptr<OpenDisk>> OpenDisk::Open(const ProviderRegistry& registr
     auto it = table.disks.find(key);
     if (it != table.disks.end()) {
       if (auto existing = it->second.lock()) {
+        if (existing->handed_over()) {
+          std::unique_lock io(existing->io_mutex_);
+          // Taken back later for writing if any handle asked for it.
+          if (!request.options.read_only) existing->request_.options.read_only = false;
+          return existing;
+        }
         if (!request.options.read_only && existing->disk()->read_only()) {
           return Status(Code::kSharingViolation,
                         request.path.string() +
@@ -59,14 +81,45 @@ Result<std::shared_ptr<OpenDisk>> OpenDisk::Open(const ProviderRegistry& registr
   VDISK_ASSIGN_OR_RETURN(auto disk, VirtualDisk::Open(registry, request));
   auto open = std::make_shared<OpenDisk>(std::shared_ptr<VirtualDisk>(std::move(disk)), key,
                                          get_info_only);
+  open->providers_ = &registry;
+  open->request_ = request;
   if (!get_info_only) table.disks[key] = open;
   return open;
 }
 
-Result<std::shared_ptr<OpenDisk>> OpenDisk::Adopt(std::unique_ptr<VirtualDisk> disk) {
+Result<std::shared_ptr<OpenDisk>> OpenDisk::OpenHandedOver(const ProviderRegistry& registry,
+                                                           const DiskOpenRequest& request,
+                                                           bool get_info_only) {
+  const auto key = KeyFor(request.path);
+  auto& table = Table();
+  std::lock_guard lock(table.mutex);
+  if (!get_info_only) {
+    auto it = table.disks.find(key);
+    if (it != table.disks.end()) {
+      if (auto existing = it->second.lock()) return existing;
+    }
+  }
+  VDISK_ASSIGN_OR_RETURN(auto view, VirtualDisk::Open(registry, ViewOf(request)));
+  auto open = std::make_shared<OpenDisk>(std::shared_ptr<VirtualDisk>(std::move(view)), key,
+                                         get_info_only);
+  open->providers_ = &registry;
+  open->request_ = request;
+  open->handed_over_ = true;
+  if (!get_info_only) table.disks[key] = open;
+  return open;
+}
+
+Result<std::shared_ptr<OpenDisk>> OpenDisk::Adopt(std::unique_ptr<VirtualDisk> disk,
+                                                  const ProviderRegistry* registry) {
   const auto key = KeyFor(disk->top().file().path());
+  DiskOpenRequest request;
+  request.path = disk->top().file().path();
+  request.format = disk->top().format();
+  request.options.read_only = disk->read_only();
   auto open = std::make_shared<OpenDisk>(std::shared_ptr<VirtualDisk>(std::move(disk)), key,
                                          false);
+  open->providers_ = registry;
+  open->request_ = request;
   auto& table = Table();
   std::lock_guard lock(table.mutex);
   table.disks[key] = open;
@@ -83,13 +136,20 @@ std::filesystem::path OpenDisk::key() const {
   return key_;
 }
 
+DiskOpenRequest OpenDisk::request() const {
+  std::shared_lock lock(io_mutex_);
+  return request_;
+}
+
 Status OpenDisk::Read(std::uint64_t offset, std::span<std::byte> out) {
   std::shared_lock lock(io_mutex_);
+  if (handed_over_) return HandedOverError(key_);
   return disk_->Read(offset, out);
 }
 
 Status OpenDisk::Write(std::uint64_t offset, std::span<const std::byte> data) {
   std::shared_lock lock(io_mutex_);
+  if (handed_over_) return HandedOverError(key_);
   if (fanout_) {
     // The range checks of VirtualDisk::Write apply before the fan-out sees the request.
     if (disk_->read_only()) {
@@ -103,6 +163,7 @@ Status OpenDisk::Write(std::uint64_t offset, std::span<const std::byte> data) {
 
 Status OpenDisk::Flush() {
   std::shared_lock lock(io_mutex_);
+  if (handed_over_) return Status::Ok();  // the host flushes what it wrote
   return disk_->Flush();
 }
 
@@ -129,6 +190,9 @@ Status OpenDisk::Activate(std::shared_ptr<VirtualDisk> disk,
     VDISK_RETURN_IF_ERROR(before_switch());
     old_key = key_;
     new_key = KeyFor(disk->top().file().path());
+    // A later reopen (TakeBack) opens the disk that is active now.
+    request_.path = disk->top().file().path();
+    request_.format = disk->top().format();
     disk_ = std::move(disk);
     fanout_.reset();
     key_ = new_key;
@@ -153,7 +217,7 @@ Status OpenDisk::Drained(const std::function<Status()>& action) {
 
 Status OpenDisk::AttachRaw(bool read_only) {
   std::lock_guard lock(attach_mutex_);
-  if (attached_) {
+  if (attached_ || handed_over_) {
     return Status(Code::kDiskAlreadyOwned, key().string() + ": already attached");
   }
   attached_read_only_ = read_only || disk()->read_only();
@@ -164,7 +228,7 @@ Status OpenDisk::AttachRaw(bool read_only) {
 Status OpenDisk::AttachSurfaced(
     bool read_only, const std::function<Result<std::unique_ptr<Surface>>()>& make_surface) {
   std::lock_guard lock(attach_mutex_);
-  if (attached_) {
+  if (attached_ || handed_over_) {
     return Status(Code::kDiskAlreadyOwned, key().string() + ": already attached");
   }
   VDISK_ASSIGN_OR_RETURN(surface_, make_surface());
@@ -194,6 +258,47 @@ std::string OpenDisk::surface_uri() const {
   std::lock_guard lock(attach_mutex_);
   return surface_ ? surface_->uri() : std::string();
 }
+
+Status OpenDisk::HandOver() {
+  std::lock_guard attach_lock(attach_mutex_);
+  std::unique_lock lock(io_mutex_);
+  if (attached_ || handed_over_) {
+    return Status(Code::kDiskAlreadyOwned, key_.string() + ": already attached");
+  }
+  if (fanout_) {
+    return Status(Code::kVhdInvalidState,
+                  key_.string() + ": a mirror is running; it cannot move to another process");
+  }
+  if (providers_ == nullptr) {
+    return Status(Code::kNotSupported, key_.string() + ": this disk cannot be reopened");
+  }
+  VDISK_RETURN_IF_ERROR(disk_->Flush());
+  // The images close only if nothing else holds them (an operation in progress on another
+  // handle); otherwise their lock would outlive the hand-over.
+  if (disk_.use_count() != 1) {
+    return Status(Code::kSharingViolation,
+                  key_.string() + ": an operation in progress still uses the disk");
+  }
+  // The view opens first, so that a failure leaves everything as it was.
+  VDISK_ASSIGN_OR_RETURN(auto view, VirtualDisk::Open(*providers_, ViewOf(request_)));
+  disk_ = std::shared_ptr<VirtualDisk>(std::move(view));  // the images close here
+  handed_over_ = true;
+  return Status::Ok();
+}
+
+Status OpenDisk::TakeBack() {
+  std::unique_lock lock(io_mutex_);
+  if (!handed_over_) return Status::Ok();
+  if (providers_ == nullptr) {
+    return Status(Code::kNotSupported, key_.string() + ": this disk cannot be reopened");
+  }
+  VDISK_ASSIGN_OR_RETURN(auto reopened, VirtualDisk::Open(*providers_, request_));
+  disk_ = std::shared_ptr<VirtualDisk>(std::move(reopened));
+  handed_over_ = false;
+  return Status::Ok();
+}
+
+bool OpenDisk::handed_over() const { return handed_over_.load(std::memory_order_acquire); }
 
 // Read on every raw I/O request, so without a lock.
 bool OpenDisk::attached() const { return attached_.load(std::memory_order_acquire); }

@@ -5,9 +5,16 @@
 // intercepts (WriteFanout) to feed its target, and which BreakMirrorVirtualDisk redirects to the
 // mirror (Activate). The table holds weak references: the disk closes with its last handle.
 //
+// A disk can be handed over to another process, the attach host of a PERMANENT_LIFETIME
+// attachment (src/attach/attach_host.h), which then owns the image file and its lock. Meanwhile
+// this object keeps a read-only view of the images opened without the lock: it answers
+// questions about the disk (sizes, identifiers, the differencing chain), but its data belongs
+// to the host, so Read and Write fail with kSharingViolation (the data is reached through the
+// host's export) until TakeBack reopens the images as the original request asked.
+//
 // Thread safety: all methods may be called concurrently. Read/Write/Flush hold a shared lock on
-// the I/O path; SetWriteFanout and Activate take it exclusively, so they wait for every request
-// in flight and no request sees half a switch.
+// the I/O path; SetWriteFanout, Activate, HandOver and TakeBack take it exclusively, so they wait
+// for every request in flight and no request sees half a switch.
 #pragma once
 
 #include <atomic>
@@ -21,6 +28,7 @@
 #include <string>
 
 #include "core/virtual_disk.h"
+#include "formats/registry/registry.h"
 
 namespace vdisk {
 
@@ -54,12 +62,25 @@ class OpenDisk {
   static Result<std::shared_ptr<OpenDisk>> Open(const ProviderRegistry& registry,
                                                 const DiskOpenRequest& request,
                                                 bool get_info_only = false);
-  // Wraps a disk just created (never shared before).
-  static Result<std::shared_ptr<OpenDisk>> Adopt(std::unique_ptr<VirtualDisk> disk);
+  // Wraps a disk just created (never shared before). Without `registry` it cannot be handed
+  // over (HandOver reopens through it).
+  static Result<std::shared_ptr<OpenDisk>> Adopt(std::unique_ptr<VirtualDisk> disk,
+                                                 const ProviderRegistry* registry = nullptr);
+  // The view of a disk that another process serves (see above), for a handle that asked for
+  // `request`; handed_over() is true, and TakeBack opens it as `request` asks once the other
+  // process is done. Shares an OpenDisk this process already has for the file.
+  static Result<std::shared_ptr<OpenDisk>> OpenHandedOver(const ProviderRegistry& registry,
+                                                          const DiskOpenRequest& request,
+                                                          bool get_info_only = false);
+  // The key under which a file's OpenDisk is shared: its canonical absolute path. Processes
+  // agree on it, so it also names the disk in the attach registry.
+  static std::filesystem::path KeyOf(const std::filesystem::path& path);
 
   // The active disk. Holders keep it alive across a switch; new requests see the new one.
   std::shared_ptr<VirtualDisk> disk() const;
   std::filesystem::path key() const;
+  // How the images were opened (for a created disk: its path and format, read-write).
+  DiskOpenRequest request() const;
 
   Status Read(std::uint64_t offset, std::span<std::byte> out);
   Status Write(std::uint64_t offset, std::span<const std::byte> data);
@@ -91,12 +112,24 @@ class OpenDisk {
   // The surface's URI, or "" if the disk is not surfaced.
   std::string surface_uri() const;
 
+  // Flushes and closes the images, releasing their lock, and keeps the lock-free view (see
+  // above). Fails, leaving the disk as it was, with kDiskAlreadyOwned if it is attached or
+  // already handed over, kVhdInvalidState while a mirror runs, kSharingViolation if an operation
+  // still holds the images (they could not close), or the view's open error.
+  Status HandOver();
+  // Reopens the images as request() asks. Ok at once if the disk is not handed over.
+  Status TakeBack();
+  bool handed_over() const;
+
  private:
   mutable std::shared_mutex io_mutex_;  // shared: I/O; exclusive: fan-out change, switch
   std::shared_ptr<VirtualDisk> disk_;
   std::shared_ptr<WriteFanout> fanout_;
   std::filesystem::path key_;
   const bool get_info_only_;
+  const ProviderRegistry* providers_ = nullptr;  // for HandOver and TakeBack
+  DiskOpenRequest request_;                       // guarded by io_mutex_
+  std::atomic<bool> handed_over_{false};          // changed with io_mutex_ held exclusively
 
   mutable std::mutex attach_mutex_;  // serialises attach and detach; the flags are read without it
   std::atomic<bool> attached_{false};

@@ -18,7 +18,7 @@ bool SameFile(const std::filesystem::path& a, const std::filesystem::path& b) {
 
 Result<std::unique_ptr<Image>> OpenImage(const ProviderRegistry& registry,
                                          const std::filesystem::path& path, DiskFormat format,
-                                         const OpenOptions& options) {
+                                         const OpenOptions& options, bool lock) {
   const auto access =
       options.read_only ? platform::FileAccess::kRead : platform::FileAccess::kReadWrite;
   VDISK_ASSIGN_OR_RETURN(auto file, platform::OpenFile(path, access));
@@ -33,13 +33,13 @@ Result<std::unique_ptr<Image>> OpenImage(const ProviderRegistry& registry,
                         std::to_string(static_cast<std::uint32_t>(format)));
     }
   }
-  VDISK_RETURN_IF_ERROR(file->Lock(!options.read_only));
+  if (lock) VDISK_RETURN_IF_ERROR(file->Lock(!options.read_only));
   return provider->Open(std::move(file), options);
 }
 
 // Opens the parents of chain.back() until the base, checking identity and loops.
 Status OpenParents(const ProviderRegistry& registry, std::vector<std::unique_ptr<Image>>& chain,
-                   const OpenOptions& child_options) {
+                   const OpenOptions& child_options, bool lock) {
   OpenOptions parent_options = child_options;
   parent_options.read_only = true;
   while (auto ref = chain.back()->parent()) {
@@ -63,7 +63,7 @@ Status OpenParents(const ProviderRegistry& registry, std::vector<std::unique_ptr
                                                   " is already in the chain");
         }
       }
-      auto opened = OpenImage(registry, candidate, DiskFormat::kUnknown, parent_options);
+      auto opened = OpenImage(registry, candidate, DiskFormat::kUnknown, parent_options, lock);
       if (!opened.ok()) {
         return Status(Code::kVhdChainErrorInParent,
                       std::string(opened.status().message()), opened.status().os_error());
@@ -93,10 +93,12 @@ VirtualDisk::VirtualDisk(std::vector<std::unique_ptr<Image>> chain) : chain_(std
 Result<std::unique_ptr<VirtualDisk>> VirtualDisk::Open(const ProviderRegistry& registry,
                                                        const DiskOpenRequest& request) {
   std::vector<std::unique_ptr<Image>> chain;
-  VDISK_ASSIGN_OR_RETURN(auto top,
-                         OpenImage(registry, request.path, request.format, request.options));
+  OpenOptions options = request.options;
+  if (request.without_lock) options.read_only = true;
+  const bool lock = !request.without_lock;
+  VDISK_ASSIGN_OR_RETURN(auto top, OpenImage(registry, request.path, request.format, options, lock));
   chain.push_back(std::move(top));
-  if (!request.no_parents) VDISK_RETURN_IF_ERROR(OpenParents(registry, chain, request.options));
+  if (!request.no_parents) VDISK_RETURN_IF_ERROR(OpenParents(registry, chain, options, lock));
   return std::make_unique<VirtualDisk>(std::move(chain));
 }
 

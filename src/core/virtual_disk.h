@@ -24,6 +24,9 @@ struct DiskOpenRequest {
   // OPEN_VIRTUAL_DISK_FLAG_NO_PARENTS: open only the top image; reads of ranges it does not
   // hold return zeros.
   bool no_parents = false;
+  // Open read-only without taking the images' lock: a view of a disk that another process
+  // serves (OpenDisk::HandOver). Its metadata is right; its data may change underneath it.
+  bool without_lock = false;
 };
 
 struct DiskCreateRequest {

@@ -1,0 +1,336 @@
+// ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME through the C API: the attachment moves to an
+// attach host process (virtdisk-attach-host, found next to libvirtdisk.so), outlives the handle,
+// is found by OpenVirtualDisk and DetachVirtualDisk on other handles, and the attaching handle
+// gets its image back after the detach. The three-process version with real NBD clients is in
+// tests/interop/attach_host_interop_test.cpp.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "api_test_support.h"
+
+namespace vdisk_test {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Narrow(const WCHAR* text) {
+  std::string out;
+  for (; *text != 0; ++text) out.push_back(static_cast<char>(*text));
+  return out;
+}
+
+std::vector<std::string> AllAttached() {
+  ULONG size = 0;
+  EXPECT_EQ(GetAllAttachedVirtualDiskPhysicalPaths(&size, nullptr),
+            static_cast<DWORD>(ERROR_INSUFFICIENT_BUFFER));
+  std::vector<WCHAR> buffer(size / sizeof(WCHAR));
+  EXPECT_EQ(GetAllAttachedVirtualDiskPhysicalPaths(&size, buffer.data()),
+            static_cast<DWORD>(ERROR_SUCCESS));
+  std::vector<std::string> paths;
+  for (const WCHAR* p = buffer.data(); *p != 0; p += Narrow(p).size() + 1)
+    paths.push_back(Narrow(p));
+  return paths;
+}
+
+std::string PhysicalPath(HANDLE h, DWORD* error = nullptr) {
+  ULONG size = 0;
+  DWORD e = GetVirtualDiskPhysicalPath(h, &size, nullptr);
+  if (e != ERROR_INSUFFICIENT_BUFFER) {
+    if (error) *error = e;
+    return "";
+  }
+  std::vector<WCHAR> buffer(size / sizeof(WCHAR));
+  e = GetVirtualDiskPhysicalPath(h, &size, buffer.data());
+  if (error) *error = e;
+  return e == ERROR_SUCCESS ? Narrow(buffer.data()) : "";
+}
+
+// One record of the attach registry, read from its file (key=value lines).
+struct Record {
+  pid_t pid = 0;
+  bool permanent = false;
+  std::string socket;
+  std::string control;
+};
+
+std::vector<Record> Records(const fs::path& dir) {
+  std::vector<Record> records;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->path().extension() != ".attach") continue;
+    std::ifstream in(it->path());
+    Record r;
+    for (std::string line; std::getline(in, line);) {
+      const auto eq = line.find('=');
+      if (eq == std::string::npos) continue;
+      const std::string key = line.substr(0, eq);
+      const std::string value = line.substr(eq + 1);
+      if (key == "pid") r.pid = static_cast<pid_t>(std::stol(value));
+      if (key == "permanent") r.permanent = value == "1";
+      if (key == "socket") r.socket = value;
+      if (key == "control") r.control = value;
+    }
+    records.push_back(r);
+  }
+  return records;
+}
+
+// Whether the process has ended: gone, or a zombie whose threads have all exited (the leader of
+// a killed multi-threaded process is a zombie while its other threads still hold its files).
+bool Ended(pid_t pid) {
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+  const fs::path dir = "/proc/" + std::to_string(pid);
+  std::ifstream stat(dir / "stat");
+  std::string text;
+  std::getline(stat, text);
+  const auto close = text.rfind(')');
+  if (close == std::string::npos || close + 2 >= text.size() || text[close + 2] != 'Z')
+    return false;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir / "task", ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->path().filename() != std::to_string(pid)) return false;
+  }
+  return true;
+}
+
+// Waits (generously: this only keeps a broken host from hanging the test) for `pid` to end.
+bool WaitEnded(pid_t pid) {
+  for (int i = 0; i < 6000 && !Ended(pid); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return Ended(pid);
+}
+
+bool Exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+class AttachHostTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    run_ = dir_.path() / "run";
+    ::setenv("VIRTDISK_RUNTIME_DIR", run_.c_str(), 1);
+    path_ = dir_.Wide("disk.vhdx");
+    HANDLE h = nullptr;
+    ASSERT_EQ(CreateVhd(path_, kSize, false, &h, 0, WString(), VIRTUAL_STORAGE_TYPE_DEVICE_VHDX),
+              ERROR_SUCCESS);
+    ASSERT_EQ(AttachRaw(h), ERROR_SUCCESS);
+    ASSERT_EQ(WriteAt(h, kDataOffset, kData.data(), static_cast<DWORD>(kData.size())),
+              ERROR_SUCCESS);
+    CloseHandle(h);
+  }
+  void TearDown() override {
+    // A failed test may leave a host behind: it must not outlive the test.
+    for (const Record& r : Records(run_)) {
+      if (r.permanent && r.pid > 0) ::kill(r.pid, SIGKILL);
+    }
+    ::unsetenv("VIRTDISK_RUNTIME_DIR");
+    ::unsetenv("VIRTDISK_ATTACH_HOST");
+  }
+
+  HANDLE Open(bool read_only = false) {
+    HANDLE h = nullptr;
+    EXPECT_EQ(OpenV2(path_, read_only, &h), ERROR_SUCCESS);
+    return h;
+  }
+  static DWORD Attach(HANDLE h, ATTACH_VIRTUAL_DISK_FLAG flags) {
+    ATTACH_VIRTUAL_DISK_PARAMETERS params{};
+    params.Version = ATTACH_VIRTUAL_DISK_VERSION_1;
+    return AttachVirtualDisk(h, nullptr, flags, 0, &params, nullptr);
+  }
+  static DWORD AttachPermanent(HANDLE h) {
+    return Attach(h, ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME);
+  }
+  // The handle reads the disk itself (it holds the image, not a view).
+  void ExpectDataThroughHandle(HANDLE h) {
+    ASSERT_EQ(AttachRaw(h), ERROR_SUCCESS);
+    std::vector<unsigned char> back(kData.size());
+    ASSERT_EQ(ReadAt(h, kDataOffset, back.data(), static_cast<DWORD>(back.size())), ERROR_SUCCESS);
+    EXPECT_EQ(back, kData);
+    EXPECT_EQ(DetachVirtualDisk(h, DETACH_VIRTUAL_DISK_FLAG_NONE, 0), ERROR_SUCCESS);
+  }
+
+  static constexpr ULONGLONG kSize = 32ull << 20;
+  static constexpr std::uint64_t kDataOffset = 3 << 20;
+  const std::vector<unsigned char> kData = Pattern(64 << 10, 7);
+  TempDir dir_;
+  fs::path run_;
+  WString path_;
+};
+
+TEST_F(AttachHostTest, PermanentAttachmentOutlivesItsHandleUntilDetached) {
+  HANDLE h = Open();
+  ASSERT_EQ(AttachPermanent(h), ERROR_SUCCESS);
+  const std::string uri = PhysicalPath(h);
+  ASSERT_EQ(uri.rfind("nbd+unix:///", 0), 0u) << uri;
+  ASSERT_TRUE(CloseHandle(h));
+
+  EXPECT_EQ(AllAttached(), std::vector<std::string>{uri}) << "closing the handle must not detach";
+  const auto records = Records(run_);
+  ASSERT_EQ(records.size(), 1u);
+  const Record host = records[0];
+  EXPECT_TRUE(host.permanent);
+  EXPECT_NE(host.pid, ::getpid()) << "the export must live in a host process";
+  EXPECT_FALSE(Ended(host.pid));
+  struct stat st {};
+  ASSERT_EQ(::stat(host.socket.c_str(), &st), 0) << host.socket;
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << "a NULL security descriptor: the owner only";
+  ASSERT_TRUE(Exists(host.control)) << host.control;
+
+  // Another handle opens the file the host holds, sees the attachment, and detaches it.
+  HANDLE other = Open();
+  ASSERT_NE(other, nullptr);
+  EXPECT_EQ(PhysicalPath(other), uri);
+  EXPECT_EQ(VirtualSize(other), kSize);
+  ASSERT_EQ(DetachVirtualDisk(other, DETACH_VIRTUAL_DISK_FLAG_NONE, 0), ERROR_SUCCESS);
+  EXPECT_TRUE(Ended(host.pid)) << "DetachVirtualDisk returns once the host has exited";
+  EXPECT_TRUE(AllAttached().empty());
+  EXPECT_FALSE(Exists(host.socket));
+  EXPECT_FALSE(Exists(host.control));
+  DWORD error = 0;
+  EXPECT_EQ(PhysicalPath(other, &error), "");
+  EXPECT_EQ(error, static_cast<DWORD>(ERROR_VIRTDISK_NOT_VIRTUAL_DISK));
+  // The handle now holds the image itself.
+  ExpectDataThroughHandle(other);
+  CloseHandle(other);
+}
+
+TEST_F(AttachHostTest, AttachingHandleIsHandedOverUntilItDetaches) {
+  HANDLE h = Open();
+  ASSERT_EQ(AttachPermanent(h), ERROR_SUCCESS);
+  const std::string uri = PhysicalPath(h);
+  EXPECT_EQ(AttachRaw(h), static_cast<DWORD>(ERROR_VIRTDISK_DISK_ALREADY_OWNED));
+  EXPECT_EQ(AttachPermanent(h), static_cast<DWORD>(ERROR_VIRTDISK_DISK_ALREADY_OWNED));
+  EXPECT_EQ(Attach(h, ATTACH_VIRTUAL_DISK_FLAG_NONE),
+            static_cast<DWORD>(ERROR_VIRTDISK_DISK_ALREADY_OWNED));
+  std::vector<unsigned char> buffer(4096);
+  EXPECT_EQ(ReadAt(h, 0, buffer.data(), static_cast<DWORD>(buffer.size())),
+            static_cast<DWORD>(ERROR_NOT_READY))
+      << "raw I/O needs an attachment in this process";
+  EXPECT_EQ(VirtualSize(h), kSize) << "information still comes from the view";
+  EXPECT_EQ(AllAttached(), std::vector<std::string>{uri});
+  ASSERT_EQ(DetachVirtualDisk(h, DETACH_VIRTUAL_DISK_FLAG_NONE, 0), ERROR_SUCCESS);
+  EXPECT_TRUE(AllAttached().empty());
+  ExpectDataThroughHandle(h);
+  CloseHandle(h);
+}
+
+TEST_F(AttachHostTest, HandedOverHandleTakesTheImageBackOnceAnotherHandleDetached) {
+  HANDLE h = Open();
+  ASSERT_EQ(AttachPermanent(h), ERROR_SUCCESS);
+  HANDLE other = Open();
+  ASSERT_EQ(DetachVirtualDisk(other, DETACH_VIRTUAL_DISK_FLAG_NONE, 0), ERROR_SUCCESS);
+  CloseHandle(other);
+  // Both handles shared one disk object in this process, so `h` got the image back with the
+  // detach; a handle in another process gets it back at its next attach or detach.
+  ExpectDataThroughHandle(h);
+  CloseHandle(h);
+}
+
+TEST_F(AttachHostTest, HandedOverHandleTakesTheImageBackWhenItsHostDies) {
+  HANDLE h = Open();
+  ASSERT_EQ(AttachPermanent(h), ERROR_SUCCESS);
+  const auto records = Records(run_);
+  ASSERT_EQ(records.size(), 1u);
+  ASSERT_EQ(::kill(records[0].pid, SIGKILL), 0);
+  ASSERT_TRUE(WaitEnded(records[0].pid));
+  EXPECT_EQ(DetachVirtualDisk(h, DETACH_VIRTUAL_DISK_FLAG_NONE, 0),
+            static_cast<DWORD>(ERROR_VIRTDISK_NOT_VIRTUAL_DISK))
+      << "a dead host's attachment is gone";
+  EXPECT_TRUE(Records(run_).empty());
+  ExpectDataThroughHandle(h);
+  CloseHandle(h);
+}
+
+TEST_F(AttachHostTest, HandleWithOnlyDetachAccessDetachesAHostedDisk) {
+  HANDLE h = Open();
+  ASSERT_EQ(AttachPermanent(h), ERROR_SUCCESS);
+  CloseHandle(h);
+  VIRTUAL_STORAGE_TYPE type = StorageType(VIRTUAL_STORAGE_TYPE_DEVICE_VHDX);
+  HANDLE detacher = nullptr;
+  ASSERT_EQ(OpenVirtualDisk(&type, path_.c_str(), VIRTUAL_DISK_ACCESS_DETACH,
+                            OPEN_VIRTUAL_DISK_FLAG_NONE, nullptr, &detacher),
+            ERROR_SUCCESS);
+  ASSERT_EQ(AllAttached().size(), 1u);
+  EXPECT_EQ(DetachVirtualDisk(detacher, DETACH_VIRTUAL_DISK_FLAG_NONE, 0), ERROR_SUCCESS);
+  EXPECT_TRUE(AllAttached().empty());
+  CloseHandle(detacher);
+}
+
+TEST_F(AttachHostTest, ReadOnlyHandleDetachesAReadOnlyPermanentAttachment) {
+  HANDLE h = Open();
+  ASSERT_EQ(
+      Attach(h, static_cast<ATTACH_VIRTUAL_DISK_FLAG>(ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME |
+                                                      ATTACH_VIRTUAL_DISK_FLAG_READ_ONLY)),
+      ERROR_SUCCESS);
+  CloseHandle(h);
+  // The host holds the image read-only, so a read-only open takes it as usual.
+  HANDLE reader = Open(/*read_only=*/true);
+  ASSERT_NE(reader, nullptr);
+  ASSERT_EQ(AllAttached().size(), 1u);
+  ASSERT_EQ(DetachVirtualDisk(reader, DETACH_VIRTUAL_DISK_FLAG_NONE, 0), ERROR_SUCCESS);
+  EXPECT_TRUE(AllAttached().empty());
+  CloseHandle(reader);
+}
+
+TEST_F(AttachHostTest, DetachOfADiskThatIsNotAttachedKeepsItsError) {
+  HANDLE h = Open();
+  EXPECT_EQ(DetachVirtualDisk(h, DETACH_VIRTUAL_DISK_FLAG_NONE, 0),
+            static_cast<DWORD>(ERROR_VIRTDISK_NOT_VIRTUAL_DISK));
+  ASSERT_EQ(AttachPermanent(h), ERROR_SUCCESS);
+  ASSERT_EQ(DetachVirtualDisk(h, DETACH_VIRTUAL_DISK_FLAG_NONE, 0), ERROR_SUCCESS);
+  EXPECT_EQ(DetachVirtualDisk(h, DETACH_VIRTUAL_DISK_FLAG_NONE, 0),
+            static_cast<DWORD>(ERROR_VIRTDISK_NOT_VIRTUAL_DISK));
+  CloseHandle(h);
+}
+
+TEST_F(AttachHostTest, MissingHostProgramFailsAndTheHandleKeepsItsImage) {
+  ::setenv("VIRTDISK_ATTACH_HOST", (dir_.path() / "no-such-host").c_str(), 1);
+  HANDLE h = Open();
+  EXPECT_EQ(AttachPermanent(h), static_cast<DWORD>(ERROR_FILE_NOT_FOUND));
+  EXPECT_TRUE(AllAttached().empty());
+  ExpectDataThroughHandle(h);
+  CloseHandle(h);
+}
+
+TEST_F(AttachHostTest, HostThatEndsWithoutReportingFails) {
+  ::setenv("VIRTDISK_ATTACH_HOST", "/bin/true", 1);
+  HANDLE h = Open();
+  EXPECT_EQ(AttachPermanent(h), static_cast<DWORD>(ERROR_IO_DEVICE));
+  EXPECT_TRUE(AllAttached().empty());
+  ExpectDataThroughHandle(h);
+  CloseHandle(h);
+}
+
+TEST_F(AttachHostTest, HostFailureComesBackAsItsWin32Error) {
+  // Only the host checks the restricted range (when it builds the export): its failure must
+  // reach the caller as the error an in-process attachment gives.
+  HANDLE h = Open();
+  ATTACH_VIRTUAL_DISK_PARAMETERS params{};
+  params.Version = ATTACH_VIRTUAL_DISK_VERSION_2;
+  params.Version2.RestrictedOffset = 0;
+  params.Version2.RestrictedLength = 2 * kSize;
+  const auto flags = static_cast<ATTACH_VIRTUAL_DISK_FLAG>(
+      ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME | ATTACH_VIRTUAL_DISK_FLAG_RESTRICTED_RANGE);
+  EXPECT_EQ(AttachVirtualDisk(h, nullptr, flags, 0, &params, nullptr),
+            static_cast<DWORD>(ERROR_INVALID_PARAMETER));
+  EXPECT_EQ(
+      AttachVirtualDisk(h, nullptr, ATTACH_VIRTUAL_DISK_FLAG_RESTRICTED_RANGE, 0, &params, nullptr),
+      static_cast<DWORD>(ERROR_INVALID_PARAMETER))
+      << "the in-process attachment refuses the same range";
+  EXPECT_TRUE(AllAttached().empty());
+  EXPECT_TRUE(Records(run_).empty());
+  ExpectDataThroughHandle(h);
+  CloseHandle(h);
+}
+
+}  // namespace
+}  // namespace vdisk_test

@@ -1,0 +1,271 @@
+// GetStorageDependencyInformation on virtual disk handles: one entry per file of the
+// differencing chain with GET_STORAGE_DEPENDENCY_FLAG_HOST_VOLUMES, both versions of
+// STORAGE_DEPENDENCY_INFO, the size protocol, and argument validation. The choices the SDK
+// documentation leaves open are described in src/api/storage_dependency.cpp.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+
+#include "api_test_support.h"
+
+namespace vdisk_test {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr auto kParents = static_cast<GET_STORAGE_DEPENDENCY_FLAG>(
+    GET_STORAGE_DEPENDENCY_FLAG_HOST_VOLUMES | GET_STORAGE_DEPENDENCY_FLAG_DISK_HANDLE);
+constexpr ULONG kHeader = sizeof(STORAGE_DEPENDENCY_INFO);
+
+std::string Narrow(const WCHAR* text) {
+  std::string out;
+  for (; *text != 0; ++text) out.push_back(static_cast<char>(*text));
+  return out;
+}
+
+// A buffer with the answer, asked for as Microsoft's sample does: first with room for the header
+// only, then with the size the first call reported.
+struct Answer {
+  DWORD error = ERROR_SUCCESS;
+  ULONG size_used = 0;
+  std::vector<unsigned char> bytes;  // exactly size_used bytes
+  STORAGE_DEPENDENCY_INFO* info() {
+    return reinterpret_cast<STORAGE_DEPENDENCY_INFO*>(bytes.data());
+  }
+  // Whether a string lies, with its NUL, inside the buffer.
+  bool Inside(const WCHAR* s) const {
+    const auto* begin = reinterpret_cast<const unsigned char*>(bytes.data());
+    const auto* p = reinterpret_cast<const unsigned char*>(s);
+    if (p < begin || p >= begin + bytes.size()) return false;
+    const std::size_t n = (std::char_traits<WCHAR>::length(s) + 1) * sizeof(WCHAR);
+    return p + n <= begin + bytes.size();
+  }
+};
+
+Answer Query(HANDLE h, GET_STORAGE_DEPENDENCY_FLAG flags, STORAGE_DEPENDENCY_INFO_VERSION version) {
+  Answer answer;
+  alignas(8) unsigned char first[kHeader] = {};
+  reinterpret_cast<STORAGE_DEPENDENCY_INFO*>(first)->Version = version;
+  answer.error = GetStorageDependencyInformation(
+      h, flags, kHeader, reinterpret_cast<STORAGE_DEPENDENCY_INFO*>(first), &answer.size_used);
+  if (answer.error == ERROR_SUCCESS) {
+    answer.bytes.assign(first, first + kHeader);
+    return answer;
+  }
+  if (answer.error != ERROR_INSUFFICIENT_BUFFER) return answer;
+  EXPECT_GT(answer.size_used, kHeader);
+  answer.bytes.assign(answer.size_used, 0xCC);
+  answer.info()->Version = version;
+  ULONG used = 0;
+  answer.error = GetStorageDependencyInformation(h, flags, answer.size_used, answer.info(), &used);
+  EXPECT_EQ(used, answer.size_used) << "SizeUsed on success is the size asked for before";
+  return answer;
+}
+
+class StorageDependencyTest : public ::testing::Test {
+ protected:
+  HANDLE Create(const std::string& name, const WString& parent = WString(), bool fixed = false,
+                ULONG device = VIRTUAL_STORAGE_TYPE_DEVICE_VHD) {
+    HANDLE h = nullptr;
+    EXPECT_EQ(CreateVhd(dir_.Wide(name), parent.empty() ? kSize : 0, fixed, &h, 0, parent, device),
+              ERROR_SUCCESS);
+    return h;
+  }
+  // A three-level chain base.vhd <- mid.vhd <- top.vhd; returns the files, top first.
+  std::vector<fs::path> MakeChain() {
+    CloseHandle(Create("base.vhd"));
+    CloseHandle(Create("mid.vhd", dir_.Wide("base.vhd")));
+    CloseHandle(Create("top.vhd", dir_.Wide("mid.vhd")));
+    return {fs::canonical(dir_ / "top.vhd"), fs::canonical(dir_ / "mid.vhd"),
+            fs::canonical(dir_ / "base.vhd")};
+  }
+
+  static constexpr ULONGLONG kSize = 16ull << 20;
+  TempDir dir_;
+};
+
+TEST_F(StorageDependencyTest, DifferencingChainNamesEveryLevelTopFirst) {
+  const auto files = MakeChain();
+  HANDLE h = nullptr;
+  ASSERT_EQ(OpenV2(dir_.Wide("top.vhd"), false, &h), ERROR_SUCCESS);
+  Answer v2 = Query(h, kParents, STORAGE_DEPENDENCY_INFO_VERSION_2);
+  ASSERT_EQ(v2.error, ERROR_SUCCESS);
+  ASSERT_EQ(v2.info()->Version, STORAGE_DEPENDENCY_INFO_VERSION_2);
+  ASSERT_EQ(v2.info()->NumberEntries, 3u);
+  const GUID microsoft = VIRTDISK_GUID_INIT_VENDOR_MICROSOFT;
+  for (ULONG i = 0; i < 3; ++i) {
+    SCOPED_TRACE("entry " + std::to_string(i));
+    const STORAGE_DEPENDENCY_INFO_TYPE_2& e = v2.info()->Version2Entries[i];
+    EXPECT_EQ(e.AncestorLevel, i + 1);
+    EXPECT_EQ(e.VirtualStorageType.DeviceId, static_cast<ULONG>(VIRTUAL_STORAGE_TYPE_DEVICE_VHD));
+    EXPECT_EQ(std::memcmp(&e.VirtualStorageType.VendorId, &microsoft, sizeof microsoft), 0);
+    EXPECT_EQ(e.ProviderSpecificFlags, 0u);
+    for (const WCHAR* s : {e.DependencyDeviceName, e.HostVolumeName, e.DependentVolumeName,
+                           e.DependentVolumeRelativePath}) {
+      ASSERT_NE(s, nullptr);
+      EXPECT_TRUE(v2.Inside(s)) << "every string lives in the caller's buffer";
+    }
+    EXPECT_EQ(Narrow(e.HostVolumeName) + Narrow(e.DependentVolumeRelativePath), files[i].string())
+        << "host volume + relative path spell the file of level " << i;
+    EXPECT_NE(Narrow(e.DependentVolumeRelativePath).front(), '/');
+    EXPECT_EQ(Narrow(e.DependencyDeviceName), "") << "not attached";
+    EXPECT_EQ(Narrow(e.DependentVolumeName), "");
+    const DWORD flags = e.DependencyTypeFlags;
+    EXPECT_EQ((flags & DEPENDENT_DISK_FLAG_PARENT) != 0, i > 0) << std::hex << flags;
+    EXPECT_EQ((flags & DEPENDENT_DISK_FLAG_READ_ONLY) != 0, i > 0) << std::hex << flags;
+    EXPECT_NE(flags & DEPENDENT_DISK_FLAG_MULT_BACKING_FILES, 0u) << std::hex << flags;
+    EXPECT_EQ(flags & (DEPENDENT_DISK_FLAG_FULLY_ALLOCATED | DEPENDENT_DISK_FLAG_NO_DRIVE_LETTER |
+                       DEPENDENT_DISK_FLAG_PERMANENT_LIFETIME),
+              0u)
+        << std::hex << flags;
+  }
+
+  // Version 1: the same entries without strings, and exactly that much space.
+  Answer v1 = Query(h, kParents, STORAGE_DEPENDENCY_INFO_VERSION_1);
+  ASSERT_EQ(v1.error, ERROR_SUCCESS);
+  EXPECT_EQ(v1.size_used, kHeader + 3 * sizeof(STORAGE_DEPENDENCY_INFO_TYPE_1));
+  ASSERT_EQ(v1.info()->NumberEntries, 3u);
+  for (ULONG i = 0; i < 3; ++i) {
+    EXPECT_EQ(v1.info()->Version1Entries[i].DependencyTypeFlags,
+              v2.info()->Version2Entries[i].DependencyTypeFlags);
+    EXPECT_EQ(v1.info()->Version1Entries[i].VirtualStorageType.DeviceId,
+              static_cast<ULONG>(VIRTUAL_STORAGE_TYPE_DEVICE_VHD));
+  }
+  CloseHandle(h);
+
+  // NO_PARENTS: the handle knows only its own file.
+  VIRTUAL_STORAGE_TYPE type = StorageType(VIRTUAL_STORAGE_TYPE_DEVICE_VHD);
+  ASSERT_EQ(OpenVirtualDisk(&type, dir_.Wide("top.vhd").c_str(), VIRTUAL_DISK_ACCESS_GET_INFO,
+                            OPEN_VIRTUAL_DISK_FLAG_NO_PARENTS, nullptr, &h),
+            ERROR_SUCCESS);
+  Answer alone = Query(h, kParents, STORAGE_DEPENDENCY_INFO_VERSION_2);
+  ASSERT_EQ(alone.error, ERROR_SUCCESS);
+  EXPECT_EQ(alone.info()->NumberEntries, 1u);
+  CloseHandle(h);
+}
+
+TEST_F(StorageDependencyTest, SingleDiskHasOneEntryThatFollowsItsAttachment) {
+  HANDLE h = Create("fixed.vhdx", WString(), /*fixed=*/true, VIRTUAL_STORAGE_TYPE_DEVICE_VHDX);
+  Answer a = Query(h, kParents, STORAGE_DEPENDENCY_INFO_VERSION_2);
+  ASSERT_EQ(a.error, ERROR_SUCCESS);
+  ASSERT_EQ(a.info()->NumberEntries, 1u);
+  const auto& e = a.info()->Version2Entries[0];
+  EXPECT_EQ(e.AncestorLevel, 1u);
+  EXPECT_EQ(e.VirtualStorageType.DeviceId, static_cast<ULONG>(VIRTUAL_STORAGE_TYPE_DEVICE_VHDX));
+  EXPECT_EQ(e.DependencyTypeFlags, DEPENDENT_DISK_FLAG_FULLY_ALLOCATED);
+  EXPECT_EQ(Narrow(e.HostVolumeName) + Narrow(e.DependentVolumeRelativePath),
+            fs::canonical(dir_ / "fixed.vhdx").string());
+
+  // Without HOST_VOLUMES the question is what the disk hosts: nothing.
+  Answer hosted =
+      Query(h, GET_STORAGE_DEPENDENCY_FLAG_DISK_HANDLE, STORAGE_DEPENDENCY_INFO_VERSION_2);
+  ASSERT_EQ(hosted.error, ERROR_SUCCESS);
+  EXPECT_EQ(hosted.size_used, kHeader);
+  EXPECT_EQ(hosted.info()->NumberEntries, 0u);
+
+  // Raw I/O attachment: no host disk, no drive letter.
+  ASSERT_EQ(AttachRaw(h), ERROR_SUCCESS);
+  a = Query(h, kParents, STORAGE_DEPENDENCY_INFO_VERSION_2);
+  ASSERT_EQ(a.error, ERROR_SUCCESS);
+  EXPECT_EQ(a.info()->Version2Entries[0].DependencyTypeFlags,
+            DEPENDENT_DISK_FLAG_FULLY_ALLOCATED | DEPENDENT_DISK_FLAG_NO_DRIVE_LETTER |
+                DEPENDENT_DISK_FLAG_NO_HOST_DISK);
+  ASSERT_EQ(DetachVirtualDisk(h, DETACH_VIRTUAL_DISK_FLAG_NONE, 0), ERROR_SUCCESS);
+  CloseHandle(h);
+}
+
+TEST_F(StorageDependencyTest, ExportedDiskNamesItsPhysicalPath) {
+  TempDir run;
+  ::setenv("VIRTDISK_RUNTIME_DIR", run.path().c_str(), 1);
+  HANDLE h = Create("disk.vhdx", WString(), false, VIRTUAL_STORAGE_TYPE_DEVICE_VHDX);
+  ATTACH_VIRTUAL_DISK_PARAMETERS params{};
+  params.Version = ATTACH_VIRTUAL_DISK_VERSION_1;
+  ASSERT_EQ(AttachVirtualDisk(h, nullptr, ATTACH_VIRTUAL_DISK_FLAG_READ_ONLY, 0, &params, nullptr),
+            ERROR_SUCCESS);
+  ULONG size = 0;
+  ASSERT_EQ(GetVirtualDiskPhysicalPath(h, &size, nullptr),
+            static_cast<DWORD>(ERROR_INSUFFICIENT_BUFFER));
+  std::vector<WCHAR> path(size / sizeof(WCHAR));
+  ASSERT_EQ(GetVirtualDiskPhysicalPath(h, &size, path.data()), ERROR_SUCCESS);
+  Answer a = Query(h, kParents, STORAGE_DEPENDENCY_INFO_VERSION_2);
+  ASSERT_EQ(a.error, ERROR_SUCCESS);
+  ASSERT_EQ(a.info()->NumberEntries, 1u);
+  const auto& e = a.info()->Version2Entries[0];
+  EXPECT_EQ(Narrow(e.DependencyDeviceName), Narrow(path.data()));
+  EXPECT_TRUE(a.Inside(e.DependencyDeviceName));
+  EXPECT_EQ(e.DependencyTypeFlags,
+            DEPENDENT_DISK_FLAG_READ_ONLY | DEPENDENT_DISK_FLAG_NO_DRIVE_LETTER);
+  CloseHandle(h);
+  ::unsetenv("VIRTDISK_RUNTIME_DIR");
+}
+
+TEST_F(StorageDependencyTest, TooSmallBufferGetsTheSizeNeeded) {
+  MakeChain();
+  HANDLE h = nullptr;
+  ASSERT_EQ(OpenV2(dir_.Wide("top.vhd"), true, &h), ERROR_SUCCESS);
+  const Answer full = Query(h, kParents, STORAGE_DEPENDENCY_INFO_VERSION_2);
+  ASSERT_EQ(full.error, ERROR_SUCCESS);
+  std::vector<unsigned char> buffer(full.size_used, 0xCC);
+  auto* info = reinterpret_cast<STORAGE_DEPENDENCY_INFO*>(buffer.data());
+  info->Version = STORAGE_DEPENDENCY_INFO_VERSION_2;
+  ULONG used = 0;
+  EXPECT_EQ(GetStorageDependencyInformation(h, kParents, full.size_used - 1, info, &used),
+            static_cast<DWORD>(ERROR_INSUFFICIENT_BUFFER));
+  EXPECT_EQ(used, full.size_used);
+  EXPECT_EQ(GetStorageDependencyInformation(h, kParents, full.size_used - 1, info, nullptr),
+            static_cast<DWORD>(ERROR_INSUFFICIENT_BUFFER))
+      << "SizeUsed is optional";
+  // Space for the version 1 answer is too little for version 2's strings.
+  used = 0;
+  const ULONG v1_size = kHeader + 3 * sizeof(STORAGE_DEPENDENCY_INFO_TYPE_1);
+  EXPECT_EQ(GetStorageDependencyInformation(h, kParents, v1_size, info, &used),
+            static_cast<DWORD>(ERROR_INSUFFICIENT_BUFFER));
+  EXPECT_EQ(used, full.size_used);
+  // Microsoft's sample retries without DISK_HANDLE; a virtual disk handle is a disk either way.
+  EXPECT_EQ(GetStorageDependencyInformation(h, GET_STORAGE_DEPENDENCY_FLAG_PARENTS, full.size_used,
+                                            info, nullptr),
+            ERROR_SUCCESS);
+  EXPECT_EQ(info->NumberEntries, 3u);
+  EXPECT_NE(info->Version2Entries[0].DependencyTypeFlags & DEPENDENT_DISK_FLAG_READ_ONLY, 0u)
+      << "the handle is read-only";
+  CloseHandle(h);
+}
+
+TEST_F(StorageDependencyTest, BadArgumentsAreRefusedInWindowsOrder) {
+  HANDLE h = Create("disk.vhd");
+  alignas(8) unsigned char buffer[256] = {};
+  auto* info = reinterpret_cast<STORAGE_DEPENDENCY_INFO*>(buffer);
+  info->Version = STORAGE_DEPENDENCY_INFO_VERSION_2;
+  ULONG used = 0;
+  const auto expect = [&](DWORD expected, HANDLE handle, DWORD flags, ULONG size,
+                          STORAGE_DEPENDENCY_INFO* out, const char* what) {
+    const DWORD got = GetStorageDependencyInformation(
+        handle, static_cast<GET_STORAGE_DEPENDENCY_FLAG>(flags), size, out, &used);
+    EXPECT_EQ(got, expected) << what << ": expected " << expected << ", got " << got;
+  };
+  expect(ERROR_INVALID_PARAMETER, h, kParents, sizeof buffer, nullptr, "NULL buffer");
+  expect(ERROR_INVALID_PARAMETER, nullptr, kParents, sizeof buffer, nullptr,
+         "NULL buffer before the handle");
+  expect(ERROR_INVALID_PARAMETER, h, kParents | 0x4, sizeof buffer, info, "unknown flag bit");
+  expect(ERROR_INVALID_PARAMETER, nullptr, 0x80000000u, sizeof buffer, info,
+         "flags before the handle");
+  expect(ERROR_INVALID_PARAMETER, h, kParents, kHeader - 1, info, "no room for the Version");
+  for (const ULONG version : {0u, 3u}) {
+    info->Version = static_cast<STORAGE_DEPENDENCY_INFO_VERSION>(version);
+    expect(ERROR_INVALID_PARAMETER, h, kParents, sizeof buffer, info, "bad version");
+    expect(ERROR_INVALID_PARAMETER, nullptr, kParents, sizeof buffer, info,
+           "version before the handle");
+  }
+  info->Version = STORAGE_DEPENDENCY_INFO_VERSION_2;
+  expect(ERROR_INVALID_HANDLE, nullptr, kParents, sizeof buffer, info, "NULL handle");
+  expect(ERROR_INVALID_HANDLE, reinterpret_cast<HANDLE>(0x7777), kParents, sizeof buffer, info,
+         "unknown handle");
+  expect(ERROR_SUCCESS, h, kParents, sizeof buffer, info, "all good");
+  EXPECT_EQ(info->NumberEntries, 1u);
+  CloseHandle(h);
+  expect(ERROR_INVALID_HANDLE, h, kParents, sizeof buffer, info, "closed handle");
+}
+
+}  // namespace
+}  // namespace vdisk_test
