@@ -1,5 +1,7 @@
 #include "api_test_support.h"
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <cstring>
 #include <fstream>
@@ -139,6 +141,38 @@ std::vector<unsigned char> ReadBytes(const std::filesystem::path& file, std::uin
   f.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(length));
   out.resize(static_cast<std::size_t>(f.gcount()));
   return out;
+}
+
+std::string Narrow(const WCHAR* text) {
+  std::string out;
+  for (; *text != 0; ++text) out.push_back(static_cast<char>(*text));
+  return out;
+}
+
+std::vector<std::string> AllAttached() {
+  ULONG size = 0;
+  EXPECT_EQ(GetAllAttachedVirtualDiskPhysicalPaths(&size, nullptr),
+            static_cast<DWORD>(ERROR_INSUFFICIENT_BUFFER));
+  std::vector<WCHAR> buffer(size / sizeof(WCHAR));
+  EXPECT_EQ(GetAllAttachedVirtualDiskPhysicalPaths(&size, buffer.data()),
+            static_cast<DWORD>(ERROR_SUCCESS));
+  std::vector<std::string> paths;
+  for (const WCHAR* p = buffer.data(); *p != 0; p += Narrow(p).size() + 1)
+    paths.push_back(Narrow(p));
+  return paths;
+}
+
+std::string PhysicalPath(HANDLE handle, DWORD* error) {
+  ULONG size = 0;
+  DWORD e = GetVirtualDiskPhysicalPath(handle, &size, nullptr);
+  if (e != ERROR_INSUFFICIENT_BUFFER) {
+    if (error) *error = e;
+    return "";
+  }
+  std::vector<WCHAR> buffer(size / sizeof(WCHAR));
+  e = GetVirtualDiskPhysicalPath(handle, &size, buffer.data());
+  if (error) *error = e;
+  return e == ERROR_SUCCESS ? Narrow(buffer.data()) : "";
 }
 
 }  // namespace vdisk_test

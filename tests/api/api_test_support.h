@@ -53,6 +53,13 @@ DWORD WriteAt(HANDLE handle, std::uint64_t offset, const void* buffer, DWORD len
 
 ULONGLONG VirtualSize(HANDLE handle);
 
+// A WCHAR string as bytes (the tests' paths and URIs are ASCII).
+std::string Narrow(const WCHAR* text);
+// GetAllAttachedVirtualDiskPhysicalPaths' MULTI_SZ list as strings, through the size protocol.
+std::vector<std::string> AllAttached();
+// GetVirtualDiskPhysicalPath through the size protocol; "" on failure, with the error in *error.
+std::string PhysicalPath(HANDLE handle, DWORD* error = nullptr);
+
 // Deterministic pseudo-random bytes.
 std::vector<unsigned char> Pattern(std::size_t length, std::uint32_t seed);
 

@@ -21,38 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string Narrow(const WCHAR* text) {
-  std::string out;
-  for (; *text != 0; ++text) out.push_back(static_cast<char>(*text));
-  return out;
-}
-
-std::vector<std::string> AllAttached() {
-  ULONG size = 0;
-  EXPECT_EQ(GetAllAttachedVirtualDiskPhysicalPaths(&size, nullptr),
-            static_cast<DWORD>(ERROR_INSUFFICIENT_BUFFER));
-  std::vector<WCHAR> buffer(size / sizeof(WCHAR));
-  EXPECT_EQ(GetAllAttachedVirtualDiskPhysicalPaths(&size, buffer.data()),
-            static_cast<DWORD>(ERROR_SUCCESS));
-  std::vector<std::string> paths;
-  for (const WCHAR* p = buffer.data(); *p != 0; p += Narrow(p).size() + 1)
-    paths.push_back(Narrow(p));
-  return paths;
-}
-
-std::string PhysicalPath(HANDLE h, DWORD* error = nullptr) {
-  ULONG size = 0;
-  DWORD e = GetVirtualDiskPhysicalPath(h, &size, nullptr);
-  if (e != ERROR_INSUFFICIENT_BUFFER) {
-    if (error) *error = e;
-    return "";
-  }
-  std::vector<WCHAR> buffer(size / sizeof(WCHAR));
-  e = GetVirtualDiskPhysicalPath(h, &size, buffer.data());
-  if (error) *error = e;
-  return e == ERROR_SUCCESS ? Narrow(buffer.data()) : "";
-}
-
 // One record of the attach registry, read from its file (key=value lines).
 struct Record {
   pid_t pid = 0;
