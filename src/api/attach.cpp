@@ -166,7 +166,7 @@ DWORD AttachImpl(HANDLE handle, PSECURITY_DESCRIPTOR security, DWORD flags,
     });
     if (!status.ok()) return Fail(status);
     disk->set_attached_here(true);
-    return CompleteNow(overlapped, ERROR_SUCCESS);
+    return CompleteNow(overlapped, ERROR_SUCCESS, disk.get());
   }
   if ((flags & ATTACH_VIRTUAL_DISK_FLAG_RESTRICTED_RANGE) != 0) {
     SetLastFailureMessage("ATTACH_VIRTUAL_DISK_FLAG_RESTRICTED_RANGE applies to exported disks; "
@@ -176,7 +176,7 @@ DWORD AttachImpl(HANDLE handle, PSECURITY_DESCRIPTOR security, DWORD flags,
   const Status status = disk->open_disk().AttachRaw(read_only);
   if (!status.ok()) return Fail(status);
   if ((flags & ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME) == 0) disk->set_attached_here(true);
-  return CompleteNow(overlapped, ERROR_SUCCESS);
+  return CompleteNow(overlapped, ERROR_SUCCESS, disk.get());
 }
 
 DWORD DetachImpl(HANDLE handle, DWORD flags) {

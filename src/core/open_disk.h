@@ -21,6 +21,7 @@
 #include <string>
 
 #include "core/virtual_disk.h"
+#include "platform/shared_mutex.h"
 
 namespace vdisk {
 
@@ -92,7 +93,7 @@ class OpenDisk {
   std::string surface_uri() const;
 
  private:
-  mutable std::shared_mutex io_mutex_;  // shared: I/O; exclusive: fan-out change, switch
+  mutable platform::SharedMutex io_mutex_;  // shared: I/O; exclusive: fan-out change, switch
   std::shared_ptr<VirtualDisk> disk_;
   std::shared_ptr<WriteFanout> fanout_;
   std::filesystem::path key_;
