@@ -162,7 +162,7 @@ DWORD AttachImpl(HANDLE handle, PSECURITY_DESCRIPTOR security, DWORD flags,
     if ((flags & ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME) != 0) {
       const Status status = AttachThroughHost(*open, options);
       if (!status.ok()) return Fail(status);
-      return CompleteNow(overlapped, ERROR_SUCCESS);
+      return CompleteNow(overlapped, ERROR_SUCCESS, disk.get());
     }
     const Status status = open->AttachSurfaced(read_only, [&]() -> Result<std::unique_ptr<Surface>> {
       VDISK_ASSIGN_OR_RETURN(auto registry, attach::AttachRegistry::ForCurrentUser());
@@ -172,7 +172,7 @@ DWORD AttachImpl(HANDLE handle, PSECURITY_DESCRIPTOR security, DWORD flags,
     });
     if (!status.ok()) return Fail(status);
     disk->set_attached_here(true);
-    return CompleteNow(overlapped, ERROR_SUCCESS);
+    return CompleteNow(overlapped, ERROR_SUCCESS, disk.get());
   }
   if ((flags & ATTACH_VIRTUAL_DISK_FLAG_RESTRICTED_RANGE) != 0) {
     SetLastFailureMessage("ATTACH_VIRTUAL_DISK_FLAG_RESTRICTED_RANGE applies to exported disks; "
@@ -182,7 +182,7 @@ DWORD AttachImpl(HANDLE handle, PSECURITY_DESCRIPTOR security, DWORD flags,
   const Status status = disk->open_disk().AttachRaw(read_only);
   if (!status.ok()) return Fail(status);
   if ((flags & ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME) == 0) disk->set_attached_here(true);
-  return CompleteNow(overlapped, ERROR_SUCCESS);
+  return CompleteNow(overlapped, ERROR_SUCCESS, disk.get());
 }
 
 DWORD DetachImpl(HANDLE handle, DWORD flags) {

@@ -46,9 +46,20 @@ Result<DiskFormat> FormatOf(const VIRTUAL_STORAGE_TYPE& type) {
   }
 }
 
-DWORD CompleteNow(OVERLAPPED* overlapped, DWORD error) {
+DWORD CompleteNow(OVERLAPPED* overlapped, DWORD error, DiskHandle* disk) {
   // A failure is reported by the return value alone, as for a request that never started.
   if (overlapped == nullptr || error != ERROR_SUCCESS) return error;
+#ifdef _WIN32
+  if (disk != nullptr) {
+    disk->PrepareOperation(overlapped);
+    if (disk->LaunchOperation(overlapped) == ERROR_IO_PENDING) {
+      disk->CompleteOperation(overlapped, ERROR_SUCCESS);
+      return ERROR_IO_PENDING;
+    }
+  }
+#else
+  (void)disk;
+#endif
   MarkPending(overlapped);
   CompleteOverlapped(overlapped, ERROR_SUCCESS, 0, nullptr, 0);
   return ERROR_IO_PENDING;

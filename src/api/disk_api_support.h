@@ -21,7 +21,8 @@ GUID ToGuid(const Guid& guid);
 Guid FromGuid(const GUID& guid);
 
 // For calls that finish before returning but were given an OVERLAPPED: complete it as Windows
-// completes an asynchronous request, so that a caller waiting on it proceeds.
-DWORD CompleteNow(OVERLAPPED* overlapped, DWORD error);
+// completes an asynchronous request, so that a caller waiting on it proceeds. On Windows the
+// completion goes through `disk`'s kernel handle (event, port packet), when there is one.
+DWORD CompleteNow(OVERLAPPED* overlapped, DWORD error, DiskHandle* disk);
 
 }  // namespace vdisk::api

@@ -57,6 +57,16 @@ DWORD DiskHandle::Transfer(Direction direction, void* buffer, DWORD length, DWOR
   }
   const std::uint64_t offset =
       (static_cast<std::uint64_t>(overlapped->OffsetHigh) << 32) | overlapped->Offset;
+#ifdef _WIN32
+  // The I/O runs in the caller's thread; the completion (event, byte count, port packet) is
+  // the kernel's, through the pipe. A request that fails here fails at once, with no completion,
+  // as one the kernel refuses.
+  {
+    const DWORD error = DoTransfer(direction, buffer, length, offset);
+    if (error != ERROR_SUCCESS) return error;
+    return pipe_->EchoCompletion(buffer, length, done, overlapped);
+  }
+#endif
   if (length <= kInlineLimit) {
     // Small requests complete in the caller's thread, as a file system completes a cached
     // request: ReadFile/WriteFile return TRUE, and the OVERLAPPED, its event and the bound
@@ -143,6 +153,48 @@ std::shared_ptr<MirrorJob> DiskHandle::Mirror(const OVERLAPPED* overlapped) cons
   return mirror_;
 }
 
+#ifdef _WIN32
+
+void DiskHandle::PrepareOperation(OVERLAPPED* overlapped) { pipe_->PrepareOperation(overlapped); }
+
+DWORD DiskHandle::LaunchOperation(OVERLAPPED* overlapped) {
+  return pipe_->LaunchOperation(overlapped);
+}
+
+void DiskHandle::AbandonOperation(OVERLAPPED* overlapped) { pipe_->AbandonOperation(overlapped); }
+
+void DiskHandle::CompleteOperation(OVERLAPPED* overlapped, DWORD error) {
+  pipe_->CompleteOperation(overlapped, error);
+}
+
+HANDLE DiskHandle::CreateKernelHandle(DWORD* error, std::function<void(HANDLE)> lost) {
+  pipe_ = win32::DiskPipe::Create(error);
+  if (!pipe_) return nullptr;
+  const HANDLE client = pipe_->client();
+  pipe_->SetLostHandler([lost = std::move(lost), client] { lost(client); });
+  return client;
+}
+
+void DiskHandle::OnHandleLost() { pipe_->MarkLost(); }
+
+bool DiskHandle::IsKernelHandle(HANDLE handle) const { return pipe_->IsClientEnd(handle); }
+
+void DiskHandle::StopOperationsForCancel(const OVERLAPPED* overlapped, bool this_thread_only) {
+  for (OVERLAPPED* hit : pipe_->TakeForCancel(overlapped, this_thread_only)) (void)Cancel(hit);
+}
+
+DWORD DiskHandle::FailedOperationError(const OVERLAPPED* overlapped) const {
+  return pipe_->FailedOperationError(overlapped);
+}
+
+#else
+
+void DiskHandle::PrepareOperation(OVERLAPPED* overlapped) { MarkPending(overlapped); }
+
+DWORD DiskHandle::LaunchOperation(OVERLAPPED*) { return ERROR_IO_PENDING; }
+
+void DiskHandle::AbandonOperation(OVERLAPPED*) {}
+
 void DiskHandle::CompleteOperation(OVERLAPPED* overlapped, DWORD error) {
   std::shared_ptr<KernelObject> port;
   ULONG_PTR key = 0;
@@ -153,6 +205,8 @@ void DiskHandle::CompleteOperation(OVERLAPPED* overlapped, DWORD error) {
   }
   CompleteOverlapped(overlapped, error, 0, port, key);
 }
+
+#endif  // _WIN32
 
 DWORD DiskHandle::Cancel(const OVERLAPPED* overlapped) {
   bool found = false;
@@ -197,6 +251,10 @@ void DiskHandle::OnClose() {
     drained_.wait(lock, [this] { return pending_.empty(); });
   }
   if (attached_here_ && disk_->attached()) (void)disk_->Detach();
+#ifdef _WIN32
+  // Last, so that a caller woken by the cancellation finds everything released.
+  pipe_->PrepareForClose();
+#endif
 }
 
 }  // namespace vdisk::api

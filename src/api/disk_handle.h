@@ -2,6 +2,8 @@
 //
 // It holds the shared OpenDisk, the access the handle was opened with, and the requests in
 // flight on it (raw I/O with OVERLAPPED), so that CancelIo/CancelIoEx/CloseHandle can end them.
+// On Windows its kernel handle is the client end of a DiskPipe (win32/disk_pipe.h), through which
+// OVERLAPPED requests and operations complete.
 #pragma once
 
 #include <atomic>
@@ -14,6 +16,9 @@
 #include "api/handle_table.h"
 #include "core/open_disk.h"
 #include "mirror/mirror_job.h"
+#ifdef _WIN32
+#include "api/win32/disk_pipe.h"
+#endif
 
 namespace vdisk::api {
 
@@ -45,6 +50,13 @@ class DiskHandle final : public KernelObject {
   void SetMirror(OVERLAPPED* overlapped, std::shared_ptr<MirrorJob> job);
   // The mirror whose OVERLAPPED is `overlapped` (any, when NULL), or nullptr.
   std::shared_ptr<MirrorJob> Mirror(const OVERLAPPED* overlapped) const;
+  // An asynchronous operation (MirrorVirtualDisk) bound to the caller's OVERLAPPED, in this
+  // order: PrepareOperation before the work that ends it can end; then, on the caller's thread,
+  // LaunchOperation once the work runs (ERROR_IO_PENDING, or the error that kept the operation
+  // from pending: then the caller stops the work), or AbandonOperation if it never started.
+  void PrepareOperation(OVERLAPPED* overlapped);
+  DWORD LaunchOperation(OVERLAPPED* overlapped);
+  void AbandonOperation(OVERLAPPED* overlapped);
   // Completes an asynchronous operation's OVERLAPPED, posting to the bound completion port.
   void CompleteOperation(OVERLAPPED* overlapped, DWORD error);
 
@@ -55,6 +67,18 @@ class DiskHandle final : public KernelObject {
   DWORD Cancel(const OVERLAPPED* overlapped) override;
   DWORD AssociatePort(std::shared_ptr<KernelObject> port, ULONG_PTR key) override;
   void OnClose() override;
+#ifdef _WIN32
+  HANDLE CreateKernelHandle(DWORD* error, std::function<void(HANDLE)> lost) override;
+  void OnHandleLost() override;
+  bool IsKernelHandle(HANDLE handle) const override;
+  // The caller's CancelIo (`this_thread_only`: the operations this thread started) or
+  // CancelIoEx is about to cancel operations in the kernel: stop their work first (a mirror
+  // removes the target it created), so that the caller sees the source intact once it sees the
+  // cancellation.
+  void StopOperationsForCancel(const OVERLAPPED* overlapped, bool this_thread_only);
+  // The error the operation on `overlapped` failed with, other than a cancellation; 0 if none.
+  DWORD FailedOperationError(const OVERLAPPED* overlapped) const;
+#endif
 
  private:
   struct Request {
@@ -82,6 +106,9 @@ class DiskHandle final : public KernelObject {
   ULONG_PTR port_key_ = 0;
   OVERLAPPED* mirror_overlapped_ = nullptr;
   std::shared_ptr<MirrorJob> mirror_;
+#ifdef _WIN32
+  std::shared_ptr<win32::DiskPipe> pipe_;  // set once, by CreateKernelHandle
+#endif
 };
 
 }  // namespace vdisk::api

@@ -4,8 +4,14 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <shared_mutex>
 #include <unordered_map>
 #include <vector>
+
+#include "platform/shared_mutex.h"
+#ifdef _WIN32
+#include "api/win32/disk_pipe.h"
+#endif
 
 namespace vdisk::api {
 
@@ -23,47 +29,183 @@ DWORD KernelObject::Wait(DWORD) { return WAIT_FAILED; }
 
 #ifdef _WIN32
 
-// Each handle is an event object of the DLL's own, so that it is a genuine kernel handle.
+HANDLE KernelObject::CreateKernelHandle(DWORD* error, std::function<void(HANDLE)>) {
+  HANDLE event = CreateEventW(nullptr, TRUE, FALSE, nullptr);
+  if (event == nullptr) *error = GetLastError();
+  return event;
+}
+
+// Kernel handle value -> entry. The hooks of every ReadFile/WriteFile/CloseHandle in the process
+// look here, so a lookup takes the lock shared and only for the find; the count of calls under
+// way on an entry lets a close wait for them without holding the lock.
 struct HandleTable::Impl {
-  mutable std::mutex mutex;
-  std::unordered_map<HANDLE, std::shared_ptr<KernelObject>> objects;
+  struct Entry {
+    std::shared_ptr<KernelObject> object;
+    std::atomic<std::uint32_t> users{0};
+    std::atomic<bool> closing{false};  // set under `mutex`; read by ~Borrowed without it
+  };
+
+  // SRWLOCK-based (platform::SharedMutex); the waits for calls under way use a Win32 condition
+  // variable: libstdc++'s std::atomic::wait can miss a notification on mingw-w64 (seen as a
+  // CloseHandle that never returned).
+  mutable platform::SharedMutex mutex;
+  std::unordered_map<HANDLE, std::shared_ptr<Entry>> entries;  // GUARDED_BY(mutex)
+  std::atomic<std::size_t> live{0};  // entries.size(), read without the lock
+  SRWLOCK idle_lock = SRWLOCK_INIT;
+  CONDITION_VARIABLE idle = CONDITION_VARIABLE_INIT;  // some entry's users dropped to 0
+
+  void WaitUnused(Entry& entry) {
+    AcquireSRWLockExclusive(&idle_lock);
+    while (entry.users.load() != 0) SleepConditionVariableSRW(&idle, &idle_lock, INFINITE, 0);
+    ReleaseSRWLockExclusive(&idle_lock);
+  }
+  void NotifyUnused() {
+    // Taking the lock orders this after a waiter's check: it is asleep or will see 0.
+    AcquireSRWLockExclusive(&idle_lock);
+    ReleaseSRWLockExclusive(&idle_lock);
+    WakeAllConditionVariable(&idle);
+  }
+  // Runs the close logic of an entry whose kernel handle was closed behind the table's back.
+  void CloseLostEntry(const std::shared_ptr<Entry>& entry) {
+    WaitUnused(*entry);
+    entry->object->OnHandleLost();
+    entry->object->OnClose();
+  }
 };
 
 HANDLE HandleTable::Insert(std::shared_ptr<KernelObject> object) {
-  HANDLE token = CreateEventW(nullptr, TRUE, FALSE, nullptr);
-  if (token == nullptr) return nullptr;
-  std::lock_guard lock(impl().mutex);
-  impl().objects[token] = std::move(object);
-  return token;
+  auto& t = impl();
+  DWORD error = ERROR_SUCCESS;
+  const KernelObject* identity = object.get();
+  HANDLE value = object->CreateKernelHandle(&error, [identity](HANDLE lost) {
+    HandleTable::Instance().CloseLost(lost, identity);
+  });
+  if (value == nullptr) return nullptr;
+  auto entry = std::make_shared<Impl::Entry>();
+  entry->object = std::move(object);
+  std::shared_ptr<Impl::Entry> stale;
+  {
+    std::unique_lock lock(t.mutex);
+    auto& slot = t.entries[value];
+    // A value still mapped and not being closed was closed behind our back (NtClose) and the
+    // kernel reused it before the watch thread told us.
+    if (slot && !slot->closing) {
+      stale = slot;
+      stale->closing = true;
+    }
+    slot = std::move(entry);
+    t.live.store(t.entries.size());
+  }
+  if (stale) win32::RunDetached([&t, stale] { t.CloseLostEntry(stale); });
+  return value;
 }
 
-HandleTable::Borrowed::~Borrowed() = default;
+HandleTable::Borrowed::~Borrowed() {
+  if (slot_ == nullptr) return;
+  auto* entry = static_cast<Impl::Entry*>(slot_);
+  // Only a close waits for the count to reach 0, and it sets `closing` before it looks.
+  if (entry->users.fetch_sub(1) == 1 && entry->closing.load()) {
+    HandleTable::Instance().impl().NotifyUnused();
+  }
+}
 
 HandleTable::Borrowed HandleTable::Borrow(HANDLE handle) const {
-  auto object = Get(handle);
-  if (!object) return Borrowed();
-  return Borrowed(std::move(object));
+  auto& t = impl();
+  if (t.live.load(std::memory_order_relaxed) == 0) return Borrowed();
+  std::shared_lock lock(t.mutex);
+  auto it = t.entries.find(handle);
+  if (it == t.entries.end()) return Borrowed();
+  const auto& entry = it->second;
+  if (entry->closing) {
+    return entry->object->IsKernelHandle(handle) ? Borrowed::Closing() : Borrowed();
+  }
+  entry->users.fetch_add(1);
+  return Borrowed(entry.get(), entry->object.get(), entry);
 }
 
 std::shared_ptr<KernelObject> HandleTable::Get(HANDLE handle) const {
-  std::lock_guard lock(impl().mutex);
-  auto it = impl().objects.find(handle);
-  return it == impl().objects.end() ? nullptr : it->second;
+  auto& t = impl();
+  if (t.live.load(std::memory_order_relaxed) == 0) return nullptr;
+  std::shared_lock lock(t.mutex);
+  auto it = t.entries.find(handle);
+  if (it == t.entries.end() || it->second->closing) return nullptr;
+  return it->second->object;
+}
+
+std::shared_ptr<KernelObject> HandleTable::BeginClose(HANDLE handle, bool* closing) {
+  auto& t = impl();
+  *closing = false;
+  if (t.live.load(std::memory_order_relaxed) == 0) return nullptr;
+  {
+    // Every CloseHandle in the process comes here: most are not ours, and need no exclusive lock.
+    std::shared_lock lock(t.mutex);
+    if (t.entries.find(handle) == t.entries.end()) return nullptr;
+  }
+  std::shared_ptr<Impl::Entry> entry;
+  {
+    std::unique_lock lock(t.mutex);
+    auto it = t.entries.find(handle);
+    if (it == t.entries.end()) return nullptr;
+    if (it->second->closing) {
+      *closing = true;
+      return nullptr;
+    }
+    entry = it->second;
+    entry->closing = true;
+  }
+  t.WaitUnused(*entry);
+  return entry->object;
+}
+
+void HandleTable::EndClose(HANDLE handle, const KernelObject* object) {
+  auto& t = impl();
+  std::unique_lock lock(t.mutex);
+  auto it = t.entries.find(handle);
+  if (it == t.entries.end() || it->second->object.get() != object) return;
+  t.entries.erase(it);
+  t.live.store(t.entries.size());
+}
+
+void HandleTable::CloseLost(HANDLE handle, const KernelObject* object) {
+  auto& t = impl();
+  std::shared_ptr<Impl::Entry> entry;
+  {
+    std::unique_lock lock(t.mutex);
+    auto it = t.entries.find(handle);
+    if (it == t.entries.end() || it->second->object.get() != object || it->second->closing)
+      return;
+    entry = it->second;
+    entry->closing = true;
+  }
+  t.CloseLostEntry(entry);
+  EndClose(handle, object);
+}
+
+void HandleTable::CloseReused(HANDLE handle, const KernelObject* object) {
+  auto& t = impl();
+  std::shared_ptr<Impl::Entry> entry;
+  {
+    std::unique_lock lock(t.mutex);
+    auto it = t.entries.find(handle);
+    if (it == t.entries.end() || it->second->object.get() != object || it->second->closing)
+      return;
+    entry = it->second;
+    entry->closing = true;
+  }
+  win32::RunDetached([&t, entry, handle, object] {
+    t.CloseLostEntry(entry);
+    HandleTable::Instance().EndClose(handle, object);
+  });
 }
 
 std::shared_ptr<KernelObject> HandleTable::Remove(HANDLE handle) {
-  std::lock_guard lock(impl().mutex);
-  auto it = impl().objects.find(handle);
-  if (it == impl().objects.end()) return nullptr;
-  auto object = std::move(it->second);
-  impl().objects.erase(it);
+  bool closing = false;
+  auto object = BeginClose(handle, &closing);
+  if (object) EndClose(handle, object.get());
   return object;
 }
 
-std::size_t HandleTable::size() const {
-  std::lock_guard lock(impl().mutex);
-  return impl().objects.size();
-}
+std::size_t HandleTable::size() const { return impl().live.load(std::memory_order_relaxed); }
 
 #else
 

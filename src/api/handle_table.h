@@ -3,10 +3,12 @@
 // Linux: a HANDLE is a slot index plus a generation (never 0, never INVALID_HANDLE_VALUE), so a
 // closed or forged handle is recognised and answered with ERROR_INVALID_HANDLE. Lookups take
 // no lock (raw I/O looks a handle up on every call).
-// Windows: a HANDLE is a real kernel handle (an event the DLL creates) mapped to the object, so
-// the caller's CloseHandle on it is legal; see README "Windows handles" for what remains.
+// Windows: a HANDLE is a real kernel handle mapped to the object: for a disk handle, the client
+// end of a named pipe (win32/disk_pipe.h). The caller's kernel32 calls on it reach the object
+// through the hooks of win32/kernel32_hooks.h; see README "Windows handles".
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <utility>
 
@@ -33,6 +35,19 @@ class KernelObject {
   // The handle was closed: cancel, drain, release. Called once, after the table dropped the
   // handle (new calls on it fail) and every call under way on it returned.
   virtual void OnClose() {}
+#ifdef _WIN32
+  // The kernel handle the caller gets for this object (the table maps it back); nullptr with
+  // *error set on failure. The default is an event of the DLL's own. `lost(handle)` is to be
+  // called if the handle gets closed without the table knowing (NtClose), once the DLL learns of
+  // it.
+  virtual HANDLE CreateKernelHandle(DWORD* error, std::function<void(HANDLE)> lost);
+  // Before OnClose, when the kernel handle was closed without the table knowing: its value may
+  // already name another object, so no more calls may be made on it.
+  virtual void OnHandleLost() {}
+  // Whether `handle` still names this object's kernel object (a close that bypassed the hooks
+  // lets the kernel give the value to anything). Costs a system call.
+  virtual bool IsKernelHandle(HANDLE) const { return true; }
+#endif
 };
 
 class HandleTable {
@@ -49,23 +64,35 @@ class HandleTable {
     Borrowed(Borrowed&& other) noexcept
         : slot_(std::exchange(other.slot_, nullptr)),
           object_(std::exchange(other.object_, nullptr)),
-          owner_(std::move(other.owner_)) {}
+          owner_(std::move(other.owner_)),
+          closing_(other.closing_) {}
     Borrowed& operator=(Borrowed&&) = delete;
     Borrowed(const Borrowed&) = delete;
     Borrowed& operator=(const Borrowed&) = delete;
 
     explicit operator bool() const { return object_ != nullptr; }
     KernelObject* operator->() const { return object_; }
+    KernelObject* get() const { return object_; }
+    // Empty because the handle is ours but being closed right now (Windows: its kernel handle
+    // still exists, and a call on it must fail with ERROR_INVALID_HANDLE, not reach the kernel;
+    // a value the kernel already gave to another object is not ours).
+    bool closing() const { return closing_; }
 
    private:
     friend class HandleTable;
     Borrowed(void* slot, KernelObject* object) : slot_(slot), object_(object) {}
-    explicit Borrowed(std::shared_ptr<KernelObject> owner)
-        : object_(owner.get()), owner_(std::move(owner)) {}
+    Borrowed(void* slot, KernelObject* object, std::shared_ptr<void> owner)
+        : slot_(slot), object_(object), owner_(std::move(owner)) {}
+    static Borrowed Closing() {
+      Borrowed b;
+      b.closing_ = true;
+      return b;
+    }
 
-    void* slot_ = nullptr;  // Linux: the table slot whose user count this holds
+    void* slot_ = nullptr;  // the table slot (Linux) or entry (Windows) whose user count this holds
     KernelObject* object_ = nullptr;
-    std::shared_ptr<KernelObject> owner_;  // Windows: the reference that keeps the object
+    std::shared_ptr<void> owner_;  // Windows: keeps the entry (and its object) alive
+    bool closing_ = false;
   };
 
   HANDLE Insert(std::shared_ptr<KernelObject> object);
@@ -79,6 +106,22 @@ class HandleTable {
   std::shared_ptr<KernelObject> Remove(HANDLE handle);
   // Number of live handles (for leak checks).
   std::size_t size() const;
+
+#ifdef _WIN32
+  // The caller's CloseHandle, in two steps around the real close. BeginClose marks the handle as
+  // closing (Borrow answers closing(), Get nullptr), waits until the calls under way on it have
+  // returned and hands back the object; nullptr if the value is not ours, with *closing set if it
+  // is ours but already being closed. EndClose forgets the value once the kernel handle is
+  // closed (a new object may own the value by then: only `object`'s entry is dropped).
+  std::shared_ptr<KernelObject> BeginClose(HANDLE handle, bool* closing);
+  void EndClose(HANDLE handle, const KernelObject* object);
+  // The kernel handle of `object` was closed without the table knowing (NtClose): if `handle`
+  // still maps to `object`, run its close logic now.
+  void CloseLost(HANDLE handle, const KernelObject* object);
+  // The same, found by a hook (the value names another object now): the close logic runs on a
+  // thread of its own, and the value stops mapping to `object` at once.
+  void CloseReused(HANDLE handle, const KernelObject* object);
+#endif
 
  private:
   HandleTable() = default;

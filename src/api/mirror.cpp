@@ -3,7 +3,8 @@
 // The mirror is a MirrorJob (src/mirror) bound to the caller's OVERLAPPED: MirrorVirtualDisk
 // returns ERROR_IO_PENDING, and the OVERLAPPED completes only when the job ends: ERROR_SUCCESS
 // after BreakMirrorVirtualDisk, ERROR_OPERATION_ABORTED after CancelIo/CancelIoEx/CloseHandle,
-// or the error that stopped the copy.
+// or the error that stopped the copy (on Windows the kernel reports that as a cancellation; the
+// hooked GetOverlappedResult and GetVirtualDiskOperationProgress give the error itself).
 #include <string>
 
 #include "api/abi.h"
@@ -48,15 +49,27 @@ DWORD MirrorImpl(HANDLE handle, DWORD flags,
     owner->CompleteOperation(overlapped, status.ok() ? ERROR_SUCCESS : ToWin32Error(status.code()));
   };
 
-  // The OVERLAPPED is pending before the job can possibly end; restored if it never starts.
+  // The operation exists before the job can possibly end; the OVERLAPPED is restored if it
+  // never starts.
   const OVERLAPPED saved = *overlapped;
-  MarkPending(overlapped);
+  disk->PrepareOperation(overlapped);
   auto job = MirrorJob::Start(BuiltinProviders(), disk->shared_open_disk(), std::move(options));
   if (!job.ok()) {
+    disk->AbandonOperation(overlapped);
     *overlapped = saved;
     return Fail(job.status());
   }
-  disk->SetMirror(overlapped, std::move(job).value());
+  std::shared_ptr<MirrorJob> started = std::move(job).value();
+  disk->SetMirror(overlapped, started);
+  // On the caller's thread: on Windows the operation pends in the kernel from here (see
+  // win32/disk_pipe.h).
+  const DWORD launched = disk->LaunchOperation(overlapped);
+  if (launched != ERROR_IO_PENDING) {
+    started->Cancel();
+    disk->SetMirror(nullptr, nullptr);
+    *overlapped = saved;
+    return launched;
+  }
   return ERROR_IO_PENDING;
 }
 

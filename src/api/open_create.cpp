@@ -200,7 +200,9 @@ DWORD CreateDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, DWORD mask, DWORD 
   auto open = OpenDisk::Adopt(std::move(disk).value(), &BuiltinProviders());
   if (!open.ok()) return Fail(open.status());
   const DWORD error = Publish(std::move(open).value(), options, handle);
-  return CompleteNow(overlapped, error);
+  if (error != ERROR_SUCCESS) return error;
+  DWORD unused = ERROR_SUCCESS;
+  return CompleteNow(overlapped, error, LookupDisk(*handle, &unused).get());
 }
 
 std::string Describe(PVIRTUAL_STORAGE_TYPE type) {

@@ -29,6 +29,7 @@
 
 #include "core/virtual_disk.h"
 #include "formats/registry/registry.h"
+#include "platform/shared_mutex.h"
 
 namespace vdisk {
 
@@ -122,7 +123,7 @@ class OpenDisk {
   bool handed_over() const;
 
  private:
-  mutable std::shared_mutex io_mutex_;  // shared: I/O; exclusive: fan-out change, switch
+  mutable platform::SharedMutex io_mutex_;  // shared: I/O; exclusive: fan-out change, switch
   std::shared_ptr<VirtualDisk> disk_;
   std::shared_ptr<WriteFanout> fanout_;
   std::filesystem::path key_;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -141,6 +142,22 @@ std::vector<unsigned char> ReadBytes(const std::filesystem::path& file, std::uin
   f.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(length));
   out.resize(static_cast<std::size_t>(f.gcount()));
   return out;
+}
+
+void SetEnv(const char* name, const std::string& value) {
+#ifdef _WIN32
+  _putenv_s(name, value.c_str());
+#else
+  ::setenv(name, value.c_str(), 1);
+#endif
+}
+
+void UnsetEnv(const char* name) {
+#ifdef _WIN32
+  _putenv_s(name, "");
+#else
+  ::unsetenv(name);
+#endif
 }
 
 std::string Narrow(const WCHAR* text) {

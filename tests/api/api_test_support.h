@@ -60,6 +60,10 @@ std::vector<std::string> AllAttached();
 // GetVirtualDiskPhysicalPath through the size protocol; "" on failure, with the error in *error.
 std::string PhysicalPath(HANDLE handle, DWORD* error = nullptr);
 
+// Sets or removes an environment variable (setenv/unsetenv, _putenv_s on Windows).
+void SetEnv(const char* name, const std::string& value);
+void UnsetEnv(const char* name);
+
 // Deterministic pseudo-random bytes.
 std::vector<unsigned char> Pattern(std::size_t length, std::uint32_t seed);
 

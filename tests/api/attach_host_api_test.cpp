@@ -3,6 +3,9 @@
 // is found by OpenVirtualDisk and DetachVirtualDisk on other handles, and the attaching handle
 // gets its image back after the detach. The three-process version with real NBD clients is in
 // tests/interop/attach_host_interop_test.cpp.
+// Linux only: on Windows the attach host is not built yet (PERMANENT_LIFETIME gives
+// ERROR_NOT_SUPPORTED, pinned in attach_api_test.cpp).
+#ifndef _WIN32
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -302,3 +305,4 @@ TEST_F(AttachHostTest, HostFailureComesBackAsItsWin32Error) {
 
 }  // namespace
 }  // namespace vdisk_test
+#endif  // _WIN32

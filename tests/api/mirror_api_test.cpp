@@ -331,6 +331,36 @@ TEST_F(MirrorCancelTest, CancelIoExBeforeReadyKeepsTheSource) {
   ExpectSourceActiveAndExact();
 }
 
+TEST_F(MirrorCancelTest, CancelIoExFromAnotherThreadKeepsTheSource) {
+  Start("src.vhd", 256 << 20);
+  BOOL cancelled = FALSE;
+  DWORD error = 0;
+  std::thread([&] {
+    cancelled = CancelIoEx(h_, &ov_);
+    error = GetLastError();
+  }).join();
+  ASSERT_TRUE(cancelled) << "error " << error;
+  ExpectAborted();
+  ExpectSourceActiveAndExact();
+}
+
+TEST_F(MirrorCancelTest, CancelIoFromAnotherThreadLeavesTheMirrorRunning) {
+#ifndef _WIN32
+  GTEST_SKIP() << "the Linux kernel32 subset's CancelIo cancels the requests of every thread "
+                  "(Windows: only those the calling thread issued)";
+#endif
+  Start("src.vhd", 16 << 20);
+  std::thread([&] { CancelIo(h_); }).join();
+  VIRTUAL_DISK_PROGRESS progress{};
+  ASSERT_EQ(GetVirtualDiskOperationProgress(h_, &ov_, &progress), ERROR_SUCCESS);
+  EXPECT_EQ(progress.OperationStatus, static_cast<DWORD>(ERROR_IO_PENDING));
+  EXPECT_FALSE(HasOverlappedIoCompleted(&ov_));
+  WaitReady();
+  ASSERT_EQ(BreakMirrorVirtualDisk(h_), ERROR_SUCCESS);
+  DWORD bytes = 0;
+  EXPECT_TRUE(GetOverlappedResult(h_, &ov_, &bytes, TRUE)) << GetLastError();
+}
+
 TEST_F(MirrorCancelTest, CancelIoAfterReadyKeepsTheSource) {
   Start("src.vhd", 16 << 20);
   WaitReady();
@@ -362,6 +392,110 @@ TEST_F(MirrorCancelTest, BreakBeforeReadyChangesNothing) {
   EXPECT_EQ(progress.OperationStatus, static_cast<DWORD>(ERROR_IO_PENDING)) << "still mirroring";
   ASSERT_TRUE(CancelIoEx(h_, &ov_));
   ExpectAborted();
+}
+
+// Starts a mirror of `source` on `h` into `target` with `ov`; waits until it is ready.
+void StartAndWaitReady(HANDLE h, const WString& target, OVERLAPPED* ov) {
+  MIRROR_VIRTUAL_DISK_PARAMETERS p{};
+  p.Version = MIRROR_VIRTUAL_DISK_VERSION_1;
+  p.Version1.MirrorVirtualDiskPath = target.c_str();
+  ASSERT_EQ(MirrorVirtualDisk(h, MIRROR_VIRTUAL_DISK_FLAG_NONE, &p, ov), ERROR_IO_PENDING);
+  VIRTUAL_DISK_PROGRESS progress{};
+  do {
+    ASSERT_EQ(GetVirtualDiskOperationProgress(h, ov, &progress), ERROR_SUCCESS);
+    ASSERT_EQ(progress.OperationStatus, static_cast<DWORD>(ERROR_IO_PENDING));
+  } while (progress.CurrentValue != progress.CompletionValue);
+}
+
+TEST_F(MirrorTest, CompletionPortReceivesThePacketAfterBreak) {
+  const auto reference = MakeSource("src.vhd", 16 << 20, false, 20, 17);
+  HANDLE h = nullptr;
+  ASSERT_EQ(OpenV2(dir_.Wide("src.vhd"), false, &h), ERROR_SUCCESS);
+  HANDLE port = CreateIoCompletionPort(h, nullptr, 0xD15C, 0);
+  ASSERT_NE(port, nullptr);
+  OVERLAPPED ov{};  // no event: the port is how this caller learns of the completion
+  StartAndWaitReady(h, dir_.Wide("dst.vhd"), &ov);
+  DWORD bytes = 0;
+  ULONG_PTR key = 0;
+  LPOVERLAPPED got = nullptr;
+  EXPECT_FALSE(GetQueuedCompletionStatus(port, &bytes, &key, &got, 0)) << "no packet while ready";
+  EXPECT_EQ(GetLastError(), static_cast<DWORD>(WAIT_TIMEOUT));
+  ASSERT_EQ(BreakMirrorVirtualDisk(h), ERROR_SUCCESS);
+  ASSERT_TRUE(GetQueuedCompletionStatus(port, &bytes, &key, &got, 60000)) << GetLastError();
+  EXPECT_EQ(key, 0xD15Cu);
+  EXPECT_EQ(got, &ov);
+  EXPECT_TRUE(HasOverlappedIoCompleted(&ov));
+  EXPECT_EQ(static_cast<DWORD>(ov.Internal), 0u);
+  EXPECT_FALSE(GetQueuedCompletionStatus(port, &bytes, &key, &got, 0)) << "exactly one packet";
+  EXPECT_TRUE(CloseHandle(h));
+  EXPECT_TRUE(CloseHandle(port));
+  EXPECT_EQ(ReadAll(dir_.Wide("dst.vhd")), reference);
+}
+
+TEST_F(MirrorTest, CompletionPortReceivesTheCancellation) {
+  MakeSource("src.vhd", 16 << 20, false, 20, 18);
+  HANDLE h = nullptr;
+  ASSERT_EQ(OpenV2(dir_.Wide("src.vhd"), false, &h), ERROR_SUCCESS);
+  HANDLE port = CreateIoCompletionPort(h, nullptr, 7, 0);
+  ASSERT_NE(port, nullptr);
+  OVERLAPPED ov{};
+  StartAndWaitReady(h, dir_.Wide("dst.vhd"), &ov);
+  ASSERT_TRUE(CancelIoEx(h, &ov));
+  DWORD bytes = 0;
+  ULONG_PTR key = 0;
+  LPOVERLAPPED got = nullptr;
+  EXPECT_FALSE(GetQueuedCompletionStatus(port, &bytes, &key, &got, 60000));
+  EXPECT_EQ(GetLastError(), static_cast<DWORD>(ERROR_OPERATION_ABORTED));
+  EXPECT_EQ(key, 7u);
+  EXPECT_EQ(got, &ov);
+  EXPECT_FALSE(CancelIoEx(h, &ov)) << "nothing left to cancel";
+  EXPECT_EQ(GetLastError(), static_cast<DWORD>(ERROR_NOT_FOUND));
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "dst.vhd"));
+  EXPECT_TRUE(CloseHandle(h));
+  EXPECT_TRUE(CloseHandle(port));
+}
+
+TEST_F(MirrorTest, WithoutAnEventGetOverlappedResultWaitsOnTheHandle) {
+  const auto reference = MakeSource("src.vhd", 16 << 20, false, 20, 19);
+  HANDLE h = nullptr;
+  ASSERT_EQ(OpenV2(dir_.Wide("src.vhd"), false, &h), ERROR_SUCCESS);
+  OVERLAPPED ov{};
+  StartAndWaitReady(h, dir_.Wide("dst.vhd"), &ov);
+  DWORD bytes = 77;
+  EXPECT_FALSE(GetOverlappedResult(h, &ov, &bytes, FALSE));
+  EXPECT_EQ(GetLastError(), static_cast<DWORD>(ERROR_IO_INCOMPLETE));
+  std::thread breaker([h] { EXPECT_EQ(BreakMirrorVirtualDisk(h), ERROR_SUCCESS); });
+  EXPECT_TRUE(GetOverlappedResult(h, &ov, &bytes, TRUE)) << GetLastError();
+  EXPECT_EQ(bytes, 0u);
+  breaker.join();
+  EXPECT_TRUE(CloseHandle(h));
+  EXPECT_EQ(ReadAll(dir_.Wide("dst.vhd")), reference);
+}
+
+TEST_F(MirrorTest, ASecondMirrorOnTheHandleCompletesOnItsOwn) {
+  // Each operation's completion reaches its own OVERLAPPED, never a later one's.
+  const auto reference = MakeSource("src.vhd", 16 << 20, false, 20, 20);
+  HANDLE h = nullptr;
+  ASSERT_EQ(OpenV2(dir_.Wide("src.vhd"), false, &h), ERROR_SUCCESS);
+  OVERLAPPED first{};
+  first.hEvent = CreateEventW(nullptr, TRUE, FALSE, nullptr);
+  StartAndWaitReady(h, dir_.Wide("one.vhd"), &first);
+  ASSERT_TRUE(CancelIoEx(h, &first));
+  EXPECT_EQ(WaitForSingleObject(first.hEvent, 60000), WAIT_OBJECT_0);
+  OVERLAPPED second{};
+  second.hEvent = CreateEventW(nullptr, TRUE, FALSE, nullptr);
+  StartAndWaitReady(h, dir_.Wide("two.vhd"), &second);
+  EXPECT_EQ(WaitForSingleObject(second.hEvent, 0), static_cast<DWORD>(WAIT_TIMEOUT));
+  ASSERT_EQ(BreakMirrorVirtualDisk(h), ERROR_SUCCESS);
+  DWORD bytes = 0;
+  EXPECT_TRUE(GetOverlappedResult(h, &second, &bytes, TRUE)) << GetLastError();
+  EXPECT_FALSE(GetOverlappedResult(h, &first, &bytes, FALSE));
+  EXPECT_EQ(GetLastError(), static_cast<DWORD>(ERROR_OPERATION_ABORTED));
+  CloseHandle(first.hEvent);
+  CloseHandle(second.hEvent);
+  EXPECT_TRUE(CloseHandle(h));
+  EXPECT_EQ(ReadAll(dir_.Wide("two.vhd")), reference);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "one.vhd"));
 }
 
 TEST_F(MirrorTest, ValidatesItsArguments) {

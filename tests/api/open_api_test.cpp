@@ -131,8 +131,20 @@ TEST_F(OpenVirtualDiskTest, ClosedAndBogusHandlesAreInvalid) {
   info.Version = GET_VIRTUAL_DISK_INFO_SIZE;
   ULONG size = sizeof info;
   EXPECT_EQ(GetVirtualDiskInformation(h, &size, &info, nullptr), ERROR_INVALID_HANDLE);
+#ifdef _WIN32
+  // The kernel hands a closed value out again at once, here possibly to an object of the thread
+  // runtime or of the DLL: closing it again is only right while nothing holds it.
+  DWORD flags = 0;
+  if (GetHandleInformation(h, &flags)) {
+    EXPECT_NE(GetFileType(h), static_cast<DWORD>(FILE_TYPE_PIPE)) << "the disk handle is closed";
+  } else {
+    EXPECT_FALSE(CloseHandle(h));
+    EXPECT_EQ(GetLastError(), static_cast<DWORD>(ERROR_INVALID_HANDLE));
+  }
+#else
   EXPECT_FALSE(CloseHandle(h));
   EXPECT_EQ(GetLastError(), static_cast<DWORD>(ERROR_INVALID_HANDLE));
+#endif
 #ifndef _WIN32
   // Forged values are answered, not dereferenced (on Windows the kernel answers for us).
   for (HANDLE bogus : {reinterpret_cast<HANDLE>(0x1234), reinterpret_cast<HANDLE>(0x7fff0000),
