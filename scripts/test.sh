@@ -47,6 +47,8 @@ if [[ "${SKIP_WINDOWS:-0}" != 1 ]]; then
   cmake --build --preset mingw -j "$jobs"
   x86_64-w64-mingw32-objdump -p build/mingw/bin/VirtDisk.dll > build/mingw/VirtDisk.objdump
   scripts/check_exports.sh build/mingw/VirtDisk.objdump
+  x86_64-w64-mingw32-objdump -p build/mingw/bin/virtdisk-attach-host.exe > build/mingw/attach-host.objdump
+  scripts/check_exports.sh --imports-only build/mingw/attach-host.objdump
 
   section "Windows tests under Wine"
   export WINEPREFIX="$PWD/build/wineprefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="

@@ -19,7 +19,8 @@
 // OpenVirtualDisk of a disk that a live host serves gets the same view (open_create.cpp), and
 // DetachVirtualDisk on any handle to it, in any process of the user, asks the host to detach
 // and, once the host has exited, reopens the image for that handle as it was asked for.
-// PERMANENT_LIFETIME is POSIX only: on Windows it answers ERROR_NOT_SUPPORTED.
+// On Windows the host is virtdisk-attach-host.exe next to VirtDisk.dll (or named by
+// VIRTDISK_ATTACH_HOST).
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -53,13 +54,6 @@ bool UseTcp() {
 // PERMANENT_LIFETIME: hands the image over to an attach host process and waits for its report.
 // On failure the image is taken back, so the handle works as before.
 Status AttachThroughHost(OpenDisk& open, const attach::NbdAttachOptions& options) {
-#ifdef _WIN32
-  (void)open;
-  (void)options;
-  return Status(Code::kNotSupported,
-                "ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME needs an attach host process, which "
-                "is not built for Windows yet; attach without it, or with NO_LOCAL_HOST");
-#else
   VDISK_ASSIGN_OR_RETURN(auto registry, attach::AttachRegistry::ForCurrentUser());
   const std::filesystem::path key = open.key();
   if (open.attached()) return Status(Code::kDiskAlreadyOwned, key.string() + ": already attached");
@@ -86,7 +80,6 @@ Status AttachThroughHost(OpenDisk& open, const attach::NbdAttachOptions& options
     return uri.status();
   }
   return Status::Ok();
-#endif
 }
 
 // The permanent attachment of `key` in the registry, if a live attach host serves it.

@@ -89,7 +89,7 @@ class AttachHost {
     VDISK_ASSIGN_OR_RETURN(disk_, OpenDisk::Open(BuiltinProviders(), request_.open));
     control_path_ =
         registry_.dir() / ("host-" + std::to_string(ProcessId::Current().pid) + ".control");
-    VDISK_ASSIGN_OR_RETURN(auto listener, platform::ListenUnix(control_path_, 0600));
+    VDISK_ASSIGN_OR_RETURN(auto listener, platform::ListenPrivate(control_path_));
     control_ = std::move(listener);
     NbdAttachOptions options = request_.attach;
     options.permanent = true;
@@ -166,10 +166,24 @@ class AttachHost {
 
 // --- the command line ----------------------------------------------------------------------------
 
+namespace {
+
+// Paths travel as UTF-8 (the native bytes on POSIX; Windows converts to and from UTF-16).
+std::string PathArgument(const fs::path& path) {
+  const std::u8string utf8 = path.u8string();
+  return std::string(utf8.begin(), utf8.end());
+}
+
+fs::path PathFromArgument(const std::string& argument) {
+  return fs::path(std::u8string(argument.begin(), argument.end()));
+}
+
+}  // namespace
+
 std::vector<std::string> HostArguments(const AttachHostRequest& request) {
   std::vector<std::string> args = {
-      "--registry", request.registry_dir.string(),
-      "--disk",     request.open.path.string(),
+      "--registry", PathArgument(request.registry_dir),
+      "--disk",     PathArgument(request.open.path),
       "--format",   std::to_string(static_cast<std::uint32_t>(request.open.format))};
   if (request.open.options.read_only) args.push_back("--open-read-only");
   if (request.open.options.no_write_hardening) args.push_back("--no-write-hardening");
@@ -198,9 +212,9 @@ Result<AttachHostRequest> ParseHostArguments(const std::vector<std::string>& arg
     const std::string& arg = arguments[i];
     const bool has_value = i + 1 < arguments.size();
     if (arg == "--registry" && has_value) {
-      request.registry_dir = arguments[++i];
+      request.registry_dir = PathFromArgument(arguments[++i]);
     } else if (arg == "--disk" && has_value) {
-      request.open.path = arguments[++i];
+      request.open.path = PathFromArgument(arguments[++i]);
     } else if (arg == "--format" && has_value) {
       const unsigned long format = std::strtoul(arguments[++i].c_str(), nullptr, 10);
       if (format > static_cast<unsigned long>(DiskFormat::kVhdSet)) return bad("bad --format");
@@ -249,6 +263,9 @@ Result<fs::path> AttachHostProgram() {
   } else {
     VDISK_ASSIGN_OR_RETURN(const fs::path dir, platform::ThisModuleDirectory());
     program = dir / kAttachHostProgram;
+#ifdef _WIN32
+    program += ".exe";
+#endif
   }
   std::error_code ec;
   if (!fs::is_regular_file(program, ec)) {
@@ -274,7 +291,7 @@ Status DetachThroughHost(const AttachmentRecord& record) {
   if (record.control_path.empty()) {
     return Status(Code::kInvalidParameter, disk + ": not served by an attach host");
   }
-  auto connected = platform::ConnectUnix(record.control_path);
+  auto connected = platform::ConnectPrivate(record.control_path);
   if (!connected.ok()) {
     if (!record.server.Alive()) return Status(Code::kNotVirtualDisk, disk + ": no longer attached");
     return connected.status().WithContext("connecting to the attach host of " + disk);

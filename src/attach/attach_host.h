@@ -8,7 +8,8 @@
 //  1. becomes a daemon (platform::BecomeDaemon: its own session, nobody's child but init's,
 //     stdio on /dev/null);
 //  2. opens the disk itself, as the attaching handle had it open;
-//  3. listens on a control socket (mode 0600) in the attach registry's directory;
+//  3. listens on a control socket (mode 0600; platform::ListenPrivate) in the attach
+//     registry's directory;
 //  4. exports the disk over NBD exactly as an in-process attachment does (NbdAttachment), and
 //     records it in the registry as permanent, with its own pid and start time and the control
 //     socket's path;
@@ -31,7 +32,9 @@
 // of the module this code is linked into (libvirtdisk.so's directory, where it is built and
 // installed).
 //
-// POSIX only: on Windows StartAttachHost and DetachThroughHost answer kNotSupported.
+// On Windows the host is virtdisk-attach-host.exe, started detached (platform::StartDaemon),
+// and the control channel is platform::ListenPrivate's TCP-with-a-secret endpoint, whose file
+// takes the control socket's place; nothing else differs.
 // Thread safety: all functions may be called from any thread.
 #pragma once
 

@@ -19,8 +19,9 @@ bool SameFile(const std::filesystem::path& a, const std::filesystem::path& b) {
 Result<std::unique_ptr<Image>> OpenImage(const ProviderRegistry& registry,
                                          const std::filesystem::path& path, DiskFormat format,
                                          const OpenOptions& options, bool lock) {
-  const auto access =
-      options.read_only ? platform::FileAccess::kRead : platform::FileAccess::kReadWrite;
+  const auto access = !options.read_only ? platform::FileAccess::kReadWrite
+                     : lock               ? platform::FileAccess::kRead
+                                          : platform::FileAccess::kReadShared;
   VDISK_ASSIGN_OR_RETURN(auto file, platform::OpenFile(path, access));
   const Provider* provider = nullptr;
   if (format == DiskFormat::kUnknown) {

@@ -22,7 +22,14 @@
 
 namespace vdisk::platform {
 
-enum class FileAccess { kRead, kReadWrite };
+enum class FileAccess {
+  kRead,
+  kReadWrite,
+  // Reading a file that another process may hold for writing (the view of a disk an attach host
+  // serves): no lock is taken, and on Windows the open shares write and delete access, which the
+  // writer's open needs. On POSIX the same as kRead.
+  kReadShared,
+};
 enum class FileDisposition {
   kOpenExisting,  // fails with kFileNotFound if missing
   kCreateNew,     // fails with kFileExists if present

@@ -12,7 +12,10 @@
 //  4. StartDaemon returns what was written once the pipe is closed by every writer: when the
 //     daemon has reported, or died trying. It never waits for the daemon to exit.
 //
-// POSIX only; on Windows every function but ThisModuleDirectory answers kNotSupported.
+// That is the POSIX form. Windows has no fork and no descriptor 3: the program is created
+// detached at once, BecomeDaemon does nothing, and the report pipe's handle reaches the program
+// through an environment variable (src/platform/win32/process_win32.cpp). The contract above
+// holds on both.
 // Thread safety: all functions may be called from any thread.
 #pragma once
 

@@ -56,6 +56,8 @@ class Socket {
   // Ends both sides: the peer sees end-of-stream, and blocked sends and receives here fail.
   void Shutdown() noexcept;
   void Close() noexcept;
+  // Makes a receive that waits longer than `milliseconds` fail (0: wait for ever).
+  Status SetReceiveTimeout(std::uint32_t milliseconds);
 
  private:
   NativeSocket native_ = kInvalidNativeSocket;
@@ -84,6 +86,17 @@ Result<std::unique_ptr<Listener>> ListenUnix(const std::filesystem::path& path, 
 Result<std::unique_ptr<Listener>> ListenTcp(std::string_view host, std::uint16_t port);
 
 Result<Socket> ConnectUnix(const std::filesystem::path& path);
+
+// A private endpoint: one that only processes of this user reach, named by a file at `path`
+// (in a directory of the user's). What an attach host's control channel listens on.
+//  - POSIX: a Unix socket with mode 0600 at `path`.
+//  - Windows: Wine has no AF_UNIX, so a TCP listener on 127.0.0.1 and, at `path`, a file with its
+//    port and a random secret ("tcp 127.0.0.1 <port> <secret>"); the file's ACL is its
+//    directory's. ConnectPrivate sends the secret as its first line, and Accept returns only
+//    connections that sent it within a few seconds (others are closed).
+// The file is removed when the Listener is destroyed.
+Result<std::unique_ptr<Listener>> ListenPrivate(const std::filesystem::path& path);
+Result<Socket> ConnectPrivate(const std::filesystem::path& path);
 Result<Socket> ConnectTcp(std::string_view host, std::uint16_t port);
 
 }  // namespace vdisk::platform

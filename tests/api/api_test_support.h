@@ -64,6 +64,24 @@ std::string PhysicalPath(HANDLE handle, DWORD* error = nullptr);
 void SetEnv(const char* name, const std::string& value);
 void UnsetEnv(const char* name);
 
+// A program built beside this test executable (".exe" added on Windows).
+std::filesystem::path ProgramBeside(const std::string& name);
+// Runs a program to its end with the given arguments; its exit code and what it printed on
+// standard output. Processes it starts in turn must not hold on to that output.
+struct ProgramResult {
+  int exit_code = -1;
+  std::string output;
+};
+ProgramResult RunProgram(const std::filesystem::path& program,
+                         const std::vector<std::string>& arguments);
+
+// Open handles of this process (file descriptors on Linux, kernel handles on Windows); -1 if
+// they cannot be counted.
+long ProcessHandleCount();
+// Memory this process holds for its data: bytes allocated from the heap on Linux (mallinfo2),
+// the commit charge on Windows (Wine reports no PrivateUsage); -1 if unknown.
+long long ProcessMemoryBytes();
+
 // Deterministic pseudo-random bytes.
 std::vector<unsigned char> Pattern(std::size_t length, std::uint32_t seed);
 

@@ -3,13 +3,14 @@
 // is found by OpenVirtualDisk and DetachVirtualDisk on other handles, and the attaching handle
 // gets its image back after the detach. The three-process version with real NBD clients is in
 // tests/interop/attach_host_interop_test.cpp.
-// Linux only: on Windows the attach host is not built yet (PERMANENT_LIFETIME gives
-// ERROR_NOT_SUPPORTED, pinned in attach_api_test.cpp).
-#ifndef _WIN32
+// On Windows the host is virtdisk-attach-host.exe beside VirtDisk.dll, its export a TCP port on
+// 127.0.0.1, and its control channel the private endpoint of src/platform/socket.h.
 #include <gtest/gtest.h>
+#ifndef _WIN32
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#endif
 
 #include <cerrno>
 #include <chrono>
@@ -26,7 +27,7 @@ namespace fs = std::filesystem;
 
 // One record of the attach registry, read from its file (key=value lines).
 struct Record {
-  pid_t pid = 0;
+  std::int64_t pid = 0;
   bool permanent = false;
   std::string socket;
   std::string control;
@@ -44,7 +45,7 @@ std::vector<Record> Records(const fs::path& dir) {
       if (eq == std::string::npos) continue;
       const std::string key = line.substr(0, eq);
       const std::string value = line.substr(eq + 1);
-      if (key == "pid") r.pid = static_cast<pid_t>(std::stol(value));
+      if (key == "pid") r.pid = std::stoll(value);
       if (key == "permanent") r.permanent = value == "1";
       if (key == "socket") r.socket = value;
       if (key == "control") r.control = value;
@@ -54,10 +55,30 @@ std::vector<Record> Records(const fs::path& dir) {
   return records;
 }
 
+#ifdef _WIN32
+bool Ended(std::int64_t pid) {
+  HANDLE process = OpenProcess(SYNCHRONIZE, FALSE, static_cast<DWORD>(pid));
+  if (process == nullptr) return true;
+  const bool ended = WaitForSingleObject(process, 0) == WAIT_OBJECT_0;
+  CloseHandle(process);
+  return ended;
+}
+
+bool Kill(std::int64_t pid) {
+  HANDLE process = OpenProcess(PROCESS_TERMINATE, FALSE, static_cast<DWORD>(pid));
+  if (process == nullptr) return false;
+  const bool killed = TerminateProcess(process, 137);
+  CloseHandle(process);
+  return killed;
+}
+
+std::int64_t ThisProcess() { return GetCurrentProcessId(); }
+constexpr const char* kUriPrefix = "nbd://127.0.0.1:";
+#else
 // Whether the process has ended: gone, or a zombie whose threads have all exited (the leader of
 // a killed multi-threaded process is a zombie while its other threads still hold its files).
-bool Ended(pid_t pid) {
-  if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+bool Ended(std::int64_t pid) {
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return true;
   const fs::path dir = "/proc/" + std::to_string(pid);
   std::ifstream stat(dir / "stat");
   std::string text;
@@ -72,23 +93,28 @@ bool Ended(pid_t pid) {
   return true;
 }
 
+bool Kill(std::int64_t pid) { return ::kill(static_cast<pid_t>(pid), SIGKILL) == 0; }
+std::int64_t ThisProcess() { return ::getpid(); }
+constexpr const char* kUriPrefix = "nbd+unix:///";
+#endif
+
 // Waits (generously: this only keeps a broken host from hanging the test) for `pid` to end.
-bool WaitEnded(pid_t pid) {
+bool WaitEnded(std::int64_t pid) {
   for (int i = 0; i < 6000 && !Ended(pid); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   return Ended(pid);
 }
 
 bool Exists(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0;
+  std::error_code ec;
+  return fs::exists(fs::path(path), ec);
 }
 
 class AttachHostTest : public ::testing::Test {
  protected:
   void SetUp() override {
     run_ = dir_.path() / "run";
-    ::setenv("VIRTDISK_RUNTIME_DIR", run_.c_str(), 1);
+    SetEnv("VIRTDISK_RUNTIME_DIR", run_.string());
     path_ = dir_.Wide("disk.vhdx");
     HANDLE h = nullptr;
     ASSERT_EQ(CreateVhd(path_, kSize, false, &h, 0, WString(), VIRTUAL_STORAGE_TYPE_DEVICE_VHDX),
@@ -101,10 +127,10 @@ class AttachHostTest : public ::testing::Test {
   void TearDown() override {
     // A failed test may leave a host behind: it must not outlive the test.
     for (const Record& r : Records(run_)) {
-      if (r.permanent && r.pid > 0) ::kill(r.pid, SIGKILL);
+      if (r.permanent && r.pid > 0) Kill(r.pid);
     }
-    ::unsetenv("VIRTDISK_RUNTIME_DIR");
-    ::unsetenv("VIRTDISK_ATTACH_HOST");
+    UnsetEnv("VIRTDISK_RUNTIME_DIR");
+    UnsetEnv("VIRTDISK_ATTACH_HOST");
   }
 
   HANDLE Open(bool read_only = false) {
@@ -141,7 +167,7 @@ TEST_F(AttachHostTest, PermanentAttachmentOutlivesItsHandleUntilDetached) {
   HANDLE h = Open();
   ASSERT_EQ(AttachPermanent(h), ERROR_SUCCESS);
   const std::string uri = PhysicalPath(h);
-  ASSERT_EQ(uri.rfind("nbd+unix:///", 0), 0u) << uri;
+  ASSERT_EQ(uri.rfind(kUriPrefix, 0), 0u) << uri;
   ASSERT_TRUE(CloseHandle(h));
 
   EXPECT_EQ(AllAttached(), std::vector<std::string>{uri}) << "closing the handle must not detach";
@@ -149,11 +175,13 @@ TEST_F(AttachHostTest, PermanentAttachmentOutlivesItsHandleUntilDetached) {
   ASSERT_EQ(records.size(), 1u);
   const Record host = records[0];
   EXPECT_TRUE(host.permanent);
-  EXPECT_NE(host.pid, ::getpid()) << "the export must live in a host process";
+  EXPECT_NE(host.pid, ThisProcess()) << "the export must live in a host process";
   EXPECT_FALSE(Ended(host.pid));
+#ifndef _WIN32
   struct stat st {};
   ASSERT_EQ(::stat(host.socket.c_str(), &st), 0) << host.socket;
   EXPECT_EQ(st.st_mode & 0777, 0600u) << "a NULL security descriptor: the owner only";
+#endif
   ASSERT_TRUE(Exists(host.control)) << host.control;
 
   // Another handle opens the file the host holds, sees the attachment, and detaches it.
@@ -164,7 +192,7 @@ TEST_F(AttachHostTest, PermanentAttachmentOutlivesItsHandleUntilDetached) {
   ASSERT_EQ(DetachVirtualDisk(other, DETACH_VIRTUAL_DISK_FLAG_NONE, 0), ERROR_SUCCESS);
   EXPECT_TRUE(Ended(host.pid)) << "DetachVirtualDisk returns once the host has exited";
   EXPECT_TRUE(AllAttached().empty());
-  EXPECT_FALSE(Exists(host.socket));
+  if (!host.socket.empty()) EXPECT_FALSE(Exists(host.socket));
   EXPECT_FALSE(Exists(host.control));
   DWORD error = 0;
   EXPECT_EQ(PhysicalPath(other, &error), "");
@@ -172,6 +200,51 @@ TEST_F(AttachHostTest, PermanentAttachmentOutlivesItsHandleUntilDetached) {
   // The handle now holds the image itself.
   ExpectDataThroughHandle(other);
   CloseHandle(other);
+}
+
+// The first line a program printed, without its line end.
+std::string FirstLine(const std::string& output) {
+  std::string line = output.substr(0, output.find('\n'));
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return line;
+}
+
+// Microsoft's storage sample as separate processes: one attaches with PERMANENT_LIFETIME and
+// exits, this one sees the attachment, another opens the file and detaches it.
+TEST_F(AttachHostTest, AttachInOneProcessAndDetachInAnother) {
+  const fs::path client = ProgramBeside("attach_client");
+  const std::string disk = (dir_.path() / "disk.vhdx").string();
+  const ProgramResult attached = RunProgram(client, {"attach-permanent", disk});
+  ASSERT_EQ(attached.exit_code, 0) << attached.output;
+  const std::string line = FirstLine(attached.output);
+  const std::string uri = line.substr(line.find(' ') + 1);
+  ASSERT_EQ(line, "attached " + uri);
+  ASSERT_EQ(uri.rfind(kUriPrefix, 0), 0u) << uri;
+
+  const auto records = Records(run_);
+  ASSERT_EQ(records.size(), 1u);
+  const Record host = records[0];
+  EXPECT_TRUE(host.permanent);
+  EXPECT_FALSE(Ended(host.pid)) << "the attachment outlives the process that made it";
+  EXPECT_EQ(AllAttached(), std::vector<std::string>{uri});
+  HANDLE h = Open();
+  EXPECT_EQ(PhysicalPath(h), uri);
+  EXPECT_EQ(VirtualSize(h), kSize);
+  CloseHandle(h);
+
+  const ProgramResult detached = RunProgram(client, {"detach", disk});
+  ASSERT_EQ(detached.exit_code, 0) << detached.output;
+  EXPECT_EQ(FirstLine(detached.output), "detached");
+  EXPECT_TRUE(WaitEnded(host.pid));
+  EXPECT_TRUE(AllAttached().empty());
+  h = Open();
+  ExpectDataThroughHandle(h);
+  CloseHandle(h);
+  // Detaching again, from yet another process, finds nothing attached.
+  const ProgramResult again = RunProgram(client, {"detach", disk});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_EQ(FirstLine(again.output),
+            "error " + std::to_string(static_cast<DWORD>(ERROR_VIRTDISK_NOT_VIRTUAL_DISK)) + " detach");
 }
 
 TEST_F(AttachHostTest, AttachingHandleIsHandedOverUntilItDetaches) {
@@ -211,7 +284,7 @@ TEST_F(AttachHostTest, HandedOverHandleTakesTheImageBackWhenItsHostDies) {
   ASSERT_EQ(AttachPermanent(h), ERROR_SUCCESS);
   const auto records = Records(run_);
   ASSERT_EQ(records.size(), 1u);
-  ASSERT_EQ(::kill(records[0].pid, SIGKILL), 0);
+  ASSERT_TRUE(Kill(records[0].pid));
   ASSERT_TRUE(WaitEnded(records[0].pid));
   EXPECT_EQ(DetachVirtualDisk(h, DETACH_VIRTUAL_DISK_FLAG_NONE, 0),
             static_cast<DWORD>(ERROR_VIRTDISK_NOT_VIRTUAL_DISK))
@@ -264,7 +337,7 @@ TEST_F(AttachHostTest, DetachOfADiskThatIsNotAttachedKeepsItsError) {
 }
 
 TEST_F(AttachHostTest, MissingHostProgramFailsAndTheHandleKeepsItsImage) {
-  ::setenv("VIRTDISK_ATTACH_HOST", (dir_.path() / "no-such-host").c_str(), 1);
+  SetEnv("VIRTDISK_ATTACH_HOST", (dir_.path() / "no-such-host").string());
   HANDLE h = Open();
   EXPECT_EQ(AttachPermanent(h), static_cast<DWORD>(ERROR_FILE_NOT_FOUND));
   EXPECT_TRUE(AllAttached().empty());
@@ -273,7 +346,12 @@ TEST_F(AttachHostTest, MissingHostProgramFailsAndTheHandleKeepsItsImage) {
 }
 
 TEST_F(AttachHostTest, HostThatEndsWithoutReportingFails) {
-  ::setenv("VIRTDISK_ATTACH_HOST", "/bin/true", 1);
+#ifdef _WIN32
+  // A program that exits at once and knows nothing of the report handle.
+  SetEnv("VIRTDISK_ATTACH_HOST", "C:\\windows\\system32\\hostname.exe");
+#else
+  SetEnv("VIRTDISK_ATTACH_HOST", "/bin/true");
+#endif
   HANDLE h = Open();
   EXPECT_EQ(AttachPermanent(h), static_cast<DWORD>(ERROR_IO_DEVICE));
   EXPECT_TRUE(AllAttached().empty());
@@ -305,4 +383,3 @@ TEST_F(AttachHostTest, HostFailureComesBackAsItsWin32Error) {
 
 }  // namespace
 }  // namespace vdisk_test
-#endif  // _WIN32

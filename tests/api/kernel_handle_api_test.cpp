@@ -191,38 +191,6 @@ TEST(KernelHandle, ACloseThatBypassesTheHooksCancelsTheMirror) {
   CloseHandle(ov.hEvent);
 }
 
-// Handles of this process, counted with NtQuerySystemInformation(SystemHandleInformation = 16):
-// GetProcessHandleCount answers 0 under Wine 8.
-long ProcessHandleCount() {
-  using QuerySystemInformation = LONG(WINAPI*)(ULONG, PVOID, ULONG, PULONG);
-  struct Entry {
-    ULONG owner;
-    BYTE type;
-    BYTE flags;
-    USHORT value;
-    PVOID object;
-    ACCESS_MASK access;
-  };
-  auto query = reinterpret_cast<QuerySystemInformation>(reinterpret_cast<void*>(
-      GetProcAddress(GetModuleHandleW(L"ntdll.dll"), "NtQuerySystemInformation")));
-  if (query == nullptr) return -1;
-  std::vector<unsigned char> buffer(1 << 20);
-  LONG status = 0;
-  for (;;) {
-    ULONG needed = 0;
-    status = query(16, buffer.data(), static_cast<ULONG>(buffer.size()), &needed);
-    if (status != static_cast<LONG>(0xC0000004)) break;  // STATUS_INFO_LENGTH_MISMATCH
-    buffer.resize(buffer.size() * 2);
-  }
-  if (status != 0) return -1;
-  ULONG count = 0;
-  std::memcpy(&count, buffer.data(), sizeof count);
-  const auto* entries = reinterpret_cast<const Entry*>(buffer.data() + sizeof(void*));
-  long mine = 0;
-  for (ULONG i = 0; i < count; ++i) mine += entries[i].owner == GetCurrentProcessId();
-  return mine;
-}
-
 TEST(KernelHandle, OpenIoAndCloseLeaveNoHandleBehind) {
   TempDir dir;
   const WString path = dir.Wide("d.vhd");

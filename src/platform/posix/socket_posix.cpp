@@ -255,6 +255,16 @@ void Socket::Close() noexcept {
   }
 }
 
+Status Socket::SetReceiveTimeout(std::uint32_t milliseconds) {
+  timeval timeout{};
+  timeout.tv_sec = static_cast<time_t>(milliseconds / 1000);
+  timeout.tv_usec = static_cast<suseconds_t>((milliseconds % 1000) * 1000);
+  if (::setsockopt(native_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout) != 0) {
+    return SocketError(errno, "setsockopt(SO_RCVTIMEO)", "socket");
+  }
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<Listener>> ListenUnix(const std::filesystem::path& path,
                                              std::uint32_t mode) {
   VDISK_ASSIGN_OR_RETURN(const sockaddr_un address, UnixAddress(path));
@@ -371,5 +381,11 @@ Result<Socket> ConnectTcp(std::string_view host, std::uint16_t port) {
   ::freeaddrinfo(found);
   return last;
 }
+
+Result<std::unique_ptr<Listener>> ListenPrivate(const std::filesystem::path& path) {
+  return ListenUnix(path, 0600);
+}
+
+Result<Socket> ConnectPrivate(const std::filesystem::path& path) { return ConnectUnix(path); }
 
 }  // namespace vdisk::platform

@@ -148,7 +148,9 @@ Result<std::unique_ptr<File>> OpenOsFile(const std::filesystem::path& path, File
   const bool write = access == FileAccess::kReadWrite;
   const DWORD desired = GENERIC_READ | (write ? GENERIC_WRITE : 0);
   // Readers share with readers; a writer shares reading only, as the VHD stack does.
-  const DWORD share = FILE_SHARE_READ;
+  const DWORD share = access == FileAccess::kReadShared
+                          ? FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE
+                          : FILE_SHARE_READ;
   const DWORD creation = disposition == FileDisposition::kCreateNew ? CREATE_NEW : OPEN_EXISTING;
   const DWORD attributes = GetFileAttributesW(path.c_str());
   if (attributes != INVALID_FILE_ATTRIBUTES && (attributes & FILE_ATTRIBUTE_DIRECTORY) != 0)

@@ -16,8 +16,11 @@
 #include <atomic>
 #include <climits>
 #include <mutex>
+#include <random>
+#include <sstream>
 #include <string>
 
+#include "platform/file.h"
 #include "platform/socket.h"
 
 namespace vdisk::platform {
@@ -248,6 +251,15 @@ void Socket::Close() noexcept {
   }
 }
 
+Status Socket::SetReceiveTimeout(std::uint32_t milliseconds) {
+  const DWORD timeout = milliseconds;
+  if (setsockopt(Native(native_), SOL_SOCKET, SO_RCVTIMEO, reinterpret_cast<const char*>(&timeout),
+                 sizeof timeout) != 0) {
+    return SocketError(WSAGetLastError(), "setsockopt(SO_RCVTIMEO)", "socket");
+  }
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<Listener>> ListenUnix(const std::filesystem::path& path,
                                              std::uint32_t mode) {
   (void)mode;
@@ -351,6 +363,123 @@ Result<Socket> ConnectTcp(std::string_view host, std::uint16_t port) {
   }
   freeaddrinfo(found);
   return last;
+}
+
+// --- private endpoints: TCP on 127.0.0.1 behind a secret kept in a file (see socket.h) ---------
+
+namespace {
+
+constexpr std::uint32_t kSecretWait = 5000;  // ms a client has to send the secret
+constexpr std::size_t kSecretBytes = 32;
+
+std::string NewSecret() {
+  std::random_device random;  // rand_s: the system's cryptographic generator
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string secret;
+  for (std::size_t i = 0; i < kSecretBytes; ++i) {
+    const unsigned byte = random() & 0xFF;
+    secret.push_back(kHex[byte >> 4]);
+    secret.push_back(kHex[byte & 0xF]);
+  }
+  return secret;
+}
+
+// Reads one line of at most `limit` bytes (without its newline); "" on anything else.
+std::string ReceiveLine(Socket& socket, std::size_t limit) {
+  std::string line;
+  std::byte c{};
+  while (line.size() <= limit) {
+    auto n = socket.ReceiveSome(std::span(&c, 1));
+    if (!n.ok() || *n == 0) return "";
+    if (static_cast<char>(c) == '\n') return line;
+    line.push_back(static_cast<char>(c));
+  }
+  return "";
+}
+
+// Compares without stopping at the first difference, so timing tells nothing of the secret.
+bool SameSecret(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  unsigned char difference = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) difference |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return difference == 0;
+}
+
+class PrivateListener final : public Listener {
+ public:
+  PrivateListener(std::unique_ptr<Listener> tcp, std::string secret, std::filesystem::path file)
+      : tcp_(std::move(tcp)), secret_(std::move(secret)), file_(std::move(file)) {}
+  ~PrivateListener() override { DeleteFileW(file_.c_str()); }
+
+  Result<Socket> Accept() override {
+    for (;;) {
+      VDISK_ASSIGN_OR_RETURN(Socket client, tcp_->Accept());
+      if (!client.SetReceiveTimeout(kSecretWait).ok()) continue;
+      if (!SameSecret(ReceiveLine(client, secret_.size()), secret_)) continue;  // closes it
+      if (!client.SetReceiveTimeout(0).ok()) continue;
+      return client;
+    }
+  }
+  void Shutdown() noexcept override { tcp_->Shutdown(); }
+  std::uint16_t port() const override { return 0; }
+
+ private:
+  std::unique_ptr<Listener> tcp_;
+  const std::string secret_;
+  const std::filesystem::path file_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Listener>> ListenPrivate(const std::filesystem::path& path) {
+  VDISK_ASSIGN_OR_RETURN(auto tcp, ListenTcp("127.0.0.1", 0));
+  const std::string secret = NewSecret();
+  const std::string text =
+      "tcp 127.0.0.1 " + std::to_string(tcp->port()) + " " + secret + "\n";
+  // Written under a temporary name and renamed, so that a reader never sees half a file.
+  const std::filesystem::path temporary = path.wstring() + L".tmp";
+  HANDLE file = CreateFileW(temporary.c_str(), GENERIC_WRITE, 0, nullptr, CREATE_ALWAYS,
+                            FILE_ATTRIBUTE_NORMAL, nullptr);
+  if (file == INVALID_HANDLE_VALUE) {
+    return OsError(static_cast<int>(GetLastError()), "create", temporary);
+  }
+  DWORD written = 0;
+  const BOOL ok = WriteFile(file, text.data(), static_cast<DWORD>(text.size()), &written, nullptr);
+  const DWORD write_error = GetLastError();
+  CloseHandle(file);
+  if (!ok || written != text.size()) {
+    DeleteFileW(temporary.c_str());
+    return OsError(static_cast<int>(write_error), "write", temporary);
+  }
+  if (!MoveFileExW(temporary.c_str(), path.c_str(), MOVEFILE_REPLACE_EXISTING)) {
+    const DWORD error = GetLastError();
+    DeleteFileW(temporary.c_str());
+    return OsError(static_cast<int>(error), "rename to", path);
+  }
+  return std::unique_ptr<Listener>(
+      std::make_unique<PrivateListener>(std::move(tcp), secret, path));
+}
+
+Result<Socket> ConnectPrivate(const std::filesystem::path& path) {
+  HANDLE file = CreateFileW(path.c_str(), GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_DELETE,
+                            nullptr, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, nullptr);
+  if (file == INVALID_HANDLE_VALUE) return OsError(static_cast<int>(GetLastError()), "open", path);
+  char buffer[256] = {};
+  DWORD n = 0;
+  const BOOL ok = ReadFile(file, buffer, sizeof buffer - 1, &n, nullptr);
+  CloseHandle(file);
+  if (!ok) return OsError(static_cast<int>(GetLastError()), "read", path);
+  std::istringstream in(std::string(buffer, n));
+  std::string kind, host, secret;
+  unsigned port = 0;
+  in >> kind >> host >> port >> secret;
+  if (kind != "tcp" || port == 0 || port > 65535 || secret.size() != 2 * kSecretBytes) {
+    return Status(Code::kFileCorrupt, path.string() + ": not a private endpoint file");
+  }
+  VDISK_ASSIGN_OR_RETURN(Socket socket, ConnectTcp(host, static_cast<std::uint16_t>(port)));
+  const std::string line = secret + "\n";
+  VDISK_RETURN_IF_ERROR(socket.SendAll(std::as_bytes(std::span(line.data(), line.size()))));
+  return socket;
 }
 
 }  // namespace vdisk::platform

@@ -1,18 +1,22 @@
-// The other processes of attach_host_interop_test.cpp, written as a Win32 client of the public
-// API (Microsoft's storage sample: DEVICE_UNKNOWN + VENDOR_UNKNOWN, OPEN_VIRTUAL_DISK_VERSION_2,
-// VIRTUAL_DISK_ACCESS_NONE):
+// The other processes of attach_host_api_test.cpp and attach_host_interop_test.cpp, written as a
+// Win32 client of the public API (Microsoft's storage sample: DEVICE_UNKNOWN + VENDOR_UNKNOWN,
+// OPEN_VIRTUAL_DISK_VERSION_2, VIRTUAL_DISK_ACCESS_NONE). Builds for Linux and Windows:
 //   attach_client attach-permanent PATH   attach with PERMANENT_LIFETIME and the security
 //                                         descriptor O:BAG:BAD:(A;;GA;;;WD), close, exit
 //   attach_client attach-and-wait PATH    attach for the life of the process, then wait to be
 //                                         killed
 //   attach_client detach PATH             open the file and DetachVirtualDisk
 // Prints "attached <uri>" or "detached" on success, "error <code> <step>" otherwise (exit 1).
-#include <virtdisk.h>
-
+#ifdef _WIN32
+#include <windows.h>
+#else
 #include <unistd.h>
+#endif
+#include <virtdisk.h>
 
 #include <cstdio>
 #include <cstring>
+#include <cwchar>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -21,10 +25,22 @@ namespace {
 
 using WString = std::basic_string<WCHAR>;
 
+#ifdef _WIN32
+WString Wide(const wchar_t* path) { return WString(path); }
+bool Is(const wchar_t* arg, const wchar_t* command) { return std::wcscmp(arg, command) == 0; }
+[[noreturn]] void WaitToBeKilled() {
+  for (;;) Sleep(INFINITE);
+}
+#else
 WString Wide(const char* path) {
   const std::wstring w = std::filesystem::path(path).wstring();
   return WString(w.begin(), w.end());
 }
+bool Is(const char* arg, const char* command) { return std::strcmp(arg, command) == 0; }
+[[noreturn]] void WaitToBeKilled() {
+  for (;;) ::pause();
+}
+#endif
 
 int Fail(DWORD error, const char* step) {
   std::printf("error %lu %s\n", static_cast<unsigned long>(error), step);
@@ -92,7 +108,7 @@ int Attach(const WString& path, bool permanent) {
     CloseHandle(handle);
     return 0;
   }
-  for (;;) ::pause();
+  WaitToBeKilled();
 }
 
 int Detach(const WString& path) {
@@ -107,11 +123,17 @@ int Detach(const WString& path) {
 
 }  // namespace
 
+#ifdef _WIN32
+#define VIRTDISK_ARG(text) L##text
+int wmain(int argc, wchar_t** argv) {
+#else
+#define VIRTDISK_ARG(text) text
 int main(int argc, char** argv) {
+#endif
   if (argc != 3) return 2;
   const WString path = Wide(argv[2]);
-  if (std::strcmp(argv[1], "attach-permanent") == 0) return Attach(path, true);
-  if (std::strcmp(argv[1], "attach-and-wait") == 0) return Attach(path, false);
-  if (std::strcmp(argv[1], "detach") == 0) return Detach(path);
+  if (Is(argv[1], VIRTDISK_ARG("attach-permanent"))) return Attach(path, true);
+  if (Is(argv[1], VIRTDISK_ARG("attach-and-wait"))) return Attach(path, false);
+  if (Is(argv[1], VIRTDISK_ARG("detach"))) return Detach(path);
   return 2;
 }
