@@ -10,7 +10,7 @@ listing=$1
 here=$(cd "$(dirname "$0")/.." && pwd)
 expected=$(sed -n '/^EXPORTS/,$p' "$here/exports.def" | tail -n +2 | awk 'NF{print $1}' | sort)
 actual=$(sed -n '/\[Ordinal\/Name Pointer\] Table/,/^$/p' "$listing" |
-  grep -E '^[[:space:]]+\[ *[0-9]+\] ' | awk '{print $NF}' | sort)
+  { grep -E '^[[:space:]]+\[ *[0-9]+\] ' || true; } | awk '{print $NF}' | sort)
 imports=$(awk '/DLL Name:/{print toupper($3)}' "$listing" | sort -u)
 passed=0 failed=0
 if ((imports_only)); then

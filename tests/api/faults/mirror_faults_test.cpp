@@ -1,7 +1,8 @@
 // The mirror's failures as a Win32 caller sees them: through the caller's OVERLAPPED, its event
 // and GetVirtualDiskOperationProgress. This binary links the library's sources statically
 // (tests/api/CMakeLists.txt) so that it can make the target's file fail: a full disk (ENOSPC)
-// or a failing device (EIO) from target write k on (src/platform/fault_file.h).
+// or a failing device (EIO) from target write k on (src/platform/fault_file.h); on Windows the
+// same failures with their Win32 codes.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -106,8 +107,13 @@ TEST_P(MirrorFaults, TargetFailureAtChunkKCompletesTheOverlappedWithItsError) {
 
 INSTANTIATE_TEST_SUITE_P(
     Errors, MirrorFaults,
+#ifdef _WIN32
+    ::testing::Values(Fault{"DiskFull", ERROR_DISK_FULL, vdisk::Code::kDiskFull, ERROR_DISK_FULL},
+                      Fault{"IoDevice", ERROR_IO_DEVICE, vdisk::Code::kIoError, ERROR_IO_DEVICE}),
+#else
     ::testing::Values(Fault{"ENOSPC", 28, vdisk::Code::kDiskFull, ERROR_DISK_FULL},
                       Fault{"EIO", 5, vdisk::Code::kIoError, ERROR_IO_DEVICE}),
+#endif
     [](const ::testing::TestParamInfo<Fault>& info) { return std::string(info.param.name); });
 
 }  // namespace
