@@ -7,7 +7,9 @@
 
 #include "test_support.h"
 
-#ifndef _WIN32
+#ifdef _WIN32
+#include <windows.h>
+#else
 #include <sys/wait.h>
 #include <unistd.h>
 #endif
@@ -69,15 +71,37 @@ TEST(AttachRegistry, AddsFindsListsAndRemovesRecords) {
   EXPECT_EQ(registry.List()->size(), 1u);
 }
 
-#ifndef _WIN32
+// The id of a process that has ended: a child started and waited for.
+std::int64_t DeadProcess() {
+#ifdef _WIN32
+  wchar_t system[MAX_PATH];
+  GetSystemDirectoryW(system, MAX_PATH);
+  std::wstring program = std::wstring(system) + L"\\hostname.exe";
+  std::wstring command = L"hostname.exe";
+  STARTUPINFOW startup{};
+  startup.cb = sizeof startup;
+  PROCESS_INFORMATION process{};
+  if (!CreateProcessW(program.c_str(), command.data(), nullptr, nullptr, FALSE, DETACHED_PROCESS,
+                      nullptr, nullptr, &startup, &process))
+    return 0;
+  WaitForSingleObject(process.hProcess, INFINITE);
+  CloseHandle(process.hThread);
+  CloseHandle(process.hProcess);  // the last handle: the id is free again
+  return process.dwProcessId;
+#else
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  if (child < 0 || ::waitpid(child, &status, 0) != child) return 0;
+  return child;
+#endif
+}
+
 TEST(AttachRegistry, RecordOfADeadProcessIsRemovedWithItsSocket) {
   vdisk_unit::TempDir dir;
   AttachRegistry registry(dir.path());
-  const pid_t child = ::fork();
-  if (child == 0) ::_exit(0);
+  const std::int64_t child = DeadProcess();
   ASSERT_GT(child, 0);
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
   const auto socket = dir.path() / "dead.sock";
   std::ofstream(socket) << "";
   ASSERT_TRUE(registry.Add(RecordFor("/d/dead.vhdx", socket, ProcessId{child, 0})).ok());
@@ -97,7 +121,6 @@ TEST(AttachRegistry, RecycledPidWithAnotherStartTimeIsNotTheServer) {
   ProcessId impostor{self.pid, self.start_time + 12345};
   EXPECT_FALSE(impostor.Alive());
 }
-#endif
 
 TEST(AttachRegistry, ForCurrentUserHonoursTheRuntimeDirVariable) {
   vdisk_unit::TempDir dir;
