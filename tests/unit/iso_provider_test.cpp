@@ -1,7 +1,8 @@
 // The ISO provider through its Provider interface, on images made at test time by real producers
 // (genisoimage, xorriso, mkudffs) and checked against independent readers (isoinfo, udfinfo).
 // Tests that need a producer skip when it is not installed (Debian: genisoimage, xorriso,
-// udftools).
+// udftools). Under Wine the producers run on the host (host_shell.h).
+#include "host_shell.h"
 #include "test_support.h"
 #include "formats/iso/iso_provider.h"
 
@@ -62,28 +63,16 @@ std::string ReadText(const std::filesystem::path& path) {
   return text.str();
 }
 
-// The command that runs `name`: from PATH, or from the sbin folders that udftools installs into
-// and a non-root PATH may lack. Empty when the tool is not installed.
-std::string FindTool(const std::string& name) {
-#ifdef _WIN32
-  (void)name;
-  return {};
-#else
-  if (std::system(("command -v " + name + " >/dev/null 2>&1").c_str()) == 0) return name;
-  for (const char* dir : {"/usr/sbin/", "/sbin/"}) {
-    std::error_code ec;
-    if (std::filesystem::exists(std::string(dir) + name, ec)) return std::string(dir) + name;
-  }
-  return {};
-#endif
-}
+// The command that runs `name` on the host (see host_shell.h), or "" if it is not installed.
+std::string FindTool(const std::string& name) { return vdisk_unit::HostTool(name); }
 
-std::string Quote(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
+std::string Quote(const std::filesystem::path& path) { return vdisk_unit::ShellQuote(path); }
 
-// Runs a shell command with its output in `log`; returns its output, or fails the test.
+// Runs a shell command; returns its output, or fails the test. The output is also kept in `log`.
 std::string RunCommand(const std::string& command, const std::filesystem::path& log) {
-  const int rc = std::system((command + " >" + Quote(log) + " 2>&1").c_str());
-  std::string output = ReadText(log);
+  std::string output;
+  const int rc = vdisk_unit::HostShell(command, &output);
+  std::ofstream(log, std::ios::binary) << output;
   EXPECT_EQ(rc, 0) << command << "\n" << output;
   return output;
 }
@@ -505,13 +494,16 @@ TEST_P(UdfOnlyImage, OpensWithTheSizeUdfinfoReports) {
   ExpectFixedReadOnly2048(**opened);
   EXPECT_EQ((*opened)->virtual_size(), *blocks * *block_size) << info;
 
-  // A padded copy: the volume is the whole file, as udfinfo sees it too.
+  // A padded copy: the volume is the whole file, as udfinfo sees it too. (The image is closed
+  // first: on Windows a read-only open shares the file for reading only.)
+  opened->reset();
   std::filesystem::resize_file(path, (8 << 20) + 5 * kSector);
   opened = OpenIso(path);
   ASSERT_TRUE(opened.ok()) << opened.status().message();
   EXPECT_EQ((*opened)->virtual_size(), (8u << 20) + 5 * kSector);
 
   // Cut short inside the volume.
+  opened->reset();
   std::filesystem::resize_file(path, 2 << 20);
   opened = OpenIso(path);
   ASSERT_FALSE(opened.ok()) << "a cut volume opened with " << (*opened)->virtual_size();
@@ -541,6 +533,7 @@ TEST(IsoOpen, ReadsUdfStructuresWrittenByGenisoimage) {
   auto opened = OpenIso(path);
   ASSERT_TRUE(opened.ok()) << opened.status().message();
   EXPECT_EQ((*opened)->virtual_size(), bytes.size());
+  opened->reset();
   // With the partition descriptors' CRCs broken in both sequences it is corrupt.
   for (const std::uint64_t sector : {32u, 48u}) {
     for (std::uint64_t s = sector; s < sector + 16; ++s) {

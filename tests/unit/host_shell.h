@@ -1,0 +1,24 @@
+// POSIX shell commands for the unit tests' independent oracles (qemu-img, genisoimage, isoinfo,
+// mkudffs, udfinfo). On Linux they run through /bin/sh. Under Wine the Linux tools cannot be
+// started from a Windows program, so the command goes to the host through a spool directory that
+// tests/host_shell.sh serves (the ctest fixture host_shell starts it and names the directory in
+// VIRTDISK_HOST_SHELL); paths are given to the host as Wine maps them (wine_get_unix_file_name).
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace vdisk_unit {
+
+// Whether commands can be run at all (always on Linux; under Wine, when the bridge is served).
+bool HostShellAvailable();
+// Runs `command` in a POSIX shell; returns its exit status (-1 if it could not be run) and, in
+// `output` if given, what it wrote on standard output and error.
+int HostShell(const std::string& command, std::string* output = nullptr);
+// Whether the host has the program `name`, on PATH or in /usr/sbin or /sbin (where udftools
+// installs and a non-root PATH may not reach); the command to run it, or "" if it has not.
+std::string HostTool(const std::string& name);
+// `path` single-quoted for the shell, as the host names it.
+std::string ShellQuote(const std::filesystem::path& path);
+
+}  // namespace vdisk_unit
