@@ -2,6 +2,7 @@
 // ATTACH_VIRTUAL_DISK_FLAG_NO_LOCAL_HOST, ReadFile/WriteFile with OVERLAPPED offsets.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -253,6 +254,97 @@ TEST_F(RawIoTest, DifferencingChildReadsThroughToItsParent) {
   ASSERT_EQ(AttachRaw(h_, true), ERROR_SUCCESS);
   ASSERT_EQ(ReadAt(h_, 0, back.data(), 1 << 20), ERROR_SUCCESS);
   EXPECT_EQ(back, base_data);
+}
+
+// One synchronous-style transfer of the sample: ReadFile or WriteFile with an event OVERLAPPED
+// carrying the offset, then GetOverlappedResult waiting for it.
+bool Transfer(HANDLE disk, bool write, std::uint64_t offset, void* buffer, DWORD length) {
+  OVERLAPPED ov{};
+  ov.Offset = static_cast<DWORD>(offset);
+  ov.OffsetHigh = static_cast<DWORD>(offset >> 32);
+  ov.hEvent = CreateEventW(nullptr, TRUE, FALSE, nullptr);
+  DWORD done = 0;
+  const BOOL issued = write ? WriteFile(disk, buffer, length, &done, &ov)
+                            : ReadFile(disk, buffer, length, &done, &ov);
+  const bool ok = (issued || GetLastError() == ERROR_IO_PENDING) &&
+                  GetOverlappedResult(disk, &ov, &done, TRUE) && done == length;
+  CloseHandle(ov.hEvent);
+  return ok;
+}
+
+// Microsoft's RawIO sample: a source and a destination disk opened (UNKNOWN type and vendor, V2,
+// ACCESS_NONE) and attached with NO_LOCAL_HOST (the source READ_ONLY), their sizes and sector
+// sizes from GetVirtualDiskInformation, and the source copied sector range by sector range with
+// ReadFile and WriteFile; here from a dynamic VHDX into a dynamic VHD.
+TEST(RawIoSample, CopiesOneAttachedDiskToAnother) {
+  TempDir dir;
+  constexpr ULONGLONG kDiskSize = 24ull << 20;
+  std::vector<unsigned char> reference(kDiskSize);
+  HANDLE h = nullptr;
+  ASSERT_EQ(CreateVhd(dir.Wide("src.vhdx"), kDiskSize, false, &h, 0, WString(),
+                      VIRTUAL_STORAGE_TYPE_DEVICE_VHDX),
+            ERROR_SUCCESS);
+  ASSERT_EQ(AttachRaw(h), ERROR_SUCCESS);
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 40; ++i) {
+    const std::size_t length = (rng() % 64 + 1) * 512;
+    const std::uint64_t offset = rng() % ((kDiskSize - length) / 512) * 512;
+    const auto data = Pattern(length, static_cast<std::uint32_t>(rng()));
+    ASSERT_EQ(WriteAt(h, offset, data.data(), static_cast<DWORD>(length)), ERROR_SUCCESS);
+    std::memcpy(reference.data() + offset, data.data(), length);
+  }
+  ASSERT_TRUE(CloseHandle(h));
+  ASSERT_EQ(CreateVhd(dir.Wide("dst.vhd"), kDiskSize, false, &h), ERROR_SUCCESS);
+  ASSERT_TRUE(CloseHandle(h));
+
+  HANDLE source = nullptr;
+  HANDLE destination = nullptr;
+  ASSERT_EQ(OpenV2(dir.Wide("src.vhdx"), false, &source), ERROR_SUCCESS);
+  ASSERT_EQ(OpenV2(dir.Wide("dst.vhd"), false, &destination), ERROR_SUCCESS);
+  ATTACH_VIRTUAL_DISK_PARAMETERS attach{};
+  attach.Version = ATTACH_VIRTUAL_DISK_VERSION_1;
+  ASSERT_EQ(AttachVirtualDisk(source, nullptr,
+                              static_cast<ATTACH_VIRTUAL_DISK_FLAG>(
+                                  ATTACH_VIRTUAL_DISK_FLAG_NO_LOCAL_HOST |
+                                  ATTACH_VIRTUAL_DISK_FLAG_READ_ONLY),
+                              0, &attach, nullptr),
+            ERROR_SUCCESS);
+  ASSERT_EQ(AttachVirtualDisk(destination, nullptr, ATTACH_VIRTUAL_DISK_FLAG_NO_LOCAL_HOST, 0,
+                              &attach, nullptr),
+            ERROR_SUCCESS);
+  GET_VIRTUAL_DISK_INFO source_size{};
+  GET_VIRTUAL_DISK_INFO destination_size{};
+  source_size.Version = destination_size.Version = GET_VIRTUAL_DISK_INFO_SIZE;
+  ULONG info_size = sizeof source_size;
+  ASSERT_EQ(GetVirtualDiskInformation(source, &info_size, &source_size, nullptr), ERROR_SUCCESS);
+  info_size = sizeof destination_size;
+  ASSERT_EQ(GetVirtualDiskInformation(destination, &info_size, &destination_size, nullptr),
+            ERROR_SUCCESS);
+  ASSERT_EQ(source_size.Size.VirtualSize, kDiskSize);
+  ASSERT_GE(destination_size.Size.VirtualSize, source_size.Size.VirtualSize);
+  const ULONG sector = source_size.Size.SectorSize;
+  ASSERT_EQ(sector, 512u);
+
+  std::vector<unsigned char> buffer(sector * 2048);  // 1 MiB of sectors at a time
+  for (std::uint64_t offset = 0; offset < source_size.Size.VirtualSize;) {
+    const DWORD length = static_cast<DWORD>(
+        std::min<std::uint64_t>(buffer.size(), source_size.Size.VirtualSize - offset));
+    ASSERT_TRUE(Transfer(source, false, offset, buffer.data(), length)) << "read at " << offset;
+    ASSERT_TRUE(Transfer(destination, true, offset, buffer.data(), length)) << "write at " << offset;
+    offset += length;
+  }
+  // The read-only attachment refuses the sample's copy the other way round.
+  EXPECT_FALSE(Transfer(source, true, 0, buffer.data(), sector));
+  EXPECT_TRUE(CloseHandle(source));
+  EXPECT_TRUE(CloseHandle(destination));
+
+  ASSERT_EQ(OpenV2(dir.Wide("dst.vhd"), true, &h), ERROR_SUCCESS);
+  ASSERT_EQ(AttachRaw(h, true), ERROR_SUCCESS);
+  std::vector<unsigned char> back(kDiskSize);
+  for (std::uint64_t offset = 0; offset < kDiskSize; offset += 1 << 20)
+    ASSERT_EQ(ReadAt(h, offset, back.data() + offset, 1 << 20), ERROR_SUCCESS);
+  EXPECT_TRUE(back == reference) << "the copy differs from what was written to the source";
+  EXPECT_TRUE(CloseHandle(h));
 }
 
 TEST(IoCompletionPort, AttachWithAnOverlappedCompletesIt) {
