@@ -17,14 +17,19 @@
 #include <string>
 #include <vector>
 
-#ifndef _WIN32
-#include <fcntl.h>
+#ifdef _WIN32
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <windows.h>
+#else
 #include <signal.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #endif
+#include <thread>
 
+#include "host_shell.h"
 #include "test_support.h"
 #include "core/virtual_disk.h"
 #include "formats/registry/registry.h"
@@ -624,43 +629,107 @@ TEST(VhdxCrashSafety, WriteFromFileOnADifferencingDiskSurvivesACrashAtAnyWrite) 
   CrashSweep(true, /*from_file=*/true);
 }
 
-#ifndef _WIN32
+std::string FindTool(const char* name) { return vdisk_unit::HostTool(name); }
 
-std::string FindTool(const char* name) {
-  const char* path = std::getenv("PATH");
-  std::string dirs = path ? path : "/usr/bin:/bin";
-  std::size_t start = 0;
-  while (start <= dirs.size()) {
-    const std::size_t end = std::min(dirs.find(':', start), dirs.size());
-    const fs::path candidate = fs::path(dirs.substr(start, end - start)) / name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
-    start = end + 1;
-  }
-  return {};
-}
-
-int RunTool(const std::string& command) {
-  const int status = std::system((command + " >/dev/null 2>&1").c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+int RunTool(const std::string& command) { return vdisk_unit::HostShell(command); }
 
 // The child process of the kill test: runs the workload of `seed` until killed, appending the
-// index of each acknowledged step to `journal` (no fsync: a process kill loses nothing the
-// kernel has).
+// index of each acknowledged step to `journal` (flushed to the OS per line, without fsync: a
+// process kill loses nothing the kernel has). The journal exists before the disk is opened.
 [[noreturn]] void RunWriter(const fs::path& image, const fs::path& journal, std::uint64_t seed,
                             std::uint64_t size) {
-  const int fd = ::open(journal.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) ::_exit(2);
+  std::FILE* out = std::fopen(journal.string().c_str(), "ab");
+  if (out == nullptr) std::_Exit(2);
+  std::fflush(out);
   auto disk = Open(image, /*read_only=*/false);
-  if (!disk.ok()) ::_exit(3);
+  if (!disk.ok()) std::_Exit(3);
   Workload work(seed, size);
   for (std::uint64_t i = 0;; ++i) {
-    if (!Apply(**disk, work.Next()).ok()) ::_exit(4);
-    char line[32];
-    const int n = std::snprintf(line, sizeof line, "%llu\n", static_cast<unsigned long long>(i));
-    if (::write(fd, line, static_cast<std::size_t>(n)) != n) ::_exit(5);
+    if (!Apply(**disk, work.Next()).ok()) std::_Exit(4);
+    if (std::fprintf(out, "%llu\n", static_cast<unsigned long long>(i)) < 0 ||
+        std::fflush(out) != 0)
+      std::_Exit(5);
   }
 }
+
+// The writer as a process of its own, and its kill: fork and SIGKILL on Linux; on Windows this
+// program again, running only the case VhdxCrashSafety.WriterChild with the writer's arguments
+// in the environment, and TerminateProcess.
+#ifdef _WIN32
+constexpr const char* kWriterVariable = "VIRTDISK_KILLED_WRITER";
+constexpr DWORD kKilledCode = 137;
+
+struct Writer {
+  HANDLE process = nullptr;
+};
+
+Writer StartWriter(const fs::path& image, const fs::path& journal, std::uint64_t seed,
+                   std::uint64_t size) {
+  const std::string spec = image.string() + "|" + journal.string() + "|" + std::to_string(seed) +
+                           "|" + std::to_string(size);
+  SetEnvironmentVariableA(kWriterVariable, spec.c_str());
+  std::vector<wchar_t> self(32768);
+  GetModuleFileNameW(nullptr, self.data(), static_cast<DWORD>(self.size()));
+  std::wstring command = L"\"" + std::wstring(self.data()) +
+                         L"\" --gtest_filter=VhdxCrashSafety.WriterChild";
+  SECURITY_ATTRIBUTES inheritable{sizeof inheritable, nullptr, TRUE};
+  HANDLE null = CreateFileW(L"NUL", GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE,
+                            &inheritable, OPEN_EXISTING, 0, nullptr);
+  STARTUPINFOW startup{};
+  startup.cb = sizeof startup;
+  startup.dwFlags = STARTF_USESTDHANDLES;  // the child's test output is not this test's
+  startup.hStdInput = startup.hStdOutput = startup.hStdError = null;
+  PROCESS_INFORMATION info{};
+  const BOOL started = CreateProcessW(self.data(), command.data(), nullptr, nullptr, TRUE, 0,
+                                      nullptr, nullptr, &startup, &info);
+  CloseHandle(null);
+  SetEnvironmentVariableA(kWriterVariable, nullptr);
+  if (!started) return {};
+  CloseHandle(info.hThread);
+  return {info.hProcess};
+}
+
+// Kills the writer; whether it was still running (it must not end by itself).
+bool KillWriter(Writer& writer) {
+  TerminateProcess(writer.process, kKilledCode);
+  WaitForSingleObject(writer.process, INFINITE);
+  DWORD code = 0;
+  GetExitCodeProcess(writer.process, &code);
+  CloseHandle(writer.process);
+  return code == kKilledCode;
+}
+
+TEST(VhdxCrashSafety, WriterChild) {
+  const char* spec = std::getenv(kWriterVariable);
+  if (spec == nullptr) GTEST_SKIP() << "the writer process of WriterKilledWithSigkill...";
+  std::vector<std::string> parts;
+  std::string rest = spec;
+  for (std::size_t bar; (bar = rest.find('|')) != std::string::npos; rest.erase(0, bar + 1))
+    parts.push_back(rest.substr(0, bar));
+  parts.push_back(rest);
+  if (parts.size() != 4) std::_Exit(6);
+  RunWriter(parts[0], parts[1], std::stoull(parts[2]), std::stoull(parts[3]));
+}
+#else
+struct Writer {
+  pid_t pid = -1;
+};
+
+Writer StartWriter(const fs::path& image, const fs::path& journal, std::uint64_t seed,
+                   std::uint64_t size) {
+  const pid_t pid = ::fork();
+  if (pid == 0) RunWriter(image, journal, seed, size);
+  return {pid};
+}
+
+bool KillWriter(Writer& writer) {
+  ::kill(writer.pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(writer.pid, &status, 0) < 0) {
+  }
+  return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+}
+#endif
 
 std::uint64_t CountJournal(const fs::path& journal) {
   std::ifstream in(journal);
@@ -711,8 +780,8 @@ TEST(VhdxCrashSafety, WriterKilledWithSigkillLeavesAConsistentFile) {
     SCOPED_TRACE("trial " + std::to_string(trial) + (differencing ? " (differencing)" : ""));
     const fs::path image = dir / (differencing ? "child.avhdx" : "disk.vhdx");
     const fs::path journal = dir / "journal";
-    fs::copy_file(dir / (differencing ? "child-template.avhdx" : "template.vhdx"), image,
-                  fs::copy_options::overwrite_existing);
+    fs::remove(image);  // (mingw's copy_file cannot overwrite)
+    fs::copy_file(dir / (differencing ? "child-template.avhdx" : "template.vhdx"), image);
     fs::remove(journal);
     const std::uint64_t seed = rng();
     // A quarter of the kills land early (open, the first header updates, the first entries);
@@ -721,24 +790,19 @@ TEST(VhdxCrashSafety, WriterKilledWithSigkillLeavesAConsistentFile) {
     const bool early = trial % 4 == 0;
     const std::uint64_t wait_for_steps = early ? 0 : 1 + rng() % 40;
     const auto delay_us = static_cast<long>(early ? 300 + rng() % 5000 : rng() % 3000);
-    const pid_t pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) RunWriter(image, journal, seed, kSize);
+    Writer writer = StartWriter(image, journal, seed, kSize);
+    // The writer has started once its journal exists (a Windows process takes a while to start;
+    // a forked one does not). The bounds only keep a broken writer from hanging the test.
+    const auto started_by = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!fs::exists(journal) && std::chrono::steady_clock::now() < started_by)
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
     while (wait_for_steps > 0 && CountJournal(journal) < wait_for_steps &&
            std::chrono::steady_clock::now() < deadline) {
-      timespec poll{0, 200 * 1000};
-      ::nanosleep(&poll, nullptr);
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
-    timespec ts{0, delay_us * 1000};
-    while (::nanosleep(&ts, &ts) != 0) {
-    }
-    ::kill(pid, SIGKILL);
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0) {
-    }
-    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
-        << "the writer ended by itself with status " << status;
+    std::this_thread::sleep_for(std::chrono::microseconds(delay_us));
+    ASSERT_TRUE(KillWriter(writer)) << "the writer ended by itself";
     ++trials;
 
     const std::uint64_t done = CountJournal(journal);
@@ -775,11 +839,12 @@ TEST(VhdxCrashSafety, WriterKilledWithSigkillLeavesAConsistentFile) {
     // qemu replays the same log to the same content.
     if (!qemu_img.empty() && !differencing && dirty) {
       const fs::path copy = dir / "qemu-copy.vhdx";
-      fs::copy_file(image, copy, fs::copy_options::overwrite_existing);
-      ASSERT_EQ(RunTool(qemu_img + " check -r all -f vhdx '" + copy.string() + "'"), 0)
+      fs::remove(copy);
+      fs::copy_file(image, copy);
+      ASSERT_EQ(RunTool(qemu_img + " check -r all -f vhdx " + vdisk_unit::ShellQuote(copy)), 0)
           << "qemu-img check -r all (replays our log)";
-      EXPECT_EQ(RunTool(qemu_img + " compare -f vhdx -F raw '" + copy.string() + "' '" +
-                        raw.string() + "'"),
+      EXPECT_EQ(RunTool(qemu_img + " compare -f vhdx -F raw " + vdisk_unit::ShellQuote(copy) +
+                        " " + vdisk_unit::ShellQuote(raw)),
                 0)
           << "qemu's replay differs from ours";
       ++qemu_replays;
@@ -793,11 +858,11 @@ TEST(VhdxCrashSafety, WriterKilledWithSigkillLeavesAConsistentFile) {
     }
     EXPECT_TRUE(CurrentHeader(image).log_guid.is_zero());
     if (!qemu_img.empty() && !differencing) {
-      EXPECT_EQ(RunTool(qemu_img + " check -f vhdx '" + image.string() + "'"), 0)
+      EXPECT_EQ(RunTool(qemu_img + " check -f vhdx " + vdisk_unit::ShellQuote(image)), 0)
           << "qemu-img check after our replay";
       const fs::path raw = dir / "ours.raw";
-      EXPECT_EQ(RunTool(qemu_img + " compare -f vhdx -F raw '" + image.string() + "' '" +
-                        raw.string() + "'"),
+      EXPECT_EQ(RunTool(qemu_img + " compare -f vhdx -F raw " + vdisk_unit::ShellQuote(image) +
+                        " " + vdisk_unit::ShellQuote(raw)),
                 0)
           << "qemu reads what we read";
     }
@@ -816,8 +881,6 @@ TEST(VhdxCrashSafety, WriterKilledWithSigkillLeavesAConsistentFile) {
   EXPECT_GE(killed_mid_run, trials / 2) << "most kills should land after the writer started";
   EXPECT_GE(dirty_logs, trials / 2) << "most kills should leave a log to replay";
 }
-
-#endif  // _WIN32
 
 }  // namespace
 }  // namespace vdisk
