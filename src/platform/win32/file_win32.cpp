@@ -1,6 +1,14 @@
-// File over Win32: CreateFileW handles with positional ReadFile/WriteFile (OVERLAPPED offsets on
-// a synchronous handle), share modes for cross-process exclusion.
+// File over Win32: CreateFileW handles on which reads and writes are positional NtReadFile /
+// NtWriteFile calls, and share modes for cross-process exclusion.
+//
+// Why ntdll and not ReadFile/WriteFile with an OVERLAPPED offset: kernel32 passes the OVERLAPPED as
+// the I/O's completion context, and Wine then makes a wineserver round trip per call in case a
+// completion port is bound to the file (33 us against 2.6 us for the same 512-byte read). These
+// handles are ours and never bound to a port, so no completion context is passed. On Windows both
+// reach the same system call. Also, a ReadFile from inside the library would pass through the
+// DLL's own kernel32 hooks, which only disk handles need.
 #include <windows.h>
+#include <winternl.h>
 
 #include <algorithm>
 #include <string>
@@ -12,6 +20,49 @@ namespace vdisk::platform {
 namespace {
 
 constexpr DWORD kMaxChunk = 1u << 30;
+constexpr NTSTATUS kStatusPending = 0x00000103;
+constexpr NTSTATUS kStatusEndOfFile = static_cast<NTSTATUS>(0xC0000011);
+
+using NtTransferFn = NTSTATUS(NTAPI*)(HANDLE, HANDLE, PIO_APC_ROUTINE, PVOID, PIO_STATUS_BLOCK,
+                                      PVOID, ULONG, PLARGE_INTEGER, PULONG);
+using StatusToErrorFn = ULONG(NTAPI*)(NTSTATUS);
+
+struct NtFileIo {
+  NtTransferFn read;
+  NtTransferFn write;
+  StatusToErrorFn to_win32_error;
+};
+
+const NtFileIo& Nt() {
+  static const NtFileIo io = [] {
+    const HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+    return NtFileIo{
+        reinterpret_cast<NtTransferFn>(
+            reinterpret_cast<void*>(GetProcAddress(ntdll, "NtReadFile"))),
+        reinterpret_cast<NtTransferFn>(
+            reinterpret_cast<void*>(GetProcAddress(ntdll, "NtWriteFile"))),
+        reinterpret_cast<StatusToErrorFn>(
+            reinterpret_cast<void*>(GetProcAddress(ntdll, "RtlNtStatusToDosError")))};
+  }();
+  return io;
+}
+
+// One positional transfer of at most kMaxChunk bytes; `moved` is what it moved. A synchronous
+// handle finishes the I/O before returning; STATUS_PENDING is handled anyway, by waiting on the
+// file object, which is what the system signals when no event is given.
+NTSTATUS Transfer(NtTransferFn fn, HANDLE handle, void* buffer, DWORD length, std::uint64_t offset,
+                  DWORD& moved) {
+  IO_STATUS_BLOCK iosb{};
+  LARGE_INTEGER at{};
+  at.QuadPart = static_cast<LONGLONG>(offset);
+  NTSTATUS status = fn(handle, nullptr, nullptr, nullptr, &iosb, buffer, length, &at, nullptr);
+  if (status == kStatusPending) {
+    WaitForSingleObject(handle, INFINITE);
+    status = iosb.Status;
+  }
+  moved = status >= 0 ? static_cast<DWORD>(iosb.Information) : 0;
+  return status;
+}
 
 class Win32File final : public File {
  public:
@@ -24,17 +75,11 @@ class Win32File final : public File {
   Status ReadAt(std::uint64_t offset, std::span<std::byte> out) override {
     std::size_t done = 0;
     while (done < out.size()) {
-      OVERLAPPED ov{};
-      const std::uint64_t at = offset + done;
-      ov.Offset = static_cast<DWORD>(at);
-      ov.OffsetHigh = static_cast<DWORD>(at >> 32);
       const DWORD want = static_cast<DWORD>(std::min<std::size_t>(out.size() - done, kMaxChunk));
       DWORD got = 0;
-      if (!ReadFile(handle_, out.data() + done, want, &got, &ov)) {
-        const DWORD err = GetLastError();
-        if (err != ERROR_HANDLE_EOF) return OsError(static_cast<int>(err), "read", path_);
-        got = 0;
-      }
+      const NTSTATUS status =
+          Transfer(Nt().read, handle_, out.data() + done, want, offset + done, got);
+      if (status < 0 && status != kStatusEndOfFile) return NtError(status, "read");
       if (got == 0) {
         return Status(Code::kFileCorrupt, path_.string() + ": file ends before offset " +
                                               std::to_string(offset + out.size()));
@@ -47,14 +92,13 @@ class Win32File final : public File {
   Status WriteAt(std::uint64_t offset, std::span<const std::byte> data) override {
     std::size_t done = 0;
     while (done < data.size()) {
-      OVERLAPPED ov{};
-      const std::uint64_t at = offset + done;
-      ov.Offset = static_cast<DWORD>(at);
-      ov.OffsetHigh = static_cast<DWORD>(at >> 32);
       const DWORD want = static_cast<DWORD>(std::min<std::size_t>(data.size() - done, kMaxChunk));
       DWORD put = 0;
-      if (!WriteFile(handle_, data.data() + done, want, &put, &ov))
-        return OsError(static_cast<int>(GetLastError()), "write", path_);
+      // NtWriteFile does not write through the buffer; the cast only fits its signature.
+      void* source = const_cast<std::byte*>(data.data() + done);
+      const NTSTATUS status = Transfer(Nt().write, handle_, source, want, offset + done, put);
+      if (status < 0) return NtError(status, "write");
+      if (put == 0) return Status(Code::kIoError, path_.string() + ": write moved no bytes");
       done += put;
     }
     return Status::Ok();
@@ -110,6 +154,10 @@ class Win32File final : public File {
   std::optional<NativeHandle> native_handle() const override { return handle_; }
 
  private:
+  Status NtError(NTSTATUS status, std::string_view operation) const {
+    return OsError(static_cast<int>(Nt().to_win32_error(status)), operation, path_);
+  }
+
   HANDLE handle_;
   std::filesystem::path path_;
   bool writable_;
