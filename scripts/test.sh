@@ -14,6 +14,9 @@ source scripts/packages.sh
 ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}" "${WINDOWS_PACKAGES[@]}"
 
 jobs=$(nproc)
+# The unit tests' oracles (qemu-img, libvhdi, genisoimage, ...) are installed above: a test that
+# finds one missing fails instead of skipping.
+export VIRTDISK_REQUIRE_ORACLES=1
 section() { printf '\n=== %s ===\n' "$*"; }
 
 section "Linux build"

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "libvhdi_reader.h"
 #include "pattern.h"
 
 namespace vdisk_interop {
@@ -167,14 +168,5 @@ std::optional<VIRTUAL_STORAGE_TYPE> QueryStorageType(HANDLE handle, DWORD* error
 // Opens `path` read-only (V2, type UNKNOWN), attaches read-only, reads the whole disk.
 // nullopt with the failing step in `error`.
 std::optional<Bytes> ReadImageThroughApi(const std::filesystem::path& path, std::string* error);
-
-// --- libvhdi (a second, independent reader) -------------------------------------------------------
-
-bool HaveLibvhdi();
-// Reads the whole disk of `chain` (top first, base last: each file's parent is the next one)
-// through libvhdi; nullopt with libvhdi's message in `error`. `media_size` receives the size
-// libvhdi reports for the top file.
-std::optional<Bytes> LibvhdiReadAll(const std::vector<std::filesystem::path>& chain,
-                                    std::uint64_t* media_size, std::string* error);
 
 }  // namespace vdisk_interop

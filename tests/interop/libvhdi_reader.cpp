@@ -1,23 +1,18 @@
-// libvhdi (libyal) as a second, independent VHD reader. Kept in its own translation unit: its
+// libvhdi (libyal) as a second, independent VHD/VHDX reader. Kept in its own translation unit: its
 // headers and virtdisk/win32.h both define Win32-looking names.
 //
 // Known limitation of libvhdi 20210425 (Debian 12): in a VHD differencing image it mis-reads
 // sector bitmap bytes that are neither 0x00 nor 0xFF, so differencing chains are compared with
 // libvhdi only when every write is 4 KiB aligned (whole bitmap bytes).
-#include <cstdint>
-#include <filesystem>
+#include "libvhdi_reader.h"
+
 #include <memory>
-#include <optional>
-#include <string>
-#include <vector>
 
 #ifdef VIRTDISK_HAVE_LIBVHDI
 #include <libvhdi.h>
 #endif
 
 namespace vdisk_interop {
-
-using Bytes = std::vector<std::uint8_t>;
 
 #ifdef VIRTDISK_HAVE_LIBVHDI
 
@@ -94,12 +89,48 @@ std::optional<Bytes> LibvhdiReadAll(const std::vector<std::filesystem::path>& ch
   return data;
 }
 
+std::optional<LibvhdiIdentifiers> LibvhdiReadIdentifiers(const std::filesystem::path& path,
+                                                         std::string* error) {
+  libvhdi_error_t* e = nullptr;
+  libvhdi_file_t* raw = nullptr;
+  if (libvhdi_file_initialize(&raw, &e) != 1) {
+    if (error) *error = "libvhdi_file_initialize: " + TakeMessage(e);
+    return std::nullopt;
+  }
+  if (libvhdi_file_open(raw, path.c_str(), LIBVHDI_OPEN_READ, &e) != 1) {
+    libvhdi_file_free(&raw, nullptr);
+    if (error) *error = "libvhdi_file_open " + path.string() + ": " + TakeMessage(e);
+    return std::nullopt;
+  }
+  File file(raw);
+  LibvhdiIdentifiers out;
+  if (libvhdi_file_get_identifier(file.get(), out.identifier.data(), out.identifier.size(), &e) !=
+      1) {
+    if (error) *error = "libvhdi_file_get_identifier " + path.string() + ": " + TakeMessage(e);
+    return std::nullopt;
+  }
+  // 0 means the disk has no parent: the zeros stay.
+  if (libvhdi_file_get_parent_identifier(file.get(), out.parent.data(), out.parent.size(), &e) ==
+      -1) {
+    if (error)
+      *error = "libvhdi_file_get_parent_identifier " + path.string() + ": " + TakeMessage(e);
+    return std::nullopt;
+  }
+  return out;
+}
+
 #else
 
 bool HaveLibvhdi() { return false; }
 
 std::optional<Bytes> LibvhdiReadAll(const std::vector<std::filesystem::path>&, std::uint64_t*,
                                     std::string* error) {
+  if (error) *error = "built without libvhdi";
+  return std::nullopt;
+}
+
+std::optional<LibvhdiIdentifiers> LibvhdiReadIdentifiers(const std::filesystem::path&,
+                                                         std::string* error) {
   if (error) *error = "built without libvhdi";
   return std::nullopt;
 }

@@ -136,6 +136,11 @@ int HostShell(const std::string& command, std::string* output) {
 
 #endif
 
+bool OraclesRequired() {
+  const char* value = std::getenv("VIRTDISK_REQUIRE_ORACLES");
+  return value != nullptr && std::string(value) == "1";
+}
+
 std::string HostTool(const std::string& name) {
   if (!HostShellAvailable()) return {};
   std::string found;

@@ -5,6 +5,8 @@
 // VIRTDISK_HOST_SHELL); paths are given to the host as Wine maps them (wine_get_unix_file_name).
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <string>
 
@@ -20,5 +22,16 @@ int HostShell(const std::string& command, std::string* output = nullptr);
 std::string HostTool(const std::string& name);
 // `path` single-quoted for the shell, as the host names it.
 std::string ShellQuote(const std::filesystem::path& path);
+// Whether a missing oracle fails the test instead of skipping it: VIRTDISK_REQUIRE_ORACLES=1,
+// which scripts/test.sh sets so that a run whose oracles are missing cannot pass.
+bool OraclesRequired();
 
 }  // namespace vdisk_unit
+
+// Ends a test whose oracle is missing: a skip, or a failure when OraclesRequired().
+//   if (HostTool("qemu-img").empty()) VDISK_ORACLE_MISSING("qemu-img is not installed");
+#define VDISK_ORACLE_MISSING(why)                                                   \
+  if (::vdisk_unit::OraclesRequired())                                            \
+    GTEST_FAIL() << why << " (VIRTDISK_REQUIRE_ORACLES=1 makes this a failure)";   \
+  else                                                                            \
+    GTEST_SKIP() << why

@@ -398,30 +398,30 @@ void CheckProducedIso(const std::string& producer_args, const std::string& extra
 
 TEST(IsoOpen, ReadsSizeFromPrimaryVolumeDescriptor) {
   if (FindTool("genisoimage").empty() || FindTool("isoinfo").empty())
-    GTEST_SKIP() << "genisoimage not installed";
+    VDISK_ORACLE_MISSING("genisoimage not installed");
   CheckProducedIso("genisoimage -quiet");
 }
 
 TEST(IsoOpen, ReadsJolietRockRidgeImage) {
   if (FindTool("genisoimage").empty() || FindTool("isoinfo").empty())
-    GTEST_SKIP() << "genisoimage not installed";
+    VDISK_ORACLE_MISSING("genisoimage not installed");
   CheckProducedIso("genisoimage -quiet -J -R -V VOL");
 }
 
 TEST(IsoOpen, ReadsIsoUdfBridgeImageByItsPrimaryVolumeDescriptor) {
   if (FindTool("genisoimage").empty() || FindTool("isoinfo").empty())
-    GTEST_SKIP() << "genisoimage not installed";
+    VDISK_ORACLE_MISSING("genisoimage not installed");
   CheckProducedIso("genisoimage -quiet -udf");
 }
 
 TEST(IsoOpen, ReadsXorrisoImage) {
   if (FindTool("xorriso").empty() || FindTool("isoinfo").empty())
-    GTEST_SKIP() << "xorriso not installed";
+    VDISK_ORACLE_MISSING("xorriso not installed");
   CheckProducedIso("xorriso -as mkisofs -quiet -R -J");
 }
 
 TEST(IsoOpen, RejectsDamagedGenisoimageImages) {
-  if (FindTool("genisoimage").empty()) GTEST_SKIP() << "genisoimage not installed";
+  if (FindTool("genisoimage").empty()) VDISK_ORACLE_MISSING("genisoimage not installed");
   TempDir dir;
   const SourceTree tree = MakeSourceTree(dir.path() / "src");
   const auto good = dir.path() / "good.iso";
@@ -477,7 +477,7 @@ class UdfOnlyImage : public testing::TestWithParam<const char*> {};
 TEST_P(UdfOnlyImage, OpensWithTheSizeUdfinfoReports) {
   const std::string mkudffs = FindTool("mkudffs");
   const std::string udfinfo = FindTool("udfinfo");
-  if (mkudffs.empty() || udfinfo.empty()) GTEST_SKIP() << "udftools not installed";
+  if (mkudffs.empty() || udfinfo.empty()) VDISK_ORACLE_MISSING("udftools not installed");
   TempDir dir;
   const auto path = dir.path() / "udf.iso";
   const auto log = dir.path() / "log.txt";
@@ -514,7 +514,7 @@ TEST_P(UdfOnlyImage, OpensWithTheSizeUdfinfoReports) {
 // CD001 descriptors overwritten by the UDF recognition sequence the image is UDF-only, and its
 // anchor, sequences and partition are read as written by genisoimage.
 TEST(IsoOpen, ReadsUdfStructuresWrittenByGenisoimage) {
-  if (FindTool("genisoimage").empty()) GTEST_SKIP() << "genisoimage not installed";
+  if (FindTool("genisoimage").empty()) VDISK_ORACLE_MISSING("genisoimage not installed");
   TempDir dir;
   const SourceTree tree = MakeSourceTree(dir.path() / "src");
   const auto path = dir.path() / "bridge.iso";

@@ -1,24 +1,20 @@
 // VHDX against independent implementations: files that qemu-img/qemu-io create and write read
 // identically here; files created and written here pass `qemu-img check`, compare equal to our
-// raw reading with `qemu-img compare`, and read identically through libvhdi (loaded with dlopen,
-// so the unit tests need no link-time dependency). Tests whose tool is missing skip themselves.
-// Under Wine the qemu tools run on the host (host_shell.h); libvhdi, a Linux library, does not.
+// raw reading with `qemu-img compare`, and read identically through libvhdi (through the
+// libvhdi_dump program, so the unit tests need no link-time dependency). Tests whose tool is
+// missing skip themselves. Under Wine the tools run on the host (host_shell.h).
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
-
-#ifndef _WIN32
-#include <dlfcn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-#endif
 
 #include "host_shell.h"
 #include "test_support.h"
@@ -100,117 +96,67 @@ std::vector<std::byte> Pattern(std::uint64_t seed, std::size_t size) {
   return out;
 }
 
-// --- libvhdi through dlopen ------------------------------------------------------------------
+// --- libvhdi through libvhdi_dump ---------------------------------------------------------
 
-#ifndef _WIN32
-
-class Libvhdi {
- public:
-  static Libvhdi* Get() {
-    static Libvhdi* instance = [] {
-      auto* lib = new Libvhdi;  // NOLINT: lives for the process, like the library it wraps
-      if (!lib->Load()) {
-        delete lib;  // NOLINT
-        return static_cast<Libvhdi*>(nullptr);
-      }
-      return lib;
-    }();
-    return instance;
-  }
-
-  // Reads the whole disk at the top of `chain` (top first), or fails with a message.
-  std::vector<std::byte> ReadChain(const std::vector<fs::path>& chain, std::string& error) {
-    std::vector<void*> files;
-    std::vector<std::byte> out;
-    for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
-      void* file = nullptr;
-      void* e = nullptr;
-      if (initialize_(&file, &e) != 1 || open_(file, it->c_str(), 1, &e) != 1) {
-        error = "libvhdi cannot open " + it->string();
-        if (e) error_free_(&e);
-        if (file) free_(&file, nullptr);
-        break;
-      }
-      if (!files.empty() && set_parent_(file, files.back(), &e) != 1) {
-        error = "libvhdi_file_set_parent_file " + it->string();
-        if (e) error_free_(&e);
-      }
-      files.push_back(file);
-    }
-    if (files.size() == chain.size()) {
-      std::uint64_t size = 0;
-      void* e = nullptr;
-      if (media_size_(files.back(), &size, &e) == 1) {
-        out.resize(size);
-        for (std::uint64_t at = 0; at < size && error.empty(); at += 4 * kMiB) {
-          const std::size_t n =
-              static_cast<std::size_t>(std::min<std::uint64_t>(4 * kMiB, size - at));
-          if (read_(files.back(), out.data() + at, n, static_cast<std::int64_t>(at), &e) !=
-              static_cast<long>(n)) {
-            error = "libvhdi read at " + std::to_string(at);
-          }
-        }
-      } else {
-        error = "libvhdi_file_get_media_size";
-      }
-      if (e) error_free_(&e);
-    }
-    for (void* f : files) {
-      close_(f, nullptr);
-      free_(&f, nullptr);
-    }
-    return out;
-  }
-
-  // libvhdi's idea of the file's identifier, or of its parent's (raw GUID bytes).
-  bool Identifier(const fs::path& path, bool of_parent, Guid& out) {
-    void* file = nullptr;
-    void* e = nullptr;
-    if (initialize_(&file, &e) != 1 || open_(file, path.c_str(), 1, &e) != 1) return false;
-    const bool ok =
-        (of_parent ? get_parent_identifier_ : get_identifier_)(file, out.bytes.data(), 16, &e) == 1;
-    if (e) error_free_(&e);
-    close_(file, nullptr);
-    free_(&file, nullptr);
-    return ok;
-  }
-
- private:
-  template <typename F>
-  bool Sym(F& f, const char* name) {
-    f = reinterpret_cast<F>(::dlsym(handle_, name));
-    return f != nullptr;
-  }
-  bool Load() {
-    handle_ = ::dlopen("libvhdi.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (handle_ == nullptr) return false;
-    return Sym(initialize_, "libvhdi_file_initialize") && Sym(free_, "libvhdi_file_free") &&
-           Sym(open_, "libvhdi_file_open") && Sym(close_, "libvhdi_file_close") &&
-           Sym(read_, "libvhdi_file_read_buffer_at_offset") &&
-           Sym(media_size_, "libvhdi_file_get_media_size") &&
-           Sym(set_parent_, "libvhdi_file_set_parent_file") &&
-           Sym(get_identifier_, "libvhdi_file_get_identifier") &&
-           Sym(get_parent_identifier_, "libvhdi_file_get_parent_identifier") &&
-           Sym(error_free_, "libvhdi_error_free");
-  }
-
-  void* handle_ = nullptr;
-  int (*initialize_)(void**, void**) = nullptr;
-  int (*free_)(void**, void**) = nullptr;
-  int (*open_)(void*, const char*, int, void**) = nullptr;
-  int (*close_)(void*, void**) = nullptr;
-  long (*read_)(void*, void*, std::size_t, std::int64_t, void**) = nullptr;
-  int (*media_size_)(void*, std::uint64_t*, void**) = nullptr;
-  int (*set_parent_)(void*, void*, void**) = nullptr;
-  int (*get_identifier_)(void*, std::uint8_t*, std::size_t, void**) = nullptr;
-  int (*get_parent_identifier_)(void*, std::uint8_t*, std::size_t, void**) = nullptr;
-  void (*error_free_)(void**) = nullptr;
+// libvhdi reads the disks of a chain through tests/interop/libvhdi_dump, a Linux program named by
+// VIRTDISK_LIBVHDI_DUMP in the environment of the shell that runs it (ctest sets it for this
+// program on Linux, and for the host shell's server under Wine).
+struct LibvhdiView {
+  std::vector<std::byte> data;
+  // Per file of the chain, top first: libvhdi's identifier and its parent identifier (hex).
+  std::vector<std::pair<std::string, std::string>> identifiers;
 };
 
-#endif  // _WIN32
+bool HaveLibvhdiDump() {
+  return vdisk_unit::HostShellAvailable() &&
+         Sh("test -x \"${VIRTDISK_LIBVHDI_DUMP:-}\"") == 0;
+}
+
+// Reads `chain` (top first); fails the test with libvhdi's message if it cannot.
+LibvhdiView LibvhdiRead(const std::vector<fs::path>& chain, const fs::path& out) {
+  std::string command = "\"$VIRTDISK_LIBVHDI_DUMP\" " + Q(out);
+  for (const auto& file : chain) command += " " + Q(file);
+  std::string output;
+  LibvhdiView view;
+  if (Sh(command, &output) != 0) {
+    ADD_FAILURE() << command << "\n" << output;
+    return view;
+  }
+  view.data = ReadFile(out);
+  std::istringstream lines(output);
+  for (std::string id, parent; lines >> id >> parent;) view.identifiers.emplace_back(id, parent);
+  if (view.identifiers.size() != chain.size()) ADD_FAILURE() << command << "\n" << output;
+  return view;
+}
+
+// Our reading of a file's DataWriteGuid and the parent linkage it records (zero without one).
+std::pair<Guid, Guid> Identifiers(const fs::path& path) {
+  auto file = platform::OpenOsFile(path, platform::FileAccess::kReadShared,
+                                   platform::FileDisposition::kOpenExisting);
+  EXPECT_TRUE(file.ok()) << path << ": " << file.status().message();
+  if (!file.ok()) return {};
+  OpenOptions options;
+  options.read_only = true;
+  auto image = vhdx::VhdxImage::Open(std::move(*file), options);
+  EXPECT_TRUE(image.ok()) << path << ": " << image.status().message();
+  if (!image.ok()) return {};
+  const auto parent = (*image)->parent();
+  return {(*image)->data_write_guid(), parent ? parent->parent_id : Guid{}};
+}
+
+// A GUID as libvhdi_dump prints it: libvhdi gives GUIDs in their text order (the first three
+// fields big-endian), so this is our "{XXXXXXXX-XXXX-...}" text without braces and dashes.
+std::string TextOrderHex(const Guid& guid) {
+  std::string out;
+  for (const char c : guid.ToString()) {
+    if (std::isxdigit(static_cast<unsigned char>(c)))
+      out.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  }
+  return out;
+}
 
 #define REQUIRE_TOOL(name) \
-  if (!HaveTool(name)) GTEST_SKIP() << name << " is not installed"
+  if (!HaveTool(name)) VDISK_ORACLE_MISSING(std::string(name) + " is not installed")
 
 // --- qemu writes, we read ----------------------------------------------------------------------
 
@@ -315,11 +261,11 @@ TEST(VhdxInterop, QemuChecksAndReadsOurFiles) {
 }
 
 TEST(VhdxInterop, LibvhdiReadsOurFilesAndChains) {
-#ifdef _WIN32
-  GTEST_SKIP() << "libvhdi is a Linux library; the Linux run reads these files through it";
-#else
-  Libvhdi* libvhdi = Libvhdi::Get();
-  if (libvhdi == nullptr) GTEST_SKIP() << "libvhdi.so.1 is not installed";
+  if (!HaveLibvhdiDump()) {
+    VDISK_ORACLE_MISSING(
+        "no libvhdi_dump: VIRTDISK_LIBVHDI_DUMP does not name it (it is built with the Linux "
+        "preset when libvhdi-dev is installed)");
+  }
   TempDir dir;
   for (std::uint32_t logical : {512u, 4096u}) {
     SCOPED_TRACE("logical sector " + std::to_string(logical));
@@ -339,18 +285,21 @@ TEST(VhdxInterop, LibvhdiReadsOurFilesAndChains) {
     for (const auto& chain :
          std::vector<std::vector<fs::path>>{{fixed}, {base}, {mid, base}, {top, mid, base}}) {
       SCOPED_TRACE(chain.front().filename().string());
-      std::string error;
-      const auto theirs = libvhdi->ReadChain(chain, error);
-      ASSERT_TRUE(error.empty()) << error;
-      EXPECT_TRUE(theirs == OurRead(chain.front())) << "libvhdi reads differently";
+      const LibvhdiView theirs = LibvhdiRead(chain, dir / "libvhdi.raw");
+      ASSERT_EQ(theirs.identifiers.size(), chain.size());
+      EXPECT_TRUE(theirs.data == OurRead(chain.front())) << "libvhdi reads differently";
+      // libvhdi finds each child's parent by the DataWriteGuid we recorded, and reads the
+      // identifiers we wrote.
+      for (std::size_t i = 0; i < chain.size(); ++i) {
+        const auto ours = Identifiers(chain[i]);
+        EXPECT_EQ(theirs.identifiers[i].first, TextOrderHex(ours.first)) << chain[i];
+        EXPECT_EQ(theirs.identifiers[i].second, TextOrderHex(ours.second)) << chain[i];
+        if (i + 1 < chain.size()) {
+          EXPECT_EQ(theirs.identifiers[i].second, theirs.identifiers[i + 1].first) << chain[i];
+        }
+      }
     }
-    // libvhdi finds the child's parent by the DataWriteGuid we recorded.
-    Guid mid_parent, base_id;
-    ASSERT_TRUE(libvhdi->Identifier(mid, /*of_parent=*/true, mid_parent));
-    ASSERT_TRUE(libvhdi->Identifier(base, /*of_parent=*/false, base_id));
-    EXPECT_EQ(mid_parent, base_id);
   }
-#endif
 }
 
 }  // namespace
