@@ -1,11 +1,19 @@
+# Under Wine on a Unix host, the fixture of the Wine session (tests/wine_session.sh) that every
+# test requires.
+set(VIRTDISK_WINE_SESSION_FIXTURE "")
+if(CMAKE_CROSSCOMPILING_EMULATOR AND CMAKE_HOST_UNIX)
+  set(VIRTDISK_WINE_SESSION_FIXTURE wine_session)
+endif()
+
 # virtdisk_gtest_tests(TARGET [PROPERTIES name value ...])
 #
 # Registers a GoogleTest program's tests with CTest. Natively, one CTest test per case
 # (gtest_discover_tests). When the program runs through an emulator (the Windows build under
 # Wine), one CTest test per suite instead: each Wine process start costs about a second, which
 # over some 450 cases made most of the Windows run; a suite is named "<suite>.*" and runs its
-# cases with --gtest_filter in one process, as the CTest test "<program>:<suite>.*". The suites are listed at test time, as
-# gtest_discover_tests' PRE_TEST mode does, because the program only runs under the emulator.
+# cases with --gtest_filter in one process, as the CTest test "<program>:<suite>.*". The suites
+# are listed at test time, as gtest_discover_tests' PRE_TEST mode does, because the program only
+# runs under the emulator. Each suite also requires the Wine session fixture.
 function(virtdisk_gtest_tests target)
   cmake_parse_arguments(ARG "" "" "PROPERTIES" ${ARGN})
   if(NOT CMAKE_CROSSCOMPILING_EMULATOR)
@@ -15,12 +23,28 @@ function(virtdisk_gtest_tests target)
   endif()
   set(include_file "${CMAKE_CURRENT_BINARY_DIR}/${target}_suites.cmake")
   string(REPLACE ";" " " emulator "${CMAKE_CROSSCOMPILING_EMULATOR}")
-  # The properties as CMake list text, with the separators of list values escaped.
+  # The properties as CMake list text, with the separators of list values escaped; the fixtures
+  # required are the caller's and the Wine session.
   set(properties "")
-  foreach(item IN LISTS ARG_PROPERTIES)
-    string(REPLACE ";" "\\;" item "${item}")
-    string(APPEND properties " [==[${item}]==]")
-  endforeach()
+  set(fixtures ${VIRTDISK_WINE_SESSION_FIXTURE})
+  list(LENGTH ARG_PROPERTIES count)
+  set(i 0)
+  while(i LESS count)
+    math(EXPR j "${i} + 1")
+    list(GET ARG_PROPERTIES ${i} name)
+    list(GET ARG_PROPERTIES ${j} value)
+    if(name STREQUAL "FIXTURES_REQUIRED")
+      list(APPEND fixtures ${value})
+    else()
+      string(REPLACE ";" "\\;" value "${value}")
+      string(APPEND properties " [==[${name}]==] [==[${value}]==]")
+    endif()
+    math(EXPR i "${i} + 2")
+  endwhile()
+  if(fixtures)
+    string(REPLACE ";" "\\;" fixtures "${fixtures}")
+    string(APPEND properties " FIXTURES_REQUIRED [==[${fixtures}]==]")
+  endif()
   file(GENERATE OUTPUT "${include_file}" CONTENT
 "set(program [==[$<TARGET_FILE:${target}>]==])
 set(prefix ${target})
@@ -29,4 +53,20 @@ set(properties ${properties})
 include([==[${CMAKE_SOURCE_DIR}/cmake/GTestSuitesAdd.cmake]==])
 ")
   set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${include_file}")
+endfunction()
+
+# virtdisk_wine_session_tests()
+#
+# Under Wine on a Unix host: makes every test added so far in the calling directory require the
+# Wine session fixture (tests/wine_session.sh), as the suites of virtdisk_gtest_tests do.
+function(virtdisk_wine_session_tests)
+  if(NOT VIRTDISK_WINE_SESSION_FIXTURE)
+    return()
+  endif()
+  get_property(names DIRECTORY PROPERTY TESTS)
+  foreach(name IN LISTS names)
+    if(NOT name MATCHES "^(wine_session|host_shell)\\.")
+      set_property(TEST ${name} APPEND PROPERTY FIXTURES_REQUIRED ${VIRTDISK_WINE_SESSION_FIXTURE})
+    endif()
+  endforeach()
 endfunction()
