@@ -2,8 +2,8 @@
 //
 // libvhdi as a command: reads the disk of a VHD/VHDX chain (top first, each file's parent after
 // it) through libvhdi and writes its bytes to OUT, then prints a line per file of the chain:
-// "<identifier> <parent identifier>", the raw GUID bytes libvhdi reports, in hex (the parent's is
-// all zeros for a file without one). The unit suite's VhdxInterop case runs it through the host
+// "<identifier> <parent identifier>", the GUID bytes libvhdi reports (in text order), in hex (the
+// parent's is all zeros for a file without one). The unit suite's VhdxInterop case runs it through the host
 // shell under Wine, where libvhdi, a Linux library, cannot be loaded, and directly on Linux, so
 // both runs ask the same oracle the same way.
 //

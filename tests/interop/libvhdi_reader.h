@@ -20,8 +20,9 @@ bool HaveLibvhdi();
 std::optional<Bytes> LibvhdiReadAll(const std::vector<std::filesystem::path>& chain,
                                     std::uint64_t* media_size, std::string* error);
 
-// What libvhdi reads as a file's identifier and its parent's (raw GUID bytes, as stored; the
-// parent's is all zeros for a disk without one).
+// What libvhdi reads as a file's identifier and its parent's: GUIDs in libvhdi's byte order,
+// which is their text order (the first three fields big-endian, unlike the file's little-endian
+// fields); the parent's is all zeros for a disk without one.
 struct LibvhdiIdentifiers {
   std::array<std::uint8_t, 16> identifier{};
   std::array<std::uint8_t, 16> parent{};
