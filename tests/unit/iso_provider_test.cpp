@@ -48,12 +48,7 @@ void WriteBytes(const std::filesystem::path& path, const std::vector<std::byte>&
 }
 
 std::vector<std::byte> ReadBytes(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<char> chars((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<std::byte> bytes(chars.size());
-  std::transform(chars.begin(), chars.end(), bytes.begin(),
-                 [](char c) { return static_cast<std::byte>(c); });
-  return bytes;
+  return vdisk_unit::ReadWholeFile(path);
 }
 
 std::string ReadText(const std::filesystem::path& path) {

@@ -1,11 +1,14 @@
 // Helpers shared by the unit tests.
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 namespace vdisk_unit {
 
@@ -31,5 +34,16 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// The whole content of a file (empty if it cannot be read), in one read.
+inline std::vector<std::byte> ReadWholeFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return {};
+  std::vector<std::byte> out(static_cast<std::size_t>(in.tellg()));
+  in.seekg(0);
+  in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size()));
+  if (!in) return {};
+  return out;
+}
 
 }  // namespace vdisk_unit

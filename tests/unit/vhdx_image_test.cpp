@@ -756,8 +756,7 @@ TEST(VhdxMetadata, LargeItemsThatDoNotFitTheLogTwiceStartANewLogSession) {
 TEST(VhdxSession, WriteGuidsChangeOnlyWhenTheFileChanges) {
   TempDir dir;
   ASSERT_NE(MustCreate(dir / "d.vhdx", {DiskSubtype::kDynamic, 8 * kMiB}), nullptr);
-  std::ifstream in(dir / "d.vhdx", std::ios::binary);
-  const std::string before((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto before = vdisk_unit::ReadWholeFile(dir / "d.vhdx");
   Guid data_write;
   Guid file_write;
   {
@@ -767,9 +766,7 @@ TEST(VhdxSession, WriteGuidsChangeOnlyWhenTheFileChanges) {
     data_write = Top(*disk).data_write_guid();
     file_write = Top(*disk).file_write_guid();
   }
-  std::ifstream again(dir / "d.vhdx", std::ios::binary);
-  EXPECT_TRUE(before == std::string((std::istreambuf_iterator<char>(again)),
-                                    std::istreambuf_iterator<char>()));
+  EXPECT_TRUE(before == vdisk_unit::ReadWholeFile(dir / "d.vhdx"));
   auto disk = MustOpen(dir / "d.vhdx", /*read_only=*/false);
   ASSERT_NE(disk, nullptr);
   ASSERT_TRUE(disk->Write(0, std::vector<std::byte>(512, std::byte{1})).ok());

@@ -49,13 +49,7 @@ int Sh(const std::string& command, std::string* output = nullptr) {
 
 std::string Q(const fs::path& path) { return vdisk_unit::ShellQuote(path); }
 
-std::vector<std::byte> ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<std::byte> out(bytes.size());
-  std::memcpy(out.data(), bytes.data(), bytes.size());
-  return out;
-}
+std::vector<std::byte> ReadFile(const fs::path& path) { return vdisk_unit::ReadWholeFile(path); }
 
 std::vector<std::byte> OurRead(const fs::path& path) {
   DiskOpenRequest request;
