@@ -13,6 +13,9 @@ set -uo pipefail
 case "${1:?start or stop}" in
 start)
   emulator=${2:?the emulator, e.g. wine}
+  # A server that is about to end (ctest's own listing of the suites starts one) is let go
+  # first, or it would serve the tests without being persistent.
+  timeout 30 wineserver --wait </dev/null >/dev/null 2>&1 || true
   wineserver -p </dev/null >/dev/null 2>&1
   # Any program will do: it makes the session start the prefix's services.
   "$emulator" cmd.exe /c exit </dev/null >/dev/null 2>&1
