@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -609,16 +610,26 @@ std::vector<std::byte> ChunkPattern(std::uint64_t index, std::size_t size) {
 
 // `threads` writers, writer t taking chunks t, t+threads, ...: neighbours race for the same
 // block allocation and (differencing) the same bitmap sector. A reader checks meanwhile that
-// every chunk reads as either before or after its write.
+// every byte of every chunk reads as either before or after its write: never data from anywhere
+// else, as a block mapped before its data was written, or to the wrong place, would give.
+// Byte, not sector, granularity: a read overlapping a write of the same range may return a
+// sector part old and part new, because the image file's pread and pwrite (the page cache) are
+// not atomic with respect to each other (README, "Concurrent reads and writes").
 void ParallelWriters(VirtualDisk& disk, const Reference& before, std::size_t chunk, int threads) {
   const std::uint64_t chunks = disk.size() / chunk;
-  std::atomic<bool> failed{false};
+  std::mutex mutex;
+  std::string failure;  // the first one
+  const auto fail = [&](const std::string& what) {
+    std::lock_guard lock(mutex);
+    if (failure.empty()) failure = what;
+  };
   std::atomic<bool> done{false};
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
       for (std::uint64_t i = t; i < chunks; i += threads) {
-        if (!disk.Write(i * chunk, ChunkPattern(i, chunk)).ok()) failed = true;
+        const Status status = disk.Write(i * chunk, ChunkPattern(i, chunk));
+        if (!status.ok()) fail("write of chunk " + std::to_string(i) + ": " + std::string(status.message()));
       }
     });
   }
@@ -627,20 +638,22 @@ void ParallelWriters(VirtualDisk& disk, const Reference& before, std::size_t chu
     std::vector<std::byte> buffer(chunk);
     while (!done) {
       const std::uint64_t i = rng() % chunks;
-      if (!disk.Read(i * chunk, buffer).ok()) failed = true;
+      const Status status = disk.Read(i * chunk, buffer);
+      if (!status.ok()) fail("read of chunk " + std::to_string(i) + ": " + std::string(status.message()));
       const auto after = ChunkPattern(i, chunk);
-      for (std::size_t s = 0; s < chunk; s += kSector) {
-        const bool old_ok =
-            std::memcmp(buffer.data() + s, before.data.data() + i * chunk + s, kSector) == 0;
-        const bool new_ok = std::memcmp(buffer.data() + s, after.data() + s, kSector) == 0;
-        if (!old_ok && !new_ok) failed = true;
+      for (std::size_t b = 0; b < chunk; ++b) {
+        if (buffer[b] != before.data[i * chunk + b] && buffer[b] != after[b]) {
+          fail("chunk " + std::to_string(i) + ", byte at " + std::to_string(i * chunk + b) +
+               " read neither its old nor its new value");
+          break;
+        }
       }
     }
   });
   for (auto& w : workers) w.join();
   done = true;
   reader.join();
-  EXPECT_FALSE(failed);
+  EXPECT_EQ(failure, "");
 }
 
 TEST(VhdConcurrency, ParallelWritersOnADynamicDisk) {
