@@ -41,11 +41,12 @@ if [[ "${SKIP_ASAN:-0}" != 1 ]]; then
     ctest --preset linux-asan -j "$jobs" --timeout 900 -E '^VhdxInterop\.|Memory\.|KilledWith'
 fi
 
-# The fuzzer runs one process for its 60 s: it runs alongside the Windows build (with the Wine
-# prefix's creation), which has the other core; its output follows the build's.
+# The fuzzers (VHD, VHDX, ISO/UDF, NBD server, security descriptors) run one process at a time,
+# 60 s in all, each for its share: alongside the Windows build (with the Wine prefix's creation),
+# which has the other core; their output follows the build's.
 fuzz_pid=""
 if [[ "${SKIP_FUZZ:-0}" != 1 ]]; then
-  section "Fuzzing the VHDX parser (libFuzzer, ${FUZZ_SECONDS:-60} s) in the background"
+  section "Fuzzing the parsers (libFuzzer, ${FUZZ_SECONDS:-60} s in all) in the background"
   bash tests/fuzz/run_fuzz.sh "${FUZZ_SECONDS:-60}" > build/fuzz.log 2>&1 &
   fuzz_pid=$!
   trap 'kill "$fuzz_pid" 2>/dev/null || true' EXIT
@@ -55,7 +56,7 @@ finish_fuzz() {
   local status=0
   wait "$fuzz_pid" || status=$?
   fuzz_pid=""
-  section "Fuzzing the VHDX parser: its output"
+  section "Fuzzing the parsers: their output"
   cat build/fuzz.log
   if ((status != 0)); then
     echo "fuzzing failed (exit status $status)" >&2

@@ -1,5 +1,6 @@
 #include "attach/security_descriptor.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -37,13 +38,20 @@ bool IsOtherUsersSid(const std::uint8_t* sid, std::size_t available) {
   return false;
 }
 
-Result<bool> AclGrantsOthers(const std::uint8_t* acl) {
+// `available`: the bytes readable at `acl` (kMaxAcl when the caller's buffer length is unknown).
+Result<bool> AclGrantsOthers(const std::uint8_t* acl, std::size_t available) {
   // ACL header: AclRevision(1) Sbz1(1) AclSize(2) AceCount(2) Sbz2(2).
+  if (available < 8) {
+    return Status(Code::kInvalidParameter, "security descriptor: DACL past the descriptor's end");
+  }
   const std::uint8_t revision = acl[0];
   const std::uint16_t size = Load<std::uint16_t>(acl + 2);
   const std::uint16_t count = Load<std::uint16_t>(acl + 4);
   if ((revision != 2 && revision != 4) || size < 8 || size > kMaxAcl) {
     return Status(Code::kInvalidParameter, "security descriptor: malformed DACL header");
+  }
+  if (size > available) {
+    return Status(Code::kInvalidParameter, "security descriptor: DACL past the descriptor's end");
   }
   std::size_t at = 8;
   for (std::uint16_t i = 0; i < count; ++i) {
@@ -64,27 +72,46 @@ Result<bool> AclGrantsOthers(const std::uint8_t* acl) {
   return false;
 }
 
-}  // namespace
-
-Result<bool> DescriptorGrantsOthers(const void* descriptor) {
-  if (descriptor == nullptr) return false;
-  const auto* sd = static_cast<const std::uint8_t*>(descriptor);
+// `limit`: the descriptor's length, or SIZE_MAX when the caller did not give one.
+Result<bool> GrantsOthers(const std::uint8_t* sd, std::size_t limit) {
   // Revision(1) Sbz1(1) Control(2), then four offsets (self-relative) or pointers (absolute).
+  if (limit < 4) return Status(Code::kInvalidParameter, "security descriptor: shorter than its header");
   if (sd[0] != 1) return Status(Code::kInvalidParameter, "security descriptor: revision is not 1");
   const std::uint16_t control = Load<std::uint16_t>(sd + 2);
   if ((control & kDaclPresent) == 0) return false;  // no DACL given: the default, owner only
   const std::uint8_t* dacl = nullptr;
+  std::size_t available = kMaxAcl;
   if ((control & kSelfRelative) != 0) {
+    if (limit < 20) return Status(Code::kInvalidParameter, "security descriptor: shorter than its header");
     const std::uint32_t offset = Load<std::uint32_t>(sd + 16);
     if (offset != 0) {
-      if (offset < 20) return Status(Code::kInvalidParameter, "security descriptor: bad DACL offset");
+      if (offset < 20 || offset >= limit) {
+        return Status(Code::kInvalidParameter, "security descriptor: bad DACL offset");
+      }
       dacl = sd + offset;
+      available = std::min(available, limit - offset);
     }
   } else {
+    // An absolute descriptor holds pointers: only a caller's own memory can be one.
+    if (limit != SIZE_MAX) {
+      return Status(Code::kInvalidParameter, "security descriptor: not self-relative");
+    }
     dacl = Load<const std::uint8_t*>(sd + 8 + 3 * sizeof(void*));
   }
   if (dacl == nullptr) return true;  // a NULL DACL grants everyone everything
-  return AclGrantsOthers(dacl);
+  return AclGrantsOthers(dacl, available);
+}
+
+}  // namespace
+
+Result<bool> DescriptorGrantsOthers(const void* descriptor) {
+  if (descriptor == nullptr) return false;
+  return GrantsOthers(static_cast<const std::uint8_t*>(descriptor), SIZE_MAX);
+}
+
+Result<bool> DescriptorGrantsOthers(std::span<const std::byte> descriptor) {
+  if (descriptor.empty()) return false;
+  return GrantsOthers(reinterpret_cast<const std::uint8_t*>(descriptor.data()), descriptor.size());
 }
 
 }  // namespace vdisk::attach

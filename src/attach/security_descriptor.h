@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <span>
 
 #include "core/status.h"
 
@@ -18,5 +19,9 @@ namespace vdisk::attach {
 // REQUIRES: `descriptor` is NULL or points to a SECURITY_DESCRIPTOR the caller owns.
 // kInvalidParameter if it is malformed (bad revision, offsets or sizes out of bounds).
 Result<bool> DescriptorGrantsOthers(const void* descriptor);
+// The same for a self-relative descriptor of known length: besides the checks above, the
+// header, the DACL and its ACEs must lie within `descriptor` (kInvalidParameter otherwise).
+// An empty span is the NULL descriptor.
+Result<bool> DescriptorGrantsOthers(std::span<const std::byte> descriptor);
 
 }  // namespace vdisk::attach
