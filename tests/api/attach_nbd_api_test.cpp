@@ -9,14 +9,21 @@
 #include <winsock2.h>
 #include <ws2tcpip.h>
 #else
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #endif
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -390,6 +397,216 @@ TEST_F(AttachNbdTest, DescriptorGrantingEveryoneOpensTheSocketToOtherUsers) {
   EXPECT_EQ(st.st_mode & 0777, 0666u);
   CloseHandle(h);
 #endif
+}
+
+// --- who gets an attached disk (docs/attach-security.md) ------------------------------------------
+
+// The TCP port of an nbd:// or nbds:// URI.
+unsigned PortOf(const std::string& uri) {
+  const auto host = uri.find("127.0.0.1:");
+  return host == std::string::npos ? 0u
+                                   : static_cast<unsigned>(std::stoul(uri.substr(host + 10)));
+}
+
+// Clients that connect to 127.0.0.1:`port` and never send a byte.
+class IdleClients {
+ public:
+  IdleClients(unsigned port, int count) {
+#ifdef _WIN32
+    WSADATA data;
+    WSAStartup(MAKEWORD(2, 2), &data);
+#endif
+    for (int i = 0; i < count; ++i) {
+      sockaddr_in address{};
+      address.sin_family = AF_INET;
+      address.sin_port = htons(static_cast<unsigned short>(port));
+      address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      const auto s = socket(AF_INET, SOCK_STREAM, 0);
+      if (connect(s, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0) ++connected_;
+      sockets_.push_back(s);
+    }
+  }
+  ~IdleClients() {
+#ifdef _WIN32
+    for (auto s : sockets_) closesocket(s);
+#else
+    for (auto s : sockets_) ::close(s);
+#endif
+  }
+  int connected() const { return connected_; }
+
+ private:
+#ifdef _WIN32
+  std::vector<SOCKET> sockets_;
+#else
+  std::vector<int> sockets_;
+#endif
+  int connected_ = 0;
+};
+
+#ifndef _WIN32
+// The other local user: `nobody`, through runuser (these tests run as root, as CI does).
+bool CanActAsAnotherUser() { return ::geteuid() == 0 && Have("runuser") && Have("nbdinfo"); }
+std::string AsNobody(const std::string& command) { return "runuser -u nobody -- " + command; }
+
+std::string KeyFileOf(const std::string& uri) {
+  const auto at = uri.find("tls-psk-file=");
+  return at == std::string::npos ? "" : uri.substr(at + 13);
+}
+
+class AttachSecurityTest : public AttachNbdTest {
+ protected:
+  void SetUp() override {
+    if (!CanActAsAnotherUser() || !Have("nbdcopy")) {
+      GTEST_SKIP() << "needs root, runuser, nbdinfo and nbdcopy to act as another local user";
+    }
+    AttachNbdTest::SetUp();
+    // Others may pass through the test's directory (not list it), as through a home directory:
+    // what keeps them out must be the attachment's own files.
+    std::filesystem::permissions(dir_.path(), std::filesystem::perms(0711));
+    pattern_file_ = (dir_ / "pattern.raw").string();
+    std::ofstream(pattern_file_, std::ios::binary) << std::string(1 << 20, '\x5a');
+    std::filesystem::permissions(pattern_file_, std::filesystem::perms(0644));
+  }
+  void TearDown() override {
+    UnsetEnv("VIRTDISK_ATTACH_TRANSPORT");
+    AttachNbdTest::TearDown();
+  }
+
+  // What another user gets: nothing, whatever they try with what they can know (the port, the
+  // URI as a process listing shows it, guessed names).
+  void ExpectOtherUserShutOut(const std::string& uri) {
+    std::string out;
+    const unsigned port = PortOf(uri);
+    if (port != 0) {
+      const std::string endpoint = "nbd://127.0.0.1:" + std::to_string(port);
+      EXPECT_NE(RunTool(AsNobody("nbdinfo --list '" + endpoint + "'"), &out), 0) << out;
+      EXPECT_EQ(out.find("disk.vhdx"), std::string::npos) << "the export's name leaked: " << out;
+      EXPECT_NE(RunTool(AsNobody("nbdinfo --size '" + endpoint + "/disk.vhdx'"), &out), 0) << out;
+      EXPECT_NE(RunTool(AsNobody("nbdcopy " + pattern_file_ + " '" + endpoint + "/'"), &out), 0)
+          << out;
+    }
+    EXPECT_NE(RunTool(AsNobody("nbdinfo --size '" + uri + "'"), &out), 0) << out;
+    EXPECT_NE(RunTool(AsNobody("nbdcopy " + pattern_file_ + " '" + uri + "'"), &out), 0) << out;
+  }
+
+  // The owner's clients, with the URI as returned: a write of 1 MiB of 0x5a at 0 and a read.
+  void ExpectOwnerServed(const std::string& uri) {
+    std::string out;
+    ASSERT_EQ(RunTool("nbdinfo --size '" + uri + "'", &out), 0) << out;
+    EXPECT_EQ(std::stoull(out), kSize);
+    ASSERT_EQ(RunTool("nbdcopy " + pattern_file_ + " '" + uri + "'", &out), 0) << out;
+    const std::string back = (dir_ / "back.raw").string();
+    ASSERT_EQ(RunTool("nbdcopy '" + uri + "' " + back, &out), 0) << out;
+    std::ifstream in(back, std::ios::binary);
+    std::string head(1 << 20, '\0');
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    EXPECT_EQ(head, std::string(1 << 20, '\x5a')) << "the owner reads back what it wrote";
+  }
+
+  // After detach: the owner's 0x5a megabyte is in the image and nothing else was written.
+  void ExpectImageHoldsOnlyTheOwnersWrite(HANDLE h) {
+    ASSERT_EQ(AttachRaw(h, true), ERROR_SUCCESS);
+    std::vector<unsigned char> back(2 << 20);
+    ASSERT_EQ(ReadAt(h, 0, back.data(), static_cast<DWORD>(back.size())), ERROR_SUCCESS);
+    EXPECT_EQ(std::vector<unsigned char>(back.begin(), back.begin() + (1 << 20)),
+              std::vector<unsigned char>(1 << 20, 0x5a));
+    EXPECT_EQ(std::vector<unsigned char>(back.begin() + (1 << 20), back.end()),
+              std::vector<unsigned char>(1 << 20, 0));
+  }
+
+  std::string pattern_file_;
+};
+
+TEST_F(AttachSecurityTest, TcpExportAdmitsOnlyTheHolderOfItsKey) {
+  SetEnv("VIRTDISK_ATTACH_TRANSPORT", "tcp");
+  HANDLE h = Open();
+  ASSERT_EQ(Attach(h, ATTACH_VIRTUAL_DISK_FLAG_NONE), ERROR_SUCCESS);
+  const std::string uri = PhysicalPath(h);
+  ASSERT_EQ(uri.rfind("nbds://virtdisk@127.0.0.1:", 0), 0u) << uri;
+  const std::filesystem::path key = KeyFileOf(uri);
+  ASSERT_FALSE(key.empty()) << uri;
+  struct stat st {};
+  ASSERT_EQ(::stat(key.c_str(), &st), 0) << key;
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << "the key file is the owner's only";
+  ASSERT_EQ(::stat(key.parent_path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  std::string line;
+  std::getline(std::ifstream(key), line);
+  EXPECT_EQ(line.size(), std::string("virtdisk:").size() + 64) << "psktool format, 256 bits";
+  EXPECT_EQ(line.rfind("virtdisk:", 0), 0u);
+
+  ExpectOtherUserShutOut(uri);
+  ExpectOwnerServed(uri);
+  ExpectOtherUserShutOut(uri);
+  ASSERT_EQ(DetachVirtualDisk(h, DETACH_VIRTUAL_DISK_FLAG_NONE, 0), ERROR_SUCCESS);
+  EXPECT_FALSE(std::filesystem::exists(key.parent_path())) << "the key goes with the attachment";
+  ExpectImageHoldsOnlyTheOwnersWrite(h);
+  CloseHandle(h);
+}
+
+TEST_F(AttachSecurityTest, UnixSocketExportAdmitsOnlyTheOwner) {
+  HANDLE h = Open();
+  ASSERT_EQ(Attach(h, ATTACH_VIRTUAL_DISK_FLAG_NONE), ERROR_SUCCESS);
+  const std::string uri = PhysicalPath(h);
+  ASSERT_EQ(uri.rfind("nbd+unix:///", 0), 0u) << uri;
+  ExpectOtherUserShutOut(uri);
+  ExpectOwnerServed(uri);
+  ASSERT_EQ(DetachVirtualDisk(h, DETACH_VIRTUAL_DISK_FLAG_NONE, 0), ERROR_SUCCESS);
+  ExpectImageHoldsOnlyTheOwnersWrite(h);
+  CloseHandle(h);
+}
+
+TEST_F(AttachSecurityTest, TcpExportOfADescriptorGrantingEveryoneAdmitsOtherUsers) {
+  SetEnv("VIRTDISK_ATTACH_TRANSPORT", "tcp");
+  HANDLE h = Open();
+  auto sd = EveryoneDescriptor();
+  ASSERT_EQ(Attach(h, ATTACH_VIRTUAL_DISK_FLAG_NONE, sd.data()), ERROR_SUCCESS);
+  const std::string uri = PhysicalPath(h);
+  ASSERT_EQ(uri.rfind("nbd://127.0.0.1:", 0), 0u) << uri;
+  std::string out;
+  EXPECT_EQ(RunTool(AsNobody("nbdinfo --size '" + uri + "'"), &out), 0) << out;
+  CloseHandle(h);
+}
+#endif
+
+TEST_F(AttachNbdTest, IdleTcpClientsDoNotKeepTheOwnerOut) {
+#ifndef _WIN32
+  if (!Have("nbdcopy")) GTEST_SKIP() << "nbdcopy not installed";
+  SetEnv("VIRTDISK_ATTACH_TRANSPORT", "tcp");
+#endif
+  HANDLE h = Open();
+  ASSERT_EQ(AttachRaw(h, false), ERROR_SUCCESS);
+  const std::vector<unsigned char> pattern(64 << 10, 0xa7);
+  ASSERT_EQ(WriteAt(h, 3 << 20, pattern.data(), static_cast<DWORD>(pattern.size())),
+            ERROR_SUCCESS);
+  ASSERT_EQ(DetachVirtualDisk(h, DETACH_VIRTUAL_DISK_FLAG_NONE, 0), ERROR_SUCCESS);
+  ASSERT_EQ(Attach(h, ATTACH_VIRTUAL_DISK_FLAG_NONE), ERROR_SUCCESS);
+  const std::string uri = PhysicalPath(h);
+  ASSERT_NE(PortOf(uri), 0u) << uri;
+  IdleClients idle(PortOf(uri), 80);
+  EXPECT_EQ(idle.connected(), 80);
+  // The owner's client connects after all 80 and reads what the handle wrote. The bound is only
+  // a guard against hanging; what is asserted is that it gets in while they stay connected.
+  const auto start = std::chrono::steady_clock::now();
+#ifdef _WIN32
+  NbdConnection nbd(uri);
+  ASSERT_TRUE(nbd.ok()) << uri;
+  std::vector<unsigned char> back(pattern.size());
+  ASSERT_EQ(nbd.Read(3 << 20, back.data(), static_cast<std::uint32_t>(back.size())), 0u);
+  EXPECT_EQ(back, pattern);
+#else
+  std::string out;
+  const std::string copy = (dir_ / "copy.raw").string();
+  ASSERT_EQ(RunTool("timeout 60 nbdcopy '" + uri + "' " + copy, &out), 0) << out;
+  std::ifstream in(copy, std::ios::binary);
+  in.seekg(3 << 20);
+  std::vector<unsigned char> back(pattern.size());
+  in.read(reinterpret_cast<char*>(back.data()), static_cast<std::streamsize>(back.size()));
+  EXPECT_EQ(back, pattern);
+#endif
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(15));
+  CloseHandle(h);
 }
 
 TEST_F(AttachNbdTest, MalformedDescriptorIsRefused) {
