@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "../unit/host_shell.h"
 #include "api_test_support.h"
 
 namespace vdisk_test {
@@ -621,6 +622,59 @@ TEST_F(AttachNbdTest, IdleTcpClientsDoNotKeepTheOwnerOut) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(15));
   CloseHandle(h);
 }
+
+#ifdef _WIN32
+// Under Wine the other local user is a Linux process of another uid (nobody, through runuser on
+// the host shell; the tests run as root): it reaches the export's port but not its name.
+TEST_F(AttachNbdTest, AnotherLocalUserCannotFindOrUseTheTcpExport) {
+  if (!vdisk_unit::HostShellAvailable() || vdisk_unit::HostTool("runuser").empty() ||
+      vdisk_unit::HostTool("nbdinfo").empty() || vdisk_unit::HostTool("nbdcopy").empty()) {
+    VDISK_ORACLE_MISSING("needs the host shell with runuser, nbdinfo and nbdcopy");
+  }
+  std::string out;
+  if (vdisk_unit::HostShell("test \"$(id -u)\" = 0", &out) != 0) GTEST_SKIP() << "not root";
+  HANDLE h = Open();
+  ASSERT_EQ(Attach(h, ATTACH_VIRTUAL_DISK_FLAG_NONE), ERROR_SUCCESS);
+  const std::string uri = PhysicalPath(h);
+  const std::string name = uri.substr(uri.rfind('/') + 1);
+  ASSERT_EQ(name.size(), 64u) << "a 256-bit hex export name: " << uri;
+  // The attach directory is a Linux directory made with the umask under Wine: private, as
+  // docs/attach-security.md asks of a Wine prefix.
+  ASSERT_EQ(vdisk_unit::HostShell("chmod 0700 " + vdisk_unit::ShellQuote(dir_.path() / "run"), &out),
+            0) << out;
+  const std::string endpoint = "nbd://127.0.0.1:" + std::to_string(PortOf(uri));
+  const std::string nobody = "runuser -u nobody -- ";
+  ASSERT_EQ(vdisk_unit::HostShell("head -c 1048576 /dev/zero | tr '\\000' '\\132' > /tmp/vdisk-"
+                                  "nobody-pattern.raw && chmod 0644 /tmp/vdisk-nobody-pattern.raw",
+                                  &out), 0) << out;
+  vdisk_unit::HostShell(nobody + "nbdinfo --list '" + endpoint + "'", &out);
+  EXPECT_EQ(out.find(name), std::string::npos) << "NBD_OPT_LIST revealed the name: " << out;
+  EXPECT_EQ(out.find("disk.vhdx"), std::string::npos) << out;
+  for (const std::string& target : {endpoint, endpoint + "/", endpoint + "/disk.vhdx"}) {
+    EXPECT_NE(vdisk_unit::HostShell(nobody + "nbdinfo --size '" + target + "'", &out), 0)
+        << target << ": " << out;
+    EXPECT_NE(vdisk_unit::HostShell(nobody + "nbdcopy /tmp/vdisk-nobody-pattern.raw '" + target +
+                                        "'", &out), 0)
+        << target << ": " << out;
+  }
+  EXPECT_NE(vdisk_unit::HostShell(nobody + "cat " + vdisk_unit::ShellQuote(dir_.path() / "run") +
+                                      "/*.attach", &out), 0)
+      << "the record (and the name in it) is the owner's only: " << out;
+  // The owner: a Linux client with the URI as returned, and this process's own client.
+  ASSERT_EQ(vdisk_unit::HostShell("nbdcopy /tmp/vdisk-nobody-pattern.raw '" + uri + "'", &out), 0)
+      << out;
+  vdisk_unit::HostShell("rm -f /tmp/vdisk-nobody-pattern.raw");
+  NbdConnection nbd(uri);
+  ASSERT_TRUE(nbd.ok()) << uri;
+  std::vector<unsigned char> back(1 << 20);
+  ASSERT_EQ(nbd.Read(0, back.data(), static_cast<std::uint32_t>(back.size())), 0u);
+  EXPECT_EQ(back, std::vector<unsigned char>(back.size(), 0x5a)) << "only the owner's write";
+  std::vector<unsigned char> after(1 << 20);
+  ASSERT_EQ(nbd.Read(1 << 20, after.data(), static_cast<std::uint32_t>(after.size())), 0u);
+  EXPECT_EQ(after, std::vector<unsigned char>(after.size(), 0));
+  CloseHandle(h);
+}
+#endif
 
 TEST_F(AttachNbdTest, MalformedDescriptorIsRefused) {
   HANDLE h = Open();
