@@ -62,6 +62,10 @@ void RemoveStale(const fs::path& record_file, const AttachmentRecord& record) {
   std::error_code ec;
   if (!record.socket_path.empty()) fs::remove(record.socket_path, ec);
   if (!record.control_path.empty()) fs::remove(record.control_path, ec);
+  // Only a directory of the registry's own: a record names nothing else to delete.
+  if (!record.secret_path.empty() && record.secret_path.parent_path() == record_file.parent_path()) {
+    fs::remove_all(record.secret_path, ec);
+  }
   fs::remove(record_file, ec);
 }
 
@@ -169,6 +173,7 @@ std::string FormatRecord(const AttachmentRecord& record) {
       << "uri=" << record.uri << "\n"
       << "socket=" << Utf8(record.socket_path) << "\n"
       << "control=" << Utf8(record.control_path) << "\n"
+      << "secret=" << Utf8(record.secret_path) << "\n"
       << "pid=" << record.server.pid << "\n"
       << "start=" << record.server.start_time << "\n"
       << "permanent=" << (record.permanent ? 1 : 0) << "\n"
@@ -195,6 +200,8 @@ Result<AttachmentRecord> ParseRecord(const std::string& text) {
       record.socket_path = FromUtf8(value);
     } else if (key == "control") {
       record.control_path = FromUtf8(value);
+    } else if (key == "secret") {
+      record.secret_path = FromUtf8(value);
     } else if (key == "pid") {
       record.server.pid = std::strtoll(value.c_str(), nullptr, 10);
       have_pid = record.server.pid > 0;

@@ -42,6 +42,7 @@ struct AttachmentRecord {
   std::string uri;                     // nbd+unix:///...?socket=... or nbd://host:port/...
   std::filesystem::path socket_path;   // the export's Unix socket, if any
   std::filesystem::path control_path;  // the host's control socket; empty: in-process attachment
+  std::filesystem::path secret_path;   // the directory of the export's TLS key, if any
   ProcessId server;                    // the process serving the export
   bool permanent = false;              // ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME
   bool read_only = false;

@@ -4,7 +4,11 @@
 //
 // The export listens on a Unix socket in the registry directory (mode 0600, or 0666 when the
 // security descriptor grants other users), or on TCP loopback. Its name is the disk file's name;
-// its description the full path. One disk has at most one attachment among all processes of the
+// its description the full path. On TCP, unless the security descriptor grants other users, the
+// export admits only holders of a per-attachment secret (docs/attach-security.md): TLS with a
+// 256-bit pre-shared key in <registry>/<stem>-<pid>-<n>.tls/keys.psk (mode 0600, in a 0700
+// directory; the URI names the file), or, in a build without TLS (Windows), a 256-bit random
+// export name that NBD_OPT_LIST does not reveal (the URI carries it). One disk has at most one attachment among all processes of the
 // user: Start fails with kDiskAlreadyOwned while a live record for the disk exists.
 //
 // Thread safety: uri() may be called from any thread; Stop, StopServing and Unregister from one
@@ -44,7 +48,7 @@ class NbdAttachment final : public Surface {
                                                       AttachRegistry registry,
                                                       const NbdAttachOptions& options);
   NbdAttachment(Passkey, std::unique_ptr<NbdServer> server, AttachRegistry registry,
-                std::filesystem::path disk_path);
+                std::filesystem::path disk_path, std::filesystem::path secret_dir);
   // Stop().
   ~NbdAttachment() override;
 
@@ -63,6 +67,7 @@ class NbdAttachment final : public Surface {
   const std::string uri_;
   AttachRegistry registry_;
   std::filesystem::path disk_path_;
+  std::filesystem::path secret_dir_;  // the TLS key's directory, removed by StopServing
   bool unregistered_ = false;
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string_view>
 #include <system_error>
@@ -72,12 +73,19 @@ std::string_view Truncated(std::string_view s) { return s.substr(0, nbd::kMaxStr
 // it sends and receives on its socket alone (Stop only shuts the socket down).
 class Session {
  public:
+  // `tls`: the server's TLS credentials when TLS is required, else null. `establish` is called
+  // when the client is about to enter the transmission phase; false refuses it (too many
+  // clients: NBD_OPT_GO is answered NBD_REP_ERR_POLICY, NBD_OPT_EXPORT_NAME disconnects).
   Session(platform::Socket& socket, ExportTarget& target, const NbdServerOptions& options,
-          const std::atomic<bool>& stopping)
+          const TlsPskServer* tls, const std::atomic<bool>& stopping,
+          std::function<bool()> establish)
       : socket_(socket),
+        plain_(socket),
         target_(target),
         options_(options),
+        tls_(tls),
         stopping_(stopping),
+        establish_(std::move(establish)),
         read_only_(options.read_only || target.read_only()) {}
 
   void Run() {
@@ -96,9 +104,9 @@ class Session {
         .U64(nbd::kInitPasswd)
         .U64(nbd::kOptionMagic)
         .U16(nbd::kFlagFixedNewstyle | nbd::kFlagNoZeroes);
-    if (!socket_.SendAll(out_).ok()) return false;
+    if (!io_->SendAll(out_).ok()) return false;
     std::array<std::byte, 4> client_flags;
-    if (!socket_.ReceiveAll(client_flags).ok()) return false;
+    if (!io_->ReceiveAll(client_flags).ok()) return false;
     const auto flags = static_cast<std::uint32_t>(nbd::LoadBe(client_flags.data(), 4));
     // "the server MUST drop the TCP connection if the client sets an unknown flag".
     if ((flags & ~nbd::kKnownClientFlags) != 0) return false;
@@ -106,7 +114,7 @@ class Session {
 
     for (;;) {
       std::array<std::byte, nbd::kOptionHeaderSize> header;
-      if (!socket_.ReceiveAll(header).ok()) return false;
+      if (!io_->ReceiveAll(header).ok()) return false;
       nbd::WireReader r(header);
       const std::uint64_t magic = r.U64();
       const std::uint32_t option = r.U32();
@@ -120,9 +128,11 @@ class Session {
         return false;
       }
       std::vector<std::byte> data(length);
-      if (!socket_.ReceiveAll(data).ok()) return false;
+      if (!io_->ReceiveAll(data).ok()) return false;
       Next next;
-      if (stopping_.load(std::memory_order_acquire) && option != nbd::kOptAbort) {
+      if (tls_ != nullptr && tls_stream_ == nullptr && option != nbd::kOptAbort) {
+        next = BeforeTls(option, data);
+      } else if (stopping_.load(std::memory_order_acquire) && option != nbd::kOptAbort) {
         next = SendOptionError(option, nbd::kRepErrShutdown, "the server is shutting down").ok()
                    ? Next::kContinue
                    : Next::kClose;
@@ -134,18 +144,39 @@ class Session {
     }
   }
 
+  // "TLS required" mode before the TLS handshake (the NBD protocol document, "Server-side
+  // requirements"): NBD_OPT_STARTTLS starts it; any other option is refused with
+  // NBD_REP_ERR_TLS_REQD, and NBD_OPT_EXPORT_NAME, which cannot be refused, ends the connection.
+  Next BeforeTls(std::uint32_t option, std::span<const std::byte> data) {
+    auto reply = [](const Status& sent) { return sent.ok() ? Next::kContinue : Next::kClose; };
+    if (option == nbd::kOptExportName) return Next::kClose;
+    if (option != nbd::kOptStartTls) {
+      return reply(SendOptionError(option, nbd::kRepErrTlsReqd,
+                                   "this server requires TLS: negotiate NBD_OPT_STARTTLS first"));
+    }
+    if (!data.empty()) {
+      return reply(SendOptionError(option, nbd::kRepErrInvalid, "NBD_OPT_STARTTLS takes no data"));
+    }
+    if (!SendOptionReply(option, nbd::kRepAck, {}).ok()) return Next::kClose;
+    auto stream = tls_->Handshake(socket_);
+    if (!stream.ok()) return Next::kClose;  // not the key's holder, or a broken handshake
+    tls_stream_ = std::move(stream).value();
+    io_ = tls_stream_.get();
+    return Next::kContinue;
+  }
+
   Next HandleOption(std::uint32_t option, std::span<const std::byte> data) {
     auto reply = [](const Status& sent) { return sent.ok() ? Next::kContinue : Next::kClose; };
     switch (option) {
       case nbd::kOptExportName: {
         const std::string name(reinterpret_cast<const char*>(data.data()), data.size());
         // No way to answer an error here: "the server MUST terminate the session".
-        if (!ExportNameMatches(name)) return Next::kClose;
+        if (!ExportNameMatches(name) || !establish_()) return Next::kClose;
         out_.clear();
         nbd::WireWriter w(out_);
         w.U64(target_.size()).U16(TransmissionFlags());
         if (!no_zeroes_) w.Zeroes(nbd::kExportNameReplyZeroes);
-        return socket_.SendAll(out_).ok() ? Next::kTransmission : Next::kClose;
+        return io_->SendAll(out_).ok() ? Next::kTransmission : Next::kClose;
       }
       case nbd::kOptAbort:
         (void)SendOptionReply(option, nbd::kRepAck, {});
@@ -154,6 +185,8 @@ class Session {
         if (!data.empty()) {
           return reply(SendOptionError(option, nbd::kRepErrInvalid, "NBD_OPT_LIST takes no data"));
         }
+        // A hidden export is not listed: its name is what a client must know.
+        if (options_.hidden_name) return reply(SendOptionReply(option, nbd::kRepAck, {}));
         std::vector<std::byte> server;
         nbd::WireWriter(server)
             .U32(gsl::narrow<std::uint32_t>(options_.export_name.size()))
@@ -174,6 +207,11 @@ class Session {
       case nbd::kOptListMetaContext:
       case nbd::kOptSetMetaContext:
         return HandleMetaContext(option, data);
+      case nbd::kOptStartTls:
+        if (tls_ != nullptr) {
+          return reply(SendOptionError(option, nbd::kRepErrInvalid, "TLS is already negotiated"));
+        }
+        return reply(SendOptionError(option, nbd::kRepErrUnsup, "this export does not offer TLS"));
       default:
         return reply(SendOptionError(option, nbd::kRepErrUnsup,
                                      "option " + std::to_string(option) + " is not supported"));
@@ -195,6 +233,10 @@ class Session {
     if (!ExportNameMatches(name)) {
       return reply(SendOptionError(option, nbd::kRepErrUnknown,
                                    "no export named '" + std::string(Truncated(name)) + "'"));
+    }
+    if (option == nbd::kOptGo && !establish_()) {
+      return reply(SendOptionError(option, nbd::kRepErrPolicy,
+                                   "the export serves its maximum number of clients already"));
     }
     auto requested = [&](std::uint16_t info) {
       return std::find(requests.begin(), requests.end(), info) != requests.end();
@@ -272,7 +314,7 @@ class Session {
         .U32(type)
         .U32(gsl::narrow<std::uint32_t>(data.size()))
         .Bytes(data);
-    return socket_.SendAll(out_);
+    return io_->SendAll(out_);
   }
 
   Status SendOptionError(std::uint32_t option, std::uint32_t type, std::string_view message) {
@@ -282,7 +324,19 @@ class Session {
   }
 
   bool ExportNameMatches(std::string_view name) const {
+    if (options_.hidden_name) return SameName(name, options_.export_name);
     return name.empty() || name == options_.export_name;
+  }
+
+  // Compares without stopping at the first difference, so that timing tells nothing of a
+  // hidden name.
+  static bool SameName(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    unsigned char difference = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      difference |= static_cast<unsigned char>(a[i] ^ b[i]);
+    }
+    return difference == 0;
   }
 
   std::uint16_t TransmissionFlags() const {
@@ -305,7 +359,7 @@ class Session {
   void Transmission() {
     for (;;) {
       std::array<std::byte, nbd::kRequestSize> header;
-      if (!socket_.ReceiveAll(header).ok()) return;
+      if (!io_->ReceiveAll(header).ok()) return;
       const nbd::Request request = nbd::Request::Decode(header);
       if (request.magic != nbd::kRequestMagic) return;  // the framing is lost
       // "The server MUST handle all outstanding requests": they are all answered already.
@@ -413,7 +467,7 @@ class Session {
         WriteChunkHeader(buffer_.data(), q.cookie, last ? nbd::kReplyFlagDone : 0,
                          nbd::kReplyTypeOffsetData, gsl::narrow<std::uint32_t>(8 + n));
         nbd::StoreBe(buffer_.data() + nbd::kStructuredReplySize, pos, 8);
-        if (!socket_.SendAll(buffer_).ok()) return false;
+        if (!io_->SendAll(buffer_).ok()) return false;
         pos += n;
       }
       return true;
@@ -430,7 +484,7 @@ class Session {
         return SendSimple(q.cookie, NbdErrorOf(status));
       }
       if (head != 0) WriteSimpleHeader(buffer_.data(), q.cookie, 0);
-      if (!socket_.SendAll(buffer_).ok()) return false;
+      if (!io_->SendAll(buffer_).ok()) return false;
       pos += n;
     }
     return true;
@@ -448,7 +502,7 @@ class Session {
           refused ? static_cast<std::size_t>(std::min<std::uint64_t>(kIoChunk, q.length - done))
                   : ChunkAt(pos, end);
       buffer_.resize(n);
-      if (!socket_.ReceiveAll(buffer_).ok()) return false;
+      if (!io_->ReceiveAll(buffer_).ok()) return false;
       if (!refused && status.ok()) status = target_.Write(pos, buffer_);
       pos += n;
       done += n;
@@ -489,7 +543,7 @@ class Session {
           .U32((e.hole ? nbd::kStateHole : 0) | (e.zero ? nbd::kStateZero : 0));
       covered += length;
     }
-    return socket_.SendAll(out_).ok();
+    return io_->SendAll(out_).ok();
   }
 
   // --- replies ----------------------------------------------------------------------------------
@@ -512,7 +566,7 @@ class Session {
   bool SendSimple(std::uint64_t cookie, std::uint32_t error) {
     std::array<std::byte, nbd::kSimpleReplySize> reply;
     WriteSimpleHeader(reply.data(), cookie, error);
-    return socket_.SendAll(reply).ok();
+    return io_->SendAll(reply).ok();
   }
 
   bool SendChunk(std::uint64_t cookie, std::uint16_t flags, std::uint16_t type,
@@ -520,7 +574,7 @@ class Session {
     out_.resize(nbd::kStructuredReplySize);
     WriteChunkHeader(out_.data(), cookie, flags, type, gsl::narrow<std::uint32_t>(payload.size()));
     out_.insert(out_.end(), payload.begin(), payload.end());
-    return socket_.SendAll(out_).ok();
+    return io_->SendAll(out_).ok();
   }
 
   // An error as the whole reply: a structured NBD_REPLY_TYPE_ERROR chunk with a message once
@@ -552,9 +606,14 @@ class Session {
   }
 
   platform::Socket& socket_;
+  SocketStream plain_;
+  std::unique_ptr<ByteStream> tls_stream_;  // once NBD_OPT_STARTTLS has succeeded
+  ByteStream* io_ = &plain_;                // what the protocol talks through
   ExportTarget& target_;
   const NbdServerOptions& options_;
+  const TlsPskServer* const tls_;
   const std::atomic<bool>& stopping_;
+  const std::function<bool()> establish_;
   const bool read_only_;
   bool no_zeroes_ = false;
   bool structured_ = false;
@@ -568,7 +627,11 @@ class Session {
 struct NbdServer::Connection {
   platform::Socket socket;
   std::thread thread;
-  bool finished = false;  // guarded by NbdServer::mutex_
+  // Guarded by NbdServer::mutex_:
+  std::chrono::steady_clock::time_point deadline;  // to enter the transmission phase
+  bool negotiating = true;  // has not entered the transmission phase
+  bool dropped = false;     // its socket was shut down for the deadline or for a newcomer
+  bool finished = false;
 };
 
 Result<std::unique_ptr<NbdServer>> NbdServer::Start(std::shared_ptr<ExportTarget> target,
@@ -578,8 +641,13 @@ Result<std::unique_ptr<NbdServer>> NbdServer::Start(std::shared_ptr<ExportTarget
       options.description.size() > nbd::kMaxStringLength) {
     return Status(Code::kInvalidParameter, "NBD export name or description longer than 4096 bytes");
   }
-  if (options.max_connections == 0) {
-    return Status(Code::kInvalidParameter, "an NBD server needs max_connections > 0");
+  if (options.max_connections == 0 || options.max_negotiating == 0) {
+    return Status(Code::kInvalidParameter,
+                  "an NBD server needs max_connections > 0 and max_negotiating > 0");
+  }
+  std::unique_ptr<TlsPskServer> tls;
+  if (options.tls_psk) {
+    VDISK_ASSIGN_OR_RETURN(tls, TlsPskServer::Create(*options.tls_psk));
   }
   std::unique_ptr<platform::Listener> listener;
   if (options.transport == NbdServerOptions::Transport::kUnix) {
@@ -592,20 +660,23 @@ Result<std::unique_ptr<NbdServer>> NbdServer::Start(std::shared_ptr<ExportTarget
     VDISK_ASSIGN_OR_RETURN(listener, platform::ListenTcp(options.host, options.port));
   }
   auto server = std::make_unique<NbdServer>(Passkey{}, std::move(target), std::move(options),
-                                            std::move(listener));
+                                            std::move(tls), std::move(listener));
   try {
+    server->watchdog_thread_ = std::thread([s = server.get()] { s->WatchdogLoop(); });
     server->accept_thread_ = std::thread([s = server.get()] { s->AcceptLoop(); });
   } catch (const std::system_error& e) {
     return Status(Code::kNotEnoughMemory,
-                  std::string("cannot start the NBD accept thread: ") + e.what());
+                  std::string("cannot start the NBD server's threads: ") + e.what());
   }
   return server;
 }
 
 NbdServer::NbdServer(Passkey, std::shared_ptr<ExportTarget> target, NbdServerOptions options,
+                     std::unique_ptr<TlsPskServer> tls,
                      std::unique_ptr<platform::Listener> listener)
     : target_(std::move(target)),
       options_(std::move(options)),
+      tls_(std::move(tls)),
       listener_(std::move(listener)),
       port_(listener_->port()) {}
 
@@ -622,6 +693,15 @@ std::string NbdServer::uri() const {
   if (host.empty() || host == "0.0.0.0") host = "127.0.0.1";
   if (host == "::") host = "::1";
   if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  if (options_.tls_psk) {
+    // The user part names the PSK identity (nbd_connect_uri(3): "nbds+unix://alice@/...").
+    std::string uri = "nbds://" + PercentEncode(options_.tls_psk->username, false) + "@" + host +
+                      ":" + std::to_string(port_) + "/" + name;
+    if (!options_.tls_psk_file.empty()) {
+      uri += "?tls-psk-file=" + PercentEncode(options_.tls_psk_file.generic_string(), true);
+    }
+    return uri;
+  }
   return "nbd://" + host + ":" + std::to_string(port_) + "/" + name;
 }
 
@@ -629,6 +709,53 @@ std::size_t NbdServer::connection_count() const {
   std::lock_guard lock(mutex_);
   return static_cast<std::size_t>(std::count_if(connections_.begin(), connections_.end(),
                                                 [](const auto& c) { return !c->finished; }));
+}
+
+std::size_t NbdServer::negotiating_count() const {
+  std::lock_guard lock(mutex_);
+  return CountNegotiating();
+}
+
+std::size_t NbdServer::CountNegotiating() const {
+  return static_cast<std::size_t>(
+      std::count_if(connections_.begin(), connections_.end(), [](const auto& c) {
+        return c->negotiating && !c->dropped && !c->finished;
+      }));
+}
+
+bool NbdServer::Establish(Connection& connection) {
+  std::lock_guard lock(mutex_);
+  if (connection.dropped) return false;
+  const auto established =
+      std::count_if(connections_.begin(), connections_.end(), [](const auto& c) {
+        return !c->negotiating && !c->finished;
+      });
+  if (static_cast<std::size_t>(established) >= options_.max_connections) return false;
+  connection.negotiating = false;
+  return true;
+}
+
+void NbdServer::WatchdogLoop() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_.load(std::memory_order_acquire)) {
+    const auto now = std::chrono::steady_clock::now();
+    auto next = std::chrono::steady_clock::time_point::max();
+    for (const auto& c : connections_) {
+      if (!c->negotiating || c->dropped || c->finished) continue;
+      if (c->deadline <= now) {
+        // Too slow to negotiate (or not trying): its receive fails and its thread ends.
+        c->dropped = true;
+        c->socket.Shutdown();
+      } else {
+        next = std::min(next, c->deadline);
+      }
+    }
+    if (next == std::chrono::steady_clock::time_point::max()) {
+      watchdog_wake_.wait(lock);
+    } else {
+      watchdog_wake_.wait_until(lock, next);
+    }
+  }
 }
 
 void NbdServer::AcceptLoop() {
@@ -644,23 +771,42 @@ void NbdServer::AcceptLoop() {
                                  [&] { return stopping_.load(std::memory_order_acquire); });
       continue;
     }
-    // Over the limit: the client is disconnected at once (its socket closes here).
-    if (connections_.size() >= options_.max_connections) continue;
+    // Clients that have not negotiated yet are limited apart from established ones, and a
+    // newcomer pushes out the one that has been negotiating longest: clients that connect and
+    // stay silent cannot keep everyone else out (they would otherwise only go at their deadline).
+    if (CountNegotiating() >= options_.max_negotiating) {
+      Connection* oldest = nullptr;
+      for (const auto& c : connections_) {
+        if (c->negotiating && !c->dropped && !c->finished &&
+            (oldest == nullptr || c->deadline < oldest->deadline)) {
+          oldest = c.get();
+        }
+      }
+      if (oldest != nullptr) {
+        oldest->dropped = true;
+        oldest->socket.Shutdown();
+      }
+    }
     auto connection = std::make_unique<Connection>();
     connection->socket = std::move(*accepted);
+    connection->deadline = std::chrono::steady_clock::now() + options_.handshake_timeout;
     Connection& c = *connection;
     connections_.push_back(std::move(connection));
     try {
       c.thread = std::thread([this, &c] { Serve(c); });
     } catch (const std::system_error&) {
       connections_.pop_back();
+      continue;
     }
+    watchdog_wake_.notify_all();
   }
 }
 
 void NbdServer::Serve(Connection& connection) {
   try {
-    Session(connection.socket, *target_, options_, stopping_).Run();
+    Session(connection.socket, *target_, options_, tls_.get(), stopping_,
+            [this, &connection] { return Establish(connection); })
+        .Run();
   } catch (...) {
     // Out of memory in the middle of a request: this connection ends, the server goes on.
   }
@@ -692,6 +838,11 @@ Status NbdServer::Stop() {
   stopping_.store(true, std::memory_order_release);
   listener_->Shutdown();
   if (accept_thread_.joinable()) accept_thread_.join();
+  {
+    std::lock_guard lock(mutex_);  // so that the watchdog cannot miss the wake-up
+  }
+  watchdog_wake_.notify_all();
+  if (watchdog_thread_.joinable()) watchdog_thread_.join();
   {
     std::unique_lock lock(mutex_);
     // Each connection reads what its client has already sent, answers (ESHUTDOWN from now on)

@@ -42,6 +42,8 @@ class Socket {
   Socket& operator=(const Socket&) = delete;
 
   bool valid() const noexcept { return native_ != kInvalidNativeSocket; }
+  // The OS socket, for a layer that talks on it directly (TLS: src/attach/tls_psk.cpp).
+  NativeSocket native() const noexcept { return native_; }
 
   // Sends all of `data`. Fails with kIoError (and the OS error) if the peer is gone.
   Status SendAll(std::span<const std::byte> data);

@@ -5,6 +5,8 @@
 //                                         descriptor O:BAG:BAD:(A;;GA;;;WD), close, exit
 //   attach_client attach-and-wait PATH    attach for the life of the process, then wait to be
 //                                         killed
+//   attach_client attach-owner-only-and-wait PATH
+//                                         the same with a NULL security descriptor (owner only)
 //   attach_client detach PATH             open the file and DetachVirtualDisk
 // Prints "attached <uri>" or "detached" on success, "error <code> <step>" otherwise (exit 1).
 #ifdef _WIN32
@@ -88,15 +90,16 @@ std::string PhysicalPath(HANDLE handle) {
   return out;
 }
 
-int Attach(const WString& path, bool permanent) {
+int Attach(const WString& path, bool permanent, bool owner_only = false) {
   HANDLE handle = nullptr;
   if (DWORD e = Open(path, &handle); e != ERROR_SUCCESS) return Fail(e, "open");
-  std::vector<unsigned char> sd = EveryoneMayUseIt();
+  std::vector<unsigned char> sd = owner_only ? std::vector<unsigned char>() : EveryoneMayUseIt();
   ATTACH_VIRTUAL_DISK_PARAMETERS parameters{};
   parameters.Version = ATTACH_VIRTUAL_DISK_VERSION_1;
   const ATTACH_VIRTUAL_DISK_FLAG flags =
       permanent ? ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME : ATTACH_VIRTUAL_DISK_FLAG_NONE;
-  if (DWORD e = AttachVirtualDisk(handle, sd.data(), flags, 0, &parameters, nullptr);
+  if (DWORD e = AttachVirtualDisk(handle, sd.empty() ? nullptr : sd.data(), flags, 0,
+                                  &parameters, nullptr);
       e != ERROR_SUCCESS)
     return Fail(e, "attach");
   const std::string uri = PhysicalPath(handle);
@@ -134,6 +137,7 @@ int main(int argc, char** argv) {
   const WString path = Wide(argv[2]);
   if (Is(argv[1], VIRTDISK_ARG("attach-permanent"))) return Attach(path, true);
   if (Is(argv[1], VIRTDISK_ARG("attach-and-wait"))) return Attach(path, false);
+  if (Is(argv[1], VIRTDISK_ARG("attach-owner-only-and-wait"))) return Attach(path, false, true);
   if (Is(argv[1], VIRTDISK_ARG("detach"))) return Detach(path);
   return 2;
 }

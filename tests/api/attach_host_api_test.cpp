@@ -9,11 +9,13 @@
 #ifndef _WIN32
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #endif
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -201,6 +203,78 @@ TEST_F(AttachHostTest, PermanentAttachmentOutlivesItsHandleUntilDetached) {
   ExpectDataThroughHandle(other);
   CloseHandle(other);
 }
+
+#ifndef _WIN32
+// Runs a shell command; its exit status, and its output in `out`.
+int Shell(const std::string& command, std::string* out = nullptr) {
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return -1;
+  std::string text;
+  char chunk[4096];
+  for (std::size_t n; (n = std::fread(chunk, 1, sizeof chunk, pipe)) > 0;) text.append(chunk, n);
+  const int status = ::pclose(pipe);
+  if (out != nullptr) *out = text;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// A PERMANENT_LIFETIME attachment on TCP: the host makes its own TLS key, in the owner's attach
+// directory; another local user (nobody, through runuser: the tests run as root) gets nothing,
+// the owner's nbdinfo and nbdcopy use the URI as returned.
+TEST_F(AttachHostTest, PermanentTcpExportAdmitsOnlyTheHolderOfItsKey) {
+  if (::geteuid() != 0 || Shell("command -v runuser nbdinfo nbdcopy") != 0) {
+    GTEST_SKIP() << "needs root, runuser, nbdinfo and nbdcopy to act as another local user";
+  }
+  // Others may pass through (not list) the test's directories: only the attachment's own files
+  // keep them out.
+  fs::permissions(dir_.path(), fs::perms(0711));
+  SetEnv("VIRTDISK_ATTACH_TRANSPORT", "tcp");
+  HANDLE h = Open();
+  ASSERT_EQ(AttachPermanent(h), ERROR_SUCCESS);
+  UnsetEnv("VIRTDISK_ATTACH_TRANSPORT");
+  const std::string uri = PhysicalPath(h);
+  ASSERT_TRUE(CloseHandle(h));
+  ASSERT_EQ(uri.rfind("nbds://virtdisk@127.0.0.1:", 0), 0u) << uri;
+  const auto records = Records(run_);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_NE(records[0].pid, ThisProcess());
+  const fs::path key = uri.substr(uri.find("tls-psk-file=") + 13);
+  struct stat st {};
+  ASSERT_EQ(::stat(key.c_str(), &st), 0) << key;
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  const std::string port = uri.substr(uri.find("127.0.0.1:") + 10, uri.find('/', 26) - uri.find("127.0.0.1:") - 10);
+  const std::string plain = "nbd://127.0.0.1:" + port;
+  const fs::path pattern = dir_.path() / "pattern.raw";
+  std::ofstream(pattern, std::ios::binary) << std::string(1 << 20, '\x5a');
+  fs::permissions(pattern, fs::perms(0644));
+  std::string out;
+  for (const std::string& command :
+       {"nbdinfo --list '" + plain + "'", "nbdinfo --size '" + plain + "/disk.vhdx'",
+        "nbdinfo --size '" + uri + "'", "nbdcopy " + pattern.string() + " '" + uri + "'"}) {
+    EXPECT_NE(Shell("runuser -u nobody -- " + command, &out), 0) << command << ": " << out;
+    EXPECT_EQ(out.find("disk.vhdx\n"), std::string::npos) << out;
+  }
+  ASSERT_EQ(Shell("nbdinfo --size '" + uri + "'", &out), 0) << out;
+  EXPECT_EQ(std::stoull(out), kSize);
+  // The owner reads the data written before attaching, and writes a megabyte at 0.
+  const fs::path copy = dir_.path() / "copy.raw";
+  ASSERT_EQ(Shell("nbdcopy '" + uri + "' " + copy.string(), &out), 0) << out;
+  std::ifstream in(copy, std::ios::binary);
+  in.seekg(kDataOffset);
+  std::vector<unsigned char> back(kData.size());
+  in.read(reinterpret_cast<char*>(back.data()), static_cast<std::streamsize>(back.size()));
+  EXPECT_EQ(back, kData);
+  ASSERT_EQ(Shell("nbdcopy " + pattern.string() + " '" + uri + "'", &out), 0) << out;
+
+  HANDLE other = Open();
+  ASSERT_EQ(DetachVirtualDisk(other, DETACH_VIRTUAL_DISK_FLAG_NONE, 0), ERROR_SUCCESS);
+  EXPECT_FALSE(Exists(key.parent_path().string())) << "the key goes with the attachment";
+  ASSERT_EQ(AttachRaw(other), ERROR_SUCCESS);
+  std::vector<unsigned char> head(1 << 20);
+  ASSERT_EQ(ReadAt(other, 0, head.data(), static_cast<DWORD>(head.size())), ERROR_SUCCESS);
+  EXPECT_EQ(head, std::vector<unsigned char>(head.size(), 0x5a)) << "the owner's write is in the image";
+  CloseHandle(other);
+}
+#endif
 
 // The first line a program printed, without its line end.
 std::string FirstLine(const std::string& output) {

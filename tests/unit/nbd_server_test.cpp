@@ -27,6 +27,7 @@
 
 #include "attach/nbd_protocol.h"
 #include "platform/socket.h"
+#include "host_shell.h"
 #include "test_support.h"
 
 namespace vdisk::attach {
@@ -1007,7 +1008,8 @@ TEST(NbdServerLimits, ConnectionsBeyondTheLimitAreClosed) {
   ASSERT_TRUE(b.Open({"disk"}));
   EXPECT_EQ((*server)->connection_count(), 2u);
   RawClient c = RawClient::Connect(**server);
-  EXPECT_TRUE(c.SeesClosed()) << "a third client over a limit of 2";
+  EXPECT_FALSE(c.Open({"disk"})) << "a third client over a limit of 2";
+  c.Close();
   // Once one leaves, a new client is served.
   ASSERT_TRUE(a.SendRequest(nbd::kCmdDisc, 0, 1, 0, 0));
   ASSERT_TRUE(a.SeesClosed());
@@ -1069,6 +1071,206 @@ TEST(NbdServerTransport, StartRefusesBadSocketPaths) {
   auto running = NbdServer::Start(target, first);
   ASSERT_TRUE(running.ok());
   EXPECT_EQ(NbdServer::Start(target, first).status().code(), Code::kFileExists);
+}
+#endif
+
+#ifndef _WIN32
+TEST(NbdServerTransport, UnixSocketIsOwnerOnlyWhateverTheUmask) {
+  TempDir dir;
+  auto target = std::make_shared<MemoryTarget>(kTargetSize);
+  const mode_t old_umask = ::umask(0);  // bind(2) would create the file 0777
+  auto server = NbdServer::Start(target, LocalOptions(dir));
+  ::umask(old_umask);
+  ASSERT_TRUE(server.ok()) << server.status().message();
+  struct stat st {};
+  ASSERT_EQ(::stat((*server)->options().socket_path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+#endif
+
+// --- hardening: deadlines and slots -------------------------------------------------------------
+
+TEST(NbdServerLimits, ClientSilentPastTheHandshakeDeadlineIsDropped) {
+  TempDir dir;
+  auto target = std::make_shared<MemoryTarget>(kTargetSize);
+  NbdServerOptions options = LocalOptions(dir);
+  options.handshake_timeout = std::chrono::milliseconds(300);
+  auto server = NbdServer::Start(target, options);
+  ASSERT_TRUE(server.ok()) << server.status().message();
+  RawClient early = RawClient::Connect(**server);
+  ASSERT_TRUE(early.Open({"disk"})) << "a client that negotiates in time";
+  RawClient silent = RawClient::Connect(**server);
+  ASSERT_TRUE(silent.ReadGreeting());
+  // Blocks until the server closes the connection; without a deadline it never would (the
+  // test's timeout would report it).
+  EXPECT_TRUE(silent.SeesClosed());
+  // The deadline has passed for the early client too, but it had entered transmission.
+  EXPECT_EQ(early.Read(0, 512).error, 0u) << "an established client is not subject to the deadline";
+}
+
+TEST(NbdServerLimits, ClientStuckInOptionHagglingIsDroppedAtTheDeadline) {
+  TempDir dir;
+  auto target = std::make_shared<MemoryTarget>(kTargetSize);
+  NbdServerOptions options = LocalOptions(dir);
+  options.handshake_timeout = std::chrono::milliseconds(300);
+  auto server = NbdServer::Start(target, options);
+  ASSERT_TRUE(server.ok()) << server.status().message();
+  RawClient slow = RawClient::Connect(**server);
+  ASSERT_TRUE(slow.ReadGreeting());
+  ASSERT_TRUE(slow.SendU32(nbd::kClientFlagFixedNewstyle | nbd::kClientFlagNoZeroes));
+  ASSERT_TRUE(slow.SendOption(nbd::kOptList, {}));
+  EXPECT_EQ(slow.ReadOptionReply().type, nbd::kRepServer);
+  EXPECT_EQ(slow.ReadOptionReply().type, nbd::kRepAck);
+  EXPECT_TRUE(slow.SeesClosed()) << "options alone do not keep a client past the deadline";
+}
+
+TEST(NbdServerLimits, SilentClientsCannotKeepANewcomerOut) {
+  TempDir dir;
+  auto target = std::make_shared<MemoryTarget>(kTargetSize);
+  NbdServerOptions options = LocalOptions(dir);
+  options.max_negotiating = 4;
+  options.handshake_timeout = std::chrono::minutes(10);  // only the slots are under test
+  auto server = NbdServer::Start(target, options);
+  ASSERT_TRUE(server.ok()) << server.status().message();
+  std::vector<RawClient> silent;
+  for (int i = 0; i < 12; ++i) {
+    silent.push_back(RawClient::Connect(**server));
+    ASSERT_TRUE(silent.back().ReadGreeting()) << "silent client " << i << " was accepted";
+  }
+  RawClient owner = RawClient::Connect(**server);
+  ASSERT_TRUE(owner.Open({"disk"})) << "the newcomer negotiates although 12 clients sit silent";
+  const Bytes data = Pattern(4096, 21);
+  EXPECT_EQ(owner.Write(0, data).error, 0u);
+  EXPECT_TRUE(owner.Read(0, 4096).data == data);
+  // The oldest silent clients were pushed out; the newest few keep their slots.
+  EXPECT_TRUE(silent.front().SeesClosed());
+  EXPECT_LE((*server)->negotiating_count(), 4u);
+}
+
+// --- who gets the export ------------------------------------------------------------------------
+
+TEST(NbdServerHiddenName, ListRevealsNothingAndOnlyTheExactNameSelects) {
+  TempDir dir;
+  auto target = std::make_shared<MemoryTarget>(kTargetSize);
+  NbdServerOptions options = LocalOptions(dir);
+  options.export_name = std::string(64, 'a') ;
+  options.export_name[63] = 'b';
+  options.hidden_name = true;
+  auto server = NbdServer::Start(target, options);
+  ASSERT_TRUE(server.ok()) << server.status().message();
+  RawClient client = RawClient::Connect(**server);
+  ASSERT_TRUE(client.ReadGreeting());
+  ASSERT_TRUE(client.SendU32(nbd::kClientFlagFixedNewstyle | nbd::kClientFlagNoZeroes));
+  ASSERT_TRUE(client.SendOption(nbd::kOptList, {}));
+  EXPECT_EQ(client.ReadOptionReply().type, nbd::kRepAck) << "NBD_OPT_LIST lists no export";
+  for (const std::string& guess : {std::string(), std::string("disk"), std::string(64, 'a')}) {
+    ASSERT_TRUE(client.SendOption(nbd::kOptInfo, RawClient::GoData(guess, {})));
+    EXPECT_EQ(client.ReadOptionReply().type, nbd::kRepErrUnknown) << "INFO '" << guess << "'";
+    ASSERT_TRUE(client.SendOption(nbd::kOptGo, RawClient::GoData(guess, {})));
+    EXPECT_EQ(client.ReadOptionReply().type, nbd::kRepErrUnknown) << "GO '" << guess << "'";
+  }
+  client.Close();
+  RawClient guesser = RawClient::Connect(**server);
+  ASSERT_TRUE(guesser.ReadGreeting());
+  ASSERT_TRUE(guesser.SendU32(nbd::kClientFlagFixedNewstyle | nbd::kClientFlagNoZeroes));
+  ASSERT_TRUE(guesser.SendOption(nbd::kOptExportName, AsBytes("")));
+  EXPECT_TRUE(guesser.SeesClosed()) << "NBD_OPT_EXPORT_NAME of the default name";
+  RawClient owner = RawClient::Connect(**server);
+  ASSERT_TRUE(owner.Open({options.export_name}));
+  EXPECT_EQ(owner.Read(0, 512).error, 0u);
+}
+
+#ifndef _WIN32
+class NbdServerTls : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!TlsSupported()) GTEST_SKIP() << "built without TLS";
+    target_ = std::make_shared<MemoryTarget>(kTargetSize);
+    NbdServerOptions options;
+    options.transport = NbdServerOptions::Transport::kTcp;
+    options.export_name = "disk";
+    options.tls_psk = TlsPsk{"owner", std::string(64, '7')};
+    options.tls_psk_file = dir_ / "keys.psk";
+    { std::ofstream(options.tls_psk_file) << PskFileLine(*options.tls_psk); }
+    { std::ofstream(dir_ / "wrong.psk") << "owner:" << std::string(63, '7') << "8\n"; }
+    { std::ofstream(dir_ / "other-user.psk") << "intruder:" << std::string(64, '7') << "\n"; }
+    auto server = NbdServer::Start(target_, options);
+    ASSERT_TRUE(server.ok()) << server.status().message();
+    server_ = std::move(*server);
+  }
+
+  std::string Endpoint() const { return "127.0.0.1:" + std::to_string(server_->port()); }
+
+  TempDir dir_;
+  std::shared_ptr<MemoryTarget> target_;
+  std::unique_ptr<NbdServer> server_;
+};
+
+TEST_F(NbdServerTls, EveryOptionBeforeStartTlsIsRefusedWithTlsRequired) {
+  RawClient client = RawClient::Connect(*server_);
+  ASSERT_TRUE(client.ReadGreeting());
+  ASSERT_TRUE(client.SendU32(nbd::kClientFlagFixedNewstyle | nbd::kClientFlagNoZeroes));
+  for (const std::uint32_t option : {nbd::kOptList, nbd::kOptStructuredReply, nbd::kOptInfo,
+                                     nbd::kOptGo, nbd::kOptListMetaContext, 42u}) {
+    const Bytes data = option == nbd::kOptInfo || option == nbd::kOptGo
+                           ? RawClient::GoData("disk", {})
+                           : Bytes();
+    ASSERT_TRUE(client.SendOption(option, data));
+    const OptionReply reply = client.ReadOptionReply();
+    EXPECT_EQ(reply.option, option);
+    EXPECT_EQ(reply.type, nbd::kRepErrTlsReqd) << "option " << option;
+  }
+  ASSERT_TRUE(client.SendOption(nbd::kOptExportName, AsBytes("disk")));
+  EXPECT_TRUE(client.SeesClosed()) << "NBD_OPT_EXPORT_NAME without TLS ends the connection";
+  EXPECT_EQ(target_->writes(), 0);
+}
+
+TEST_F(NbdServerTls, StartTlsWithoutTheKeyIsDropped) {
+  RawClient client = RawClient::Connect(*server_);
+  ASSERT_TRUE(client.ReadGreeting());
+  ASSERT_TRUE(client.SendU32(nbd::kClientFlagFixedNewstyle | nbd::kClientFlagNoZeroes));
+  ASSERT_TRUE(client.SendOption(nbd::kOptStartTls, {}));
+  EXPECT_EQ(client.ReadOptionReply().type, nbd::kRepAck);
+  // Not a TLS ClientHello: the handshake fails and the server hangs up.
+  ASSERT_TRUE(client.SendOption(nbd::kOptGo, RawClient::GoData("disk", {})));
+  EXPECT_TRUE(client.SeesClosed());
+}
+
+TEST_F(NbdServerTls, NbdinfoWithTheKeyIsServedAndWithoutItIsNot) {
+  if (vdisk_unit::HostTool("nbdinfo").empty()) {
+    VDISK_ORACLE_MISSING("nbdinfo (libnbd-bin) is not installed");
+  }
+  if (vdisk_unit::HostTool("nbdcopy").empty()) {
+    VDISK_ORACLE_MISSING("nbdcopy (libnbd-bin) is not installed");
+  }
+  const Bytes data = Pattern(65536, 5);
+  ASSERT_TRUE(target_->Write(kMiB, data).ok());
+  EXPECT_EQ(server_->uri(), "nbds://owner@" + Endpoint() + "/disk?tls-psk-file=" +
+                                (dir_ / "keys.psk").generic_string());
+  std::string out;
+  ASSERT_EQ(vdisk_unit::HostShell("nbdinfo --size '" + server_->uri() + "'", &out), 0) << out;
+  EXPECT_EQ(std::stoull(out), kTargetSize) << out;
+  // nbdcopy reads the export into a file: the same bytes as the target.
+  const fs::path copy = dir_ / "copy.raw";
+  ASSERT_EQ(vdisk_unit::HostShell("nbdcopy '" + server_->uri() + "' " +
+                                      vdisk_unit::ShellQuote(copy), &out), 0) << out;
+  std::ifstream in(copy, std::ios::binary);
+  Bytes copied(kTargetSize);
+  in.read(reinterpret_cast<char*>(copied.data()), static_cast<std::streamsize>(copied.size()));
+  ASSERT_TRUE(in) << "nbdcopy wrote a short copy";
+  EXPECT_TRUE(std::equal(data.begin(), data.end(), copied.begin() + kMiB));
+  // Without TLS, with a wrong key, or under another name: no export.
+  EXPECT_NE(vdisk_unit::HostShell("nbdinfo --list 'nbd://" + Endpoint() + "'", &out), 0) << out;
+  EXPECT_EQ(out.find("disk"), std::string::npos) << out;
+  for (const char* file : {"wrong.psk", "other-user.psk"}) {
+    const std::string user = std::string(file) == "other-user.psk" ? "intruder" : "owner";
+    const std::string uri = "nbds://" + user + "@" + Endpoint() +
+                            "/disk?tls-psk-file=" + (dir_ / file).generic_string();
+    EXPECT_NE(vdisk_unit::HostShell("nbdinfo --size '" + uri + "'", &out), 0) << file << out;
+    EXPECT_NE(vdisk_unit::HostShell("nbdcopy " + vdisk_unit::ShellQuote(copy) + " '" + uri + "'",
+                                    &out), 0) << file << out;
+  }
+  EXPECT_TRUE(target_->Snapshot(kMiB, data.size()) == data);
 }
 #endif
 
