@@ -44,6 +44,12 @@ class ChainDepth : public ::testing::Test {
 };
 
 TEST_F(ChainDepth, ChainAtTheLimitOpensAndReadsThroughOnePastItIsRefused) {
+#ifdef _WIN32
+  // Building the chain opens every level's parents again (about 33,000 file opens): 2 s on
+  // Linux, 8 minutes under Wine, where each open is a wineserver round trip. The limit is core
+  // code, the same on both.
+  GTEST_SKIP() << "too slow under Wine; the Linux build runs it";
+#endif
   ASSERT_NO_FATAL_FAILURE(BuildChain(kLimit, kLimit / 2));
 
   HANDLE h = nullptr;
