@@ -129,6 +129,7 @@ DWORD AttachImpl(HANDLE handle, PSECURITY_DESCRIPTOR security, DWORD flags,
   const DWORD needed =
       read_only ? VIRTUAL_DISK_ACCESS_ATTACH_RO : VIRTUAL_DISK_ACCESS_ATTACH_RW;
   if (!disk->Allows(needed) || disk->options().get_info_only) return ERROR_ACCESS_DENIED;
+  if (const Status whole = disk->open_disk().CheckDataAvailable(); !whole.ok()) return Fail(whole);
   TakeBackIfHostGone(disk->open_disk());
   if (disk->open_disk().handed_over()) {
     return Fail(Status(Code::kDiskAlreadyOwned,

@@ -27,6 +27,10 @@ DWORD ToWin32Error(Code code) noexcept {
     case Code::kNotFound: return ERROR_NOT_FOUND;
     case Code::kFileCorrupt: return ERROR_FILE_CORRUPT;
     case Code::kDirectory: return ERROR_DIRECTORY;
+    // Windows opens an image without FILE_FLAG_BACKUP_SEMANTICS, so a directory fails with
+    // STATUS_FILE_IS_A_DIRECTORY, which is ERROR_ACCESS_DENIED in Win32 (as CreateFileW gives for
+    // a directory); FIFOs, sockets and devices get the same code, the reason names the kind.
+    case Code::kNotRegularFile: return ERROR_ACCESS_DENIED;
     case Code::kInternal: return ERROR_INTERNAL_ERROR;
     case Code::kVhdFooterMissing: return ERROR_VHD_DRIVE_FOOTER_MISSING;
     case Code::kVhdFooterChecksumMismatch: return ERROR_VHD_DRIVE_FOOTER_CHECKSUM_MISMATCH;
@@ -53,6 +57,9 @@ DWORD ToWin32Error(Code code) noexcept {
     case Code::kVhdParentAccessDenied: return ERROR_VHD_PARENT_VHD_ACCESS_DENIED;
     case Code::kVhdChildParentSizeMismatch: return ERROR_VHD_CHILD_PARENT_SIZE_MISMATCH;
     case Code::kVhdChainCycle: return ERROR_VHD_DIFFERENCING_CHAIN_CYCLE_DETECTED;
+    // A valid chain longer than this implementation supports: a limit of the virtual disk
+    // system, not a fault of any file in the chain.
+    case Code::kVhdChainTooDeep: return ERROR_VIRTUAL_DISK_LIMITATION;
     case Code::kVhdChainErrorInParent: return ERROR_VHD_DIFFERENCING_CHAIN_ERROR_IN_PARENT;
     case Code::kVirtualDiskLimitation: return ERROR_VIRTUAL_DISK_LIMITATION;
     case Code::kVhdInvalidType: return ERROR_VHD_INVALID_TYPE;

@@ -43,6 +43,24 @@ bool ServedByAttachHost(const std::filesystem::path& path) {
          !(*record)->control_path.empty();
 }
 
+// Version 1 parameters need an access mask; VIRTUAL_DISK_ACCESS_NONE is a bad parameter, but
+// Windows looks for the file first: a missing file is ERROR_FILE_NOT_FOUND (Wine's conformance
+// test dlls/virtdisk/tests/virtdisk.c, test_OpenVirtualDisk, passes on Windows with that answer).
+DWORD Version1WithoutAccess(PCWSTR path) {
+  if (*path != 0) {
+    const std::filesystem::path file = ToPath(path);
+    std::error_code ec;
+    if (!std::filesystem::exists(std::filesystem::symlink_status(file, ec))) {
+      const bool dir_missing =
+          file.has_parent_path() && !std::filesystem::is_directory(file.parent_path(), ec);
+      SetLastFailureMessage(file.string() + ": no such file");
+      return dir_missing ? ERROR_PATH_NOT_FOUND : ERROR_FILE_NOT_FOUND;
+    }
+  }
+  SetLastFailureMessage("OPEN_VIRTUAL_DISK_VERSION_1 needs an access mask, not VIRTUAL_DISK_ACCESS_NONE");
+  return ERROR_INVALID_PARAMETER;
+}
+
 DWORD OpenDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, DWORD mask, DWORD flags, POPEN_VIRTUAL_DISK_PARAMETERS parameters,
                    PHANDLE handle) {
   // Windows' order: NULLs, then mask and flag bits, then the parameter version, then the file.
@@ -56,7 +74,7 @@ DWORD OpenDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, DWORD mask, DWORD fl
       parameters == nullptr ? DWORD{OPEN_VIRTUAL_DISK_VERSION_1} : Raw(parameters->Version);
   switch (version) {
     case OPEN_VIRTUAL_DISK_VERSION_1:
-      if (mask == VIRTUAL_DISK_ACCESS_NONE) return ERROR_INVALID_PARAMETER;
+      if (mask == VIRTUAL_DISK_ACCESS_NONE) return Version1WithoutAccess(path);
       options.read_only = (mask & kWriteAccess) == 0;
       break;
     case OPEN_VIRTUAL_DISK_VERSION_2:

@@ -2,20 +2,13 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <system_error>
 
-#ifdef _WIN32
-#include <windows.h>
-#else
-#include <signal.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#endif
+#include "platform/user_files.h"
 
 namespace vdisk::attach {
 namespace fs = std::filesystem;
@@ -73,97 +66,14 @@ void RemoveStale(const fs::path& record_file, const AttachmentRecord& record) {
 
 // --- processes ---------------------------------------------------------------------------------
 
-#ifdef _WIN32
-
 ProcessId ProcessId::Current() {
   ProcessId id;
-  id.pid = static_cast<std::int64_t>(GetCurrentProcessId());
-  FILETIME created, exited, kernel, user;
-  if (GetProcessTimes(GetCurrentProcess(), &created, &exited, &kernel, &user)) {
-    id.start_time = (static_cast<std::uint64_t>(created.dwHighDateTime) << 32) |
-                    created.dwLowDateTime;
-  }
+  id.pid = platform::CurrentProcessId();
+  id.start_time = platform::ProcessStartTime(id.pid);
   return id;
 }
 
-bool ProcessId::Alive() const {
-  HANDLE process = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, static_cast<DWORD>(pid));
-  if (process == nullptr) return GetLastError() == ERROR_ACCESS_DENIED;
-  DWORD code = 0;
-  bool alive = GetExitCodeProcess(process, &code) && code == STILL_ACTIVE;
-  if (alive && start_time != 0) {
-    FILETIME created, exited, kernel, user;
-    if (GetProcessTimes(process, &created, &exited, &kernel, &user)) {
-      alive = ((static_cast<std::uint64_t>(created.dwHighDateTime) << 32) |
-               created.dwLowDateTime) == start_time;
-    }
-  }
-  CloseHandle(process);
-  return alive;
-}
-
-#else
-
-namespace {
-// Field 22 of /proc/<pid>/stat (starttime, in clock ticks since boot); 0 if unknown.
-std::uint64_t StartTimeOf(std::int64_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text;
-  if (!in || !std::getline(in, text)) return 0;
-  // The command name (field 2) is in parentheses and may hold spaces: count after the last ')'.
-  const auto close = text.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream fields(text.substr(close + 1));
-  std::string field;
-  for (int i = 3; i <= 22; ++i) {
-    if (!(fields >> field)) return 0;
-  }
-  return std::strtoull(field.c_str(), nullptr, 10);
-}
-
-// The state letter of /proc/<pid>/stat (or /proc/<pid>/task/<tid>/stat), '?' if unknown.
-char StateOf(const fs::path& stat_file) {
-  std::ifstream in(stat_file);
-  std::string text;
-  if (!in || !std::getline(in, text)) return '?';
-  const auto close = text.rfind(')');
-  return close != std::string::npos && close + 2 < text.size() ? text[close + 2] : '?';
-}
-
-// Whether a process that still has a pid has ended: a zombie (killed, not yet reaped) serves
-// nothing, but only once its last thread is gone. The leader of a killed multi-threaded process
-// turns zombie while its other threads are still exiting, and they hold its descriptors (an
-// image's lock, a socket) until then.
-bool Exited(std::int64_t pid) {
-  const fs::path dir = "/proc/" + std::to_string(pid);
-  const char state = StateOf(dir / "stat");
-  if (state != 'Z' && state != 'X') return false;
-  std::error_code ec;
-  for (fs::directory_iterator it(dir / "task", ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->path().filename() != std::to_string(pid)) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
-ProcessId ProcessId::Current() {
-  ProcessId id;
-  id.pid = static_cast<std::int64_t>(::getpid());
-  id.start_time = StartTimeOf(id.pid);
-  return id;
-}
-
-bool ProcessId::Alive() const {
-  if (pid <= 0) return false;
-  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno != EPERM) return false;
-  if (start_time == 0) return true;
-  if (Exited(pid)) return false;
-  const std::uint64_t now = StartTimeOf(pid);
-  return now == 0 || now == start_time;
-}
-
-#endif
+bool ProcessId::Alive() const { return platform::ProcessAlive(pid, start_time); }
 
 // --- records -----------------------------------------------------------------------------------
 
@@ -222,42 +132,33 @@ Result<AttachmentRecord> ParseRecord(const std::string& text) {
 // --- the registry ------------------------------------------------------------------------------
 
 Result<AttachRegistry> AttachRegistry::ForCurrentUser() {
+  constexpr std::string_view kRemedy =
+      "set VIRTDISK_RUNTIME_DIR, or XDG_RUNTIME_DIR, to a directory of your own";
   fs::path dir;
+  auto policy = platform::DirectoryPolicy::kPrivate;
   if (const char* explicit_dir = std::getenv("VIRTDISK_RUNTIME_DIR"); explicit_dir && *explicit_dir) {
     dir = explicit_dir;
+    policy = platform::DirectoryPolicy::kChosen;
   } else {
 #ifdef _WIN32
     const char* local = std::getenv("LOCALAPPDATA");
     dir = (local && *local ? fs::path(local) : fs::temp_directory_path()) / "virtdisk";
 #else
+    std::error_code ec;
     const char* runtime = std::getenv("XDG_RUNTIME_DIR");
-    if (runtime && *runtime && fs::is_directory(runtime)) {
+    if (runtime && *runtime && fs::is_directory(runtime, ec)) {
       dir = fs::path(runtime) / "virtdisk";
     } else {
-      std::error_code ec;
+      // A shared place where another user may have made the name first: kPrivate refuses
+      // anything but this user's own 0700 directory.
       fs::path tmp = fs::temp_directory_path(ec);
       if (ec) tmp = "/tmp";
-      dir = tmp / ("virtdisk-" + std::to_string(::getuid()));
+      dir = tmp / ("virtdisk-" + platform::CurrentUserId());
     }
 #endif
   }
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return FsError(ec, "creating the attach registry", dir);
-#ifndef _WIN32
-  // Owned by this user and writable by nobody else, so no other user can plant records or
-  // sockets here; 0711 lets others reach a socket whose own mode admits them (an attachment whose
-  // security descriptor grants other users) without listing the directory.
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0) return Status(Code::kIoError, "stat " + dir.string(), errno);
-  if (st.st_uid != ::getuid()) {
-    return Status(Code::kAccessDenied,
-                  dir.string() + ": the attach registry belongs to another user");
-  }
-  if ((st.st_mode & 0777) != 0711 && ::chmod(dir.c_str(), 0711) != 0) {
-    return Status(Code::kAccessDenied, "chmod 0711 " + dir.string(), errno);
-  }
-#endif
+  VDISK_RETURN_IF_ERROR(platform::EnsureUserDirectory(dir, policy, kRemedy)
+                            .WithContext("the attach registry"));
   return AttachRegistry(dir);
 }
 
@@ -283,13 +184,9 @@ Status AttachRegistry::Add(const AttachmentRecord& record) const {
   }
   const fs::path temp = dir_ / (RecordName(record.disk_path) + "." +
                                 std::to_string(ProcessId::Current().pid) + ".tmp");
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    out << FormatRecord(record);
-    out.flush();
-    if (!out) return Status(Code::kIoError, "writing attach record " + temp.string());
-  }
   std::error_code ec;
+  fs::remove(temp, ec);  // left by a process of the same pid that died writing it
+  VDISK_RETURN_IF_ERROR(platform::WritePrivateFile(temp, FormatRecord(record)));
   fs::rename(temp, final_path, ec);
   if (ec) {
     fs::remove(temp, ec);

@@ -4,7 +4,10 @@
 // Windows keeps attachments in the kernel, so any process can find and detach them. This
 // library keeps one small record file per attachment in a per-user directory instead:
 //   $VIRTDISK_RUNTIME_DIR, else $XDG_RUNTIME_DIR/virtdisk, else <temp>/virtdisk-<uid>
-// (mode 0711: only this user writes or lists it; on Windows %LOCALAPPDATA%\virtdisk). A record
+// (on Windows %LOCALAPPDATA%\virtdisk). The two automatic ones are created mode 0700 and used
+// only as this user's own 0700 directory, never through a symbolic link; one named by
+// VIRTDISK_RUNTIME_DIR must be this user's and writable by no one else (see
+// platform::EnsureUserDirectory). Records are files of mode 0600. A record
 // names the disk file, the NBD URI and socket of its export, and the process serving it (pid and
 // start time, so that a recycled pid is not taken for the server). Records whose process has died (a crash, a
 // SIGKILL) are stale: List and Find remove them, and the sockets they name, as they meet them.

@@ -42,11 +42,11 @@ DiskOpenRequest ViewOf(DiskOpenRequest request) {
 std::filesystem::path OpenDisk::KeyOf(const std::filesystem::path& path) { return KeyFor(path); }
 
 OpenDisk::OpenDisk(std::shared_ptr<VirtualDisk> disk, std::filesystem::path key,
-                   bool get_info_only)
-    : disk_(std::move(disk)), key_(std::move(key)), get_info_only_(get_info_only) {}
+                   bool unshared)
+    : disk_(std::move(disk)), key_(std::move(key)), unshared_(unshared) {}
 
 OpenDisk::~OpenDisk() {
-  if (get_info_only_) return;
+  if (unshared_) return;
   auto& table = Table();
   std::lock_guard lock(table.mutex);
   auto it = table.disks.find(key_);
@@ -57,9 +57,12 @@ Result<std::shared_ptr<OpenDisk>> OpenDisk::Open(const ProviderRegistry& registr
                                                  const DiskOpenRequest& request,
                                                  bool get_info_only) {
   const auto key = KeyFor(request.path);
+  // A handle that asked for only part of the chain (or only information) gets a disk of its own:
+  // another handle's full disk must not be handed a partial one, nor the other way round.
+  const bool unshared = get_info_only || request.no_parents;
   auto& table = Table();
   std::lock_guard lock(table.mutex);
-  if (!get_info_only) {
+  if (!unshared) {
     auto it = table.disks.find(key);
     if (it != table.disks.end()) {
       if (auto existing = it->second.lock()) {
@@ -80,10 +83,10 @@ Result<std::shared_ptr<OpenDisk>> OpenDisk::Open(const ProviderRegistry& registr
   }
   VDISK_ASSIGN_OR_RETURN(auto disk, VirtualDisk::Open(registry, request));
   auto open = std::make_shared<OpenDisk>(std::shared_ptr<VirtualDisk>(std::move(disk)), key,
-                                         get_info_only);
+                                         unshared);
   open->providers_ = &registry;
   open->request_ = request;
-  if (!get_info_only) table.disks[key] = open;
+  if (!unshared) table.disks[key] = open;
   return open;
 }
 
@@ -91,9 +94,12 @@ Result<std::shared_ptr<OpenDisk>> OpenDisk::OpenHandedOver(const ProviderRegistr
                                                            const DiskOpenRequest& request,
                                                            bool get_info_only) {
   const auto key = KeyFor(request.path);
+  // A handle that asked for only part of the chain (or only information) gets a disk of its own:
+  // another handle's full disk must not be handed a partial one, nor the other way round.
+  const bool unshared = get_info_only || request.no_parents;
   auto& table = Table();
   std::lock_guard lock(table.mutex);
-  if (!get_info_only) {
+  if (!unshared) {
     auto it = table.disks.find(key);
     if (it != table.disks.end()) {
       if (auto existing = it->second.lock()) return existing;
@@ -101,11 +107,11 @@ Result<std::shared_ptr<OpenDisk>> OpenDisk::OpenHandedOver(const ProviderRegistr
   }
   VDISK_ASSIGN_OR_RETURN(auto view, VirtualDisk::Open(registry, ViewOf(request)));
   auto open = std::make_shared<OpenDisk>(std::shared_ptr<VirtualDisk>(std::move(view)), key,
-                                         get_info_only);
+                                         unshared);
   open->providers_ = &registry;
   open->request_ = request;
   open->handed_over_ = true;
-  if (!get_info_only) table.disks[key] = open;
+  if (!unshared) table.disks[key] = open;
   return open;
 }
 
@@ -197,7 +203,7 @@ Status OpenDisk::Activate(std::shared_ptr<VirtualDisk> disk,
     fanout_.reset();
     key_ = new_key;
   }
-  if (get_info_only_) return Status::Ok();
+  if (unshared_) return Status::Ok();
   auto& table = Table();
   std::lock_guard lock(table.mutex);
   auto it = table.disks.find(old_key);
@@ -213,6 +219,17 @@ Status OpenDisk::Activate(std::shared_ptr<VirtualDisk> disk,
 Status OpenDisk::Drained(const std::function<Status()>& action) {
   std::unique_lock lock(io_mutex_);
   return action();
+}
+
+Status OpenDisk::CheckDataAvailable() const {
+  const auto active = disk();
+  if (request().no_parents && active->chain().size() == 1 && active->top().parent()) {
+    return Status(Code::kVhdInvalidState,
+                  active->top().file().path().string() +
+                      ": opened without its parents (OPEN_VIRTUAL_DISK_FLAG_NO_PARENTS): such a "
+                      "handle can query and repair the parent link, not attach or read the disk");
+  }
+  return Status::Ok();
 }
 
 Status OpenDisk::AttachRaw(bool read_only) {

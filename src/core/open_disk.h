@@ -55,7 +55,9 @@ class Surface {
 
 class OpenDisk {
  public:
-  OpenDisk(std::shared_ptr<VirtualDisk> disk, std::filesystem::path key, bool get_info_only);
+  // `unshared`: a disk only its own handle uses (GetInfoOnly, NO_PARENTS), not in the table of
+  // shared disks.
+  OpenDisk(std::shared_ptr<VirtualDisk> disk, std::filesystem::path key, bool unshared);
   ~OpenDisk();
 
   // Opens `request.path`, or shares the disk another handle already has open. A request for
@@ -82,6 +84,10 @@ class OpenDisk {
   std::filesystem::path key() const;
   // How the images were opened (for a created disk: its path and format, read-write).
   DiskOpenRequest request() const;
+  // Ok if the disk's data can be served (attached, read raw): kVhdInvalidState for a
+  // differencing disk opened without its parents (OPEN_VIRTUAL_DISK_FLAG_NO_PARENTS), whose
+  // handle exists to inspect and repair the parent link, not to read ranges the parent holds.
+  Status CheckDataAvailable() const;
 
   Status Read(std::uint64_t offset, std::span<std::byte> out);
   Status Write(std::uint64_t offset, std::span<const std::byte> data);
@@ -127,7 +133,7 @@ class OpenDisk {
   std::shared_ptr<VirtualDisk> disk_;
   std::shared_ptr<WriteFanout> fanout_;
   std::filesystem::path key_;
-  const bool get_info_only_;
+  const bool unshared_;
   const ProviderRegistry* providers_ = nullptr;  // for HandOver and TakeBack
   DiskOpenRequest request_;                       // guarded by io_mutex_
   std::atomic<bool> handed_over_{false};          // changed with io_mutex_ held exclusively

@@ -37,7 +37,8 @@ enum class Code : std::uint16_t {
   kInvalidState,       // e.g. raw I/O on a disk that is not attached
   kNotFound,           // no such item (metadata, attachment)
   kFileCorrupt,        // corrupt image without a more specific code
-  kDirectory,          // a directory where a file was expected
+  kDirectory,          // a directory where a file was expected (EISDIR from the OS)
+  kNotRegularFile,     // an image path that names a directory, FIFO, socket or device
   kInternal,
   // Virtual disk specific (ERROR_VHD_* / ERROR_VIRTDISK_*).
   kVhdFooterMissing,
@@ -64,6 +65,7 @@ enum class Code : std::uint16_t {
   kVhdParentAccessDenied,
   kVhdChildParentSizeMismatch,
   kVhdChainCycle,
+  kVhdChainTooDeep,    // more differencing levels than kMaxChainDepth (core/virtual_disk.h)
   kVhdChainErrorInParent,
   kVirtualDiskLimitation,
   kVhdInvalidType,

@@ -8,9 +8,6 @@
 namespace vdisk {
 namespace {
 
-// Chains deeper than this are treated as loops that file identity failed to catch.
-constexpr std::size_t kMaxChainDepth = 256;
-
 bool SameFile(const std::filesystem::path& a, const std::filesystem::path& b) {
   std::error_code ec;
   return std::filesystem::equivalent(a, b, ec);
@@ -43,28 +40,45 @@ Status OpenParents(const ProviderRegistry& registry, std::vector<std::unique_ptr
                    const OpenOptions& child_options, bool lock) {
   OpenOptions parent_options = child_options;
   parent_options.read_only = true;
+  // The identities of the chain's files, to find a loop with one lookup per level (comparing
+  // paths pairwise made opening a deep chain quadratic in its depth).
+  std::vector<std::optional<platform::FileIdentity>> identities;
+  for (const auto& image : chain) identities.push_back(platform::IdentifyFile(image->file().path()));
+  const auto in_chain = [&](const std::filesystem::path& candidate) {
+    const auto id = platform::IdentifyFile(candidate);
+    for (std::size_t i = 0; i < chain.size(); ++i) {
+      if (id && identities[i] ? *id == *identities[i] : SameFile(chain[i]->file().path(), candidate))
+        return true;
+    }
+    return false;
+  };
   while (auto ref = chain.back()->parent()) {
     const Image& child = *chain.back();
     if (chain.size() >= kMaxChainDepth) {
-      return Status(Code::kVhdChainCycle, child.file().path().string() +
-                                              ": differencing chain deeper than " +
-                                              std::to_string(kMaxChainDepth));
+      return Status(Code::kVhdChainTooDeep,
+                    chain.front()->file().path().string() +
+                        ": differencing chain too deep: more than " +
+                        std::to_string(kMaxChainDepth) + " files (the limit; " +
+                        child.file().path().string() + " still has a parent)");
     }
     std::string tried;
     std::unique_ptr<Image> parent;
+    // A candidate that is there but is no regular file (a directory, a FIFO, ...) is skipped
+    // for the next one; if no candidate opens, its reason is the error.
+    Status unusable;
     for (const auto& candidate : ref->candidates) {
       tried += (tried.empty() ? "" : ", ") + candidate.string();
       std::error_code ec;
-      if (!std::filesystem::exists(candidate, ec) || std::filesystem::is_directory(candidate, ec))
-        continue;
-      for (const auto& image : chain) {
-        if (SameFile(image->file().path(), candidate)) {
-          return Status(Code::kVhdChainCycle, child.file().path().string() + ": parent " +
-                                                  candidate.string() +
-                                                  " is already in the chain");
-        }
+      if (!std::filesystem::exists(candidate, ec)) continue;
+      if (in_chain(candidate)) {
+        return Status(Code::kVhdChainCycle, child.file().path().string() + ": parent " +
+                                                candidate.string() + " is already in the chain");
       }
       auto opened = OpenImage(registry, candidate, DiskFormat::kUnknown, parent_options, lock);
+      if (!opened.ok() && opened.status().code() == Code::kNotRegularFile) {
+        unusable = opened.status();
+        continue;
+      }
       if (!opened.ok()) {
         return Status(Code::kVhdChainErrorInParent,
                       std::string(opened.status().message()), opened.status().os_error());
@@ -72,12 +86,17 @@ Status OpenParents(const ProviderRegistry& registry, std::vector<std::unique_ptr
       parent = std::move(opened).value();
       break;
     }
+    if (!parent && !unusable.ok()) {
+      return Status(Code::kVhdChainErrorInParent,
+                    child.file().path().string() + ": parent " + std::string(unusable.message()));
+    }
     if (!parent) {
       return Status(Code::kVhdParentNotFound,
                     child.file().path().string() + ": parent not found (tried: " +
                         (tried.empty() ? std::string("no locator") : tried) + ")");
     }
     VDISK_RETURN_IF_ERROR(child.CheckParent(*parent));
+    identities.push_back(platform::IdentifyFile(parent->file().path()));
     chain.push_back(std::move(parent));
   }
   return Status::Ok();
@@ -123,6 +142,13 @@ Result<std::unique_ptr<VirtualDisk>> VirtualDisk::Create(const ProviderRegistry&
       return Status(code, std::string(opened.status().message()), opened.status().os_error());
     }
     parent = std::move(opened).value();
+    if (parent->chain().size() >= kMaxChainDepth) {
+      return Status(Code::kVhdChainTooDeep,
+                    request.path.string() + ": differencing chain too deep: its parent " +
+                        request.parent_path.string() + " already has " +
+                        std::to_string(parent->chain().size()) + " files, the limit is " +
+                        std::to_string(kMaxChainDepth));
+    }
     options.subtype = DiskSubtype::kDifferencing;
     options.parent = &parent->top();
     options.parent_path = request.parent_path;

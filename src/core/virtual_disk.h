@@ -17,6 +17,11 @@
 
 namespace vdisk {
 
+// The most files a differencing chain may have, top and base included. Create refuses a child
+// that would make its chain longer and Open refuses a longer chain, both with kVhdChainTooDeep
+// (a real loop is kVhdChainCycle, found by file identity).
+inline constexpr std::size_t kMaxChainDepth = 256;
+
 struct DiskOpenRequest {
   std::filesystem::path path;
   DiskFormat format = DiskFormat::kUnknown;  // kUnknown: detect as Windows does

@@ -39,6 +39,11 @@ Result<CopyMethod> File::CopyFrom(File& source, std::uint64_t source_offset, std
   return CopyMethod::kBuffered;
 }
 
+Status NotRegularFile(const std::filesystem::path& path, std::string_view kind) {
+  return Status(Code::kNotRegularFile,
+                path.string() + " is " + std::string(kind) + ", not a regular file");
+}
+
 Result<std::unique_ptr<File>> OpenFile(const std::filesystem::path& path, FileAccess access,
                                        FileDisposition disposition) {
   FileOpener opener;

@@ -114,12 +114,26 @@ Result<std::unique_ptr<File>> OpenFile(const std::filesystem::path& path, FileAc
                                        FileDisposition disposition = FileDisposition::kOpenExisting);
 // Test seam: replaces the opener and returns the previous one. Pass nullptr to restore the OS's.
 FileOpener SetFileOpenerForTesting(FileOpener opener);
-// The OS's own opener.
+// The OS's own opener. Only regular files open: a directory, FIFO, socket or device fails at
+// once (never blocks) with kNotRegularFile, checked on the opened descriptor or handle.
 Result<std::unique_ptr<File>> OpenOsFile(const std::filesystem::path& path, FileAccess access,
                                          FileDisposition disposition);
 
+// What tells one file from another: the device and inode number on POSIX, the volume serial
+// number and file index on Windows. Two paths name the same file exactly when these agree.
+struct FileIdentity {
+  std::uint64_t volume = 0;
+  std::uint64_t index = 0;
+  bool operator==(const FileIdentity&) const = default;
+};
+// The identity of the file `path` names (links followed); nullopt if it cannot be had.
+std::optional<FileIdentity> IdentifyFile(const std::filesystem::path& path);
+
 // Deletes a file (used to remove a half-created image). Missing files are not an error.
 Status RemoveFile(const std::filesystem::path& path);
+
+// kNotRegularFile: "<path> is <kind>, not a regular file" (kind: "a FIFO", "a directory", ...).
+Status NotRegularFile(const std::filesystem::path& path, std::string_view kind);
 
 // Turns an OS error number (errno / GetLastError) into a Status naming the operation and path.
 Status OsError(int os_error, std::string_view operation, const std::filesystem::path& path);

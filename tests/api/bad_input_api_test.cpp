@@ -283,7 +283,8 @@ TEST_F(BadInput, EachCorruptImageGetsItsOwnError) {
          std::filesystem::create_directory(t.dir_ / "u-base.vhd");
          return f;
        },
-       ERROR_VHD_PARENT_VHD_NOT_FOUND},
+       // Found, but no file: an error in the parent, not a missing one (special_file_api_test).
+       ERROR_VHD_DIFFERENCING_CHAIN_ERROR_IN_PARENT},
       {"parent replaced by another disk",
        [](BadInput& t) {
          t.Dynamic("v-base.vhd");

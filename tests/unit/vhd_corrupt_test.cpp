@@ -506,7 +506,8 @@ TEST(VhdDifferencing, RejectsAParentThatIsADirectory) {
   CreateImage(dir / "a.vhd", DiskSubtype::kDifferencing, 0, 0, dir / "x.vhd");
   fs::remove(dir / "x.vhd");
   fs::create_directory(dir / "x.vhd");
-  ExpectOpenFails(dir / "a.vhd", Code::kVhdParentNotFound);
+  // Found, but no file: an error in the parent whose reason names it a directory.
+  ExpectOpenFails(dir / "a.vhd", Code::kVhdChainErrorInParent);
 }
 
 TEST(VhdDifferencing, RejectsAParentWithAnotherId) {

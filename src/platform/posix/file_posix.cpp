@@ -189,6 +189,16 @@ class PosixFile final : public File {
   bool writable_;
 };
 
+const char* FileKindOf(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISLNK(mode)) return "a symbolic link";
+  return "not a file";
+}
+
 }  // namespace
 
 Status OsError(int os_error, std::string_view operation, const std::filesystem::path& path) {
@@ -216,11 +226,22 @@ Status OsError(int os_error, std::string_view operation, const std::filesystem::
 
 Result<std::unique_ptr<File>> OpenOsFile(const std::filesystem::path& path, FileAccess access,
                                          FileDisposition disposition) {
-  int flags = O_CLOEXEC | (access == FileAccess::kReadWrite ? O_RDWR : O_RDONLY);
+  // O_NONBLOCK so that opening a FIFO cannot wait for a writer, O_NOCTTY so that a terminal
+  // never becomes the controlling one; the type is then checked on the descriptor itself, so
+  // nothing can swap the file between the check and its use.
+  int flags = O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
+              (access == FileAccess::kReadWrite ? O_RDWR : O_RDONLY);
   if (disposition == FileDisposition::kCreateNew) flags |= O_CREAT | O_EXCL;
   const int fd = ::open(path.c_str(), flags, 0644);
   if (fd < 0) {
     const int err = errno;
+    // Opening a socket fails with ENXIO and a directory for writing with EISDIR: say what the
+    // path is rather than what open(2) thought of it.
+    struct stat st {};
+    if ((err == ENXIO || err == EISDIR || err == ENODEV || err == EOPNOTSUPP) &&
+        ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+      return NotRegularFile(path, FileKindOf(st.st_mode));
+    }
     // Windows tells a missing directory (ERROR_PATH_NOT_FOUND) from a missing file.
     std::error_code ec;
     if (err == ENOENT && path.has_parent_path() &&
@@ -235,12 +256,24 @@ Result<std::unique_ptr<File>> OpenOsFile(const std::filesystem::path& path, File
     ::close(fd);
     return OsError(err, "stat", path);
   }
-  if (S_ISDIR(st.st_mode)) {
+  if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    return Status(Code::kDirectory, path.string() + ": is a directory, not an image file", EISDIR);
+    return NotRegularFile(path, FileKindOf(st.st_mode));
+  }
+  const int status_flags = ::fcntl(fd, F_GETFL);
+  if (status_flags < 0 || ::fcntl(fd, F_SETFL, status_flags & ~O_NONBLOCK) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return OsError(err, "fcntl(F_SETFL)", path);
   }
   return std::unique_ptr<File>(
       std::make_unique<PosixFile>(fd, path, access == FileAccess::kReadWrite));
+}
+
+std::optional<FileIdentity> IdentifyFile(const std::filesystem::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return FileIdentity{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
 }
 
 Status RemoveFile(const std::filesystem::path& path) {

@@ -200,14 +200,53 @@ Result<std::unique_ptr<File>> OpenOsFile(const std::filesystem::path& path, File
                           ? FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE
                           : FILE_SHARE_READ;
   const DWORD creation = disposition == FileDisposition::kCreateNew ? CREATE_NEW : OPEN_EXISTING;
-  const DWORD attributes = GetFileAttributesW(path.c_str());
-  if (attributes != INVALID_FILE_ATTRIBUTES && (attributes & FILE_ATTRIBUTE_DIRECTORY) != 0)
-    return Status(Code::kDirectory, path.string() + ": is a directory, not an image file");
   HANDLE handle =
       CreateFileW(path.c_str(), desired, share, nullptr, creation, FILE_ATTRIBUTE_NORMAL, nullptr);
-  if (handle == INVALID_HANDLE_VALUE)
-    return OsError(static_cast<int>(GetLastError()), "open", path);
+  if (handle == INVALID_HANDLE_VALUE) {
+    const DWORD err = GetLastError();
+    // Without FILE_FLAG_BACKUP_SEMANTICS a directory fails to open with ERROR_ACCESS_DENIED
+    // (STATUS_FILE_IS_A_DIRECTORY); say so rather than suggest a permission problem.
+    const DWORD attributes = GetFileAttributesW(path.c_str());
+    if (err == ERROR_ACCESS_DENIED && attributes != INVALID_FILE_ATTRIBUTES &&
+        (attributes & FILE_ATTRIBUTE_DIRECTORY) != 0) {
+      return NotRegularFile(path, "a directory");
+    }
+    return OsError(static_cast<int>(err), "open", path);
+  }
+  // The type is checked on the opened handle, so nothing can swap the file in between: a
+  // character device (NUL, a console) or a pipe is no image.
+  const char* kind = nullptr;
+  switch (GetFileType(handle)) {
+    case FILE_TYPE_DISK: break;
+    case FILE_TYPE_CHAR: kind = "a character device"; break;
+    case FILE_TYPE_PIPE: kind = "a pipe"; break;
+    default: kind = "not a file"; break;
+  }
+  BY_HANDLE_FILE_INFORMATION info{};
+  if (kind == nullptr && GetFileInformationByHandle(handle, &info) &&
+      (info.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY) != 0) {
+    kind = "a directory";
+  }
+  if (kind != nullptr) {
+    CloseHandle(handle);
+    return NotRegularFile(path, kind);
+  }
   return std::unique_ptr<File>(std::make_unique<Win32File>(handle, path, write));
+}
+
+std::optional<FileIdentity> IdentifyFile(const std::filesystem::path& path) {
+  // No access asked: only the attributes are read; backup semantics let it open a directory.
+  HANDLE handle = CreateFileW(path.c_str(), 0,
+                              FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, nullptr,
+                              OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, nullptr);
+  if (handle == INVALID_HANDLE_VALUE) return std::nullopt;
+  BY_HANDLE_FILE_INFORMATION info{};
+  const bool ok = GetFileInformationByHandle(handle, &info) != FALSE;
+  CloseHandle(handle);
+  if (!ok) return std::nullopt;
+  return FileIdentity{info.dwVolumeSerialNumber,
+                      (static_cast<std::uint64_t>(info.nFileIndexHigh) << 32) |
+                          info.nFileIndexLow};
 }
 
 Status RemoveFile(const std::filesystem::path& path) {
