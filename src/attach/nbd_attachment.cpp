@@ -5,7 +5,7 @@
 
 #include <gsl/gsl>
 
-#include "platform/private_file.h"
+#include "platform/user_files.h"
 #include "platform/random.h"
 
 namespace vdisk::attach {

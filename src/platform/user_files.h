@@ -31,8 +31,14 @@ enum class DirectoryPolicy {
 Status EnsureUserDirectory(const std::filesystem::path& path, DirectoryPolicy policy,
                            std::string_view remedy);
 
+// Creates the directory `path` (not its parents), which must not exist, with mode 0700 whatever
+// the umask (POSIX; on Windows it inherits its parent's ACL). kFileExists if anything is at
+// `path` already, so that nothing planted there (a symlink) is ever written through.
+Status CreatePrivateDirectory(const std::filesystem::path& path);
+
 // Creates `path`, which must not exist, readable and writable by the current user only (mode
-// 0600 whatever the umask; never through a symbolic link), and writes `text` to it.
+// 0600 whatever the umask; never through a symbolic link or, on Windows, a reparse point), and
+// writes `text` to it.
 Status WritePrivateFile(const std::filesystem::path& path, std::string_view text);
 
 // The current process's id and its start time as the OS reports it (Linux: field 22 of

@@ -110,6 +110,17 @@ Status EnsureUserDirectory(const fs::path& path, DirectoryPolicy policy,
   return Status::Ok();
 }
 
+Status CreatePrivateDirectory(const fs::path& path) {
+  if (::mkdir(path.c_str(), 0700) != 0) return OsError(errno, "mkdir", path);
+  // mkdir applies the umask, which can only narrow 0700; chmod makes it exactly 0700.
+  if (::chmod(path.c_str(), 0700) != 0) {
+    const int err = errno;
+    ::rmdir(path.c_str());
+    return OsError(err, "chmod 0700", path);
+  }
+  return Status::Ok();
+}
+
 Status WritePrivateFile(const fs::path& path, std::string_view text) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return OsError(errno, "create", path);

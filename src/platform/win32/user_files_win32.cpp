@@ -27,9 +27,16 @@ Status EnsureUserDirectory(const fs::path& path, DirectoryPolicy policy,
   return Status::Ok();
 }
 
+Status CreatePrivateDirectory(const fs::path& path) {
+  if (!CreateDirectoryW(path.c_str(), nullptr)) {
+    return OsError(static_cast<int>(GetLastError()), "create directory", path);
+  }
+  return Status::Ok();
+}
+
 Status WritePrivateFile(const fs::path& path, std::string_view text) {
   HANDLE file = CreateFileW(path.c_str(), GENERIC_WRITE, 0, nullptr, CREATE_NEW,
-                            FILE_ATTRIBUTE_NORMAL, nullptr);
+                            FILE_ATTRIBUTE_NORMAL | FILE_FLAG_OPEN_REPARSE_POINT, nullptr);
   if (file == INVALID_HANDLE_VALUE) return OsError(static_cast<int>(GetLastError()), "create", path);
   DWORD written = 0;
   const bool ok = WriteFile(file, text.data(), static_cast<DWORD>(text.size()), &written, nullptr) &&
