@@ -907,6 +907,69 @@ void ParallelWriters(VirtualDisk& disk, std::uint64_t chunk) {
   }
 }
 
+// --- WriteFromFile -------------------------------------------------------------------------
+
+TEST(VhdxWriteFromFile, StoresWhatWriteWouldStoreCopyingInTheKernel) {
+  for (const DiskSubtype subtype :
+       {DiskSubtype::kFixed, DiskSubtype::kDynamic, DiskSubtype::kDifferencing}) {
+    SCOPED_TRACE("subtype " + std::to_string(static_cast<int>(subtype)));
+    TempDir dir;
+    std::mt19937_64 rng(9);
+    Spec spec;
+    spec.size = 8 * kMiB;
+    spec.block_size = static_cast<std::uint32_t>(kMiB);
+    Model base_model;
+    {
+      auto base = MustCreate(dir / "base.vhdx", spec);
+      ASSERT_NE(base, nullptr);
+      RandomWrites(*base, base_model, rng, 6, 700 * kKiB, kMiB);
+    }
+    Model model;
+    fs::path path = dir / "base.vhdx";
+    if (subtype == DiskSubtype::kDifferencing) {
+      path = dir / "child.vhdx";
+      Spec child = spec;
+      child.subtype = subtype;
+      child.size = 0;
+      child.parent = dir / "base.vhdx";
+      ASSERT_NE(MustCreate(path, child), nullptr);
+      model.parent = &base_model;
+    } else if (subtype == DiskSubtype::kFixed) {
+      path = dir / "fixed.vhdx";
+      Spec fixed = spec;
+      fixed.subtype = subtype;
+      ASSERT_NE(MustCreate(path, fixed), nullptr);
+    } else {
+      model = base_model;
+    }
+    const auto bytes = RandomBytes(rng, 4 * kMiB);
+    auto staging = platform::OpenOsFile(dir / "staging", platform::FileAccess::kReadWrite,
+                                        platform::FileDisposition::kCreateNew);
+    ASSERT_TRUE(staging.ok());
+    ASSERT_TRUE((*staging)->WriteAt(8192, bytes).ok());
+    {
+      auto disk = MustOpen(path, /*read_only=*/false);
+      ASSERT_NE(disk, nullptr);
+      // Inside one block, across blocks, and a whole block.
+      const std::pair<std::uint64_t, std::uint64_t> ranges[] = {
+          {kMiB + 3 * 512, 11 * 512}, {3 * kMiB - 64 * kKiB, 1500 * kKiB}, {6 * kMiB, kMiB}};
+      std::uint64_t from = 8192;
+      for (const auto& [offset, length] : ranges) {
+        auto method = disk->top().WriteFromFile(offset, length, **staging, from);
+        ASSERT_TRUE(method.ok()) << method.status().message();
+#ifdef __linux__
+        EXPECT_EQ(*method, platform::CopyMethod::kKernel);
+#endif
+        model.Write(offset, std::span(bytes).subspan(from - 8192, length));
+        from += length;
+      }
+    }
+    auto disk = MustOpen(path);
+    ASSERT_NE(disk, nullptr);
+    Verify(*disk, model, rng, "after WriteFromFile");
+  }
+}
+
 TEST(VhdxConcurrency, FourWritersOnADynamicDisk) {
   TempDir dir;
   {
