@@ -108,7 +108,8 @@ bool AllZero(std::span<const std::byte> data) {
 
 }  // namespace
 
-VirtualDisk::VirtualDisk(std::vector<std::unique_ptr<Image>> chain) : chain_(std::move(chain)) {}
+VirtualDisk::VirtualDisk(std::vector<std::unique_ptr<Image>> chain)
+    : chain_(std::move(chain)), writable_(!chain_.front()->read_only()) {}
 
 Result<std::unique_ptr<VirtualDisk>> VirtualDisk::Open(const ProviderRegistry& registry,
                                                        const DiskOpenRequest& request) {
@@ -247,6 +248,8 @@ Status VirtualDisk::ReadLayer(std::size_t level, std::uint64_t offset, std::span
 
 Status VirtualDisk::Read(std::uint64_t offset, std::span<std::byte> out) {
   VDISK_RETURN_IF_ERROR(CheckRange(offset, out.size()));
+  if (!writable_) return ReadLayer(0, offset, out);
+  const auto guard = ranges_.Shared(offset, out.size());
   return ReadLayer(0, offset, out);
 }
 
@@ -256,6 +259,7 @@ Status VirtualDisk::Write(std::uint64_t offset, std::span<const std::byte> data)
     return Status(Code::kWriteProtect, top().file().path().string() + ": opened read-only");
   }
   if (data.empty()) return Status::Ok();
+  const auto guard = ranges_.Exclusive(offset, data.size());
   return top().Write(offset, data);
 }
 

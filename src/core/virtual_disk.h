@@ -2,7 +2,9 @@
 //
 // All I/O on a disk goes through one VirtualDisk object, whatever handle or path it came from,
 // so that writes are seen by everything reading the disk (raw I/O, exports, a running mirror).
-// Thread safety: Read, Write and Flush may be called concurrently.
+// Thread safety: Read, Write and Flush may be called concurrently. A read that overlaps a write
+// in flight returns each sector wholly as before the write or wholly as after it, and
+// overlapping writes apply one after the other, as on a disk (core/range_lock.h).
 #pragma once
 
 #include <cstdint>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "core/image.h"
+#include "core/range_lock.h"
 #include "core/status.h"
 #include "formats/registry/registry.h"
 
@@ -71,6 +74,11 @@ class VirtualDisk {
   Status ReadLayer(std::size_t level, std::uint64_t offset, std::span<std::byte> out);
 
   std::vector<std::unique_ptr<Image>> chain_;
+  // Only the top image is ever written, and only through Write, so a disk opened read-only
+  // needs no lock at all. Images written outside Write: a mirror target while the copy fills
+  // it, which nothing reads until the switch (mirror_job.h).
+  const bool writable_;
+  StripedRangeLock ranges_;
 };
 
 }  // namespace vdisk

@@ -13,6 +13,11 @@
 //  - A chunk being copied is "in flight"; no second copy of it starts until the first ends, so
 //    target writes of one chunk never reorder. A chunk a guest write is changing is marked
 //    dirty before the write and is not copied until the write has reached the source.
+//  - The copy reads the source's file directly, without the disk's range lock (range_lock.h), so
+//    it may read a sector a guest write is changing part old and part new; that chunk is
+//    copied again after the write, before the job can be ready. Its writes into the target
+//    (Image::Write, bypassing the target's VirtualDisk) need no lock either: nothing reads or
+//    writes the target before ready, and nothing copies after.
 //  - Workers copy chunks in ascending order. A chunk's data moves one of two ways:
 //     * in the kernel, where source and target files are on one filesystem: the target
 //       allocates as for a write and copies the source file's bytes with copy_file_range

@@ -2,9 +2,12 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -44,6 +47,30 @@ inline std::vector<std::byte> ReadWholeFile(const std::filesystem::path& path) {
   in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size()));
   if (!in) return {};
   return out;
+}
+
+// Checks a read of [offset, offset + read.size()) that overlapped a write: each sector must read
+// wholly as `before` or wholly as `after` (the range's content before and after the write), as
+// from a disk. Returns "" if so, else names the first sector that does not and what it holds.
+inline std::string FirstTornSector(std::span<const std::byte> read,
+                                   std::span<const std::byte> before,
+                                   std::span<const std::byte> after, std::uint64_t offset,
+                                   std::size_t sector) {
+  for (std::size_t s = 0; s + sector <= read.size(); s += sector) {
+    if (std::memcmp(read.data() + s, before.data() + s, sector) == 0) continue;
+    if (std::memcmp(read.data() + s, after.data() + s, sector) == 0) continue;
+    std::size_t old_bytes = 0;
+    std::size_t new_bytes = 0;
+    for (std::size_t b = s; b < s + sector; ++b) {
+      if (read[b] == before[b]) ++old_bytes;
+      if (read[b] == after[b]) ++new_bytes;
+    }
+    return "sector " + std::to_string((offset + s) / sector) + " (byte " +
+           std::to_string(offset + s) + ") reads neither wholly old nor wholly new: " +
+           std::to_string(old_bytes) + " of its " + std::to_string(sector) +
+           " bytes match the old data, " + std::to_string(new_bytes) + " the new";
+  }
+  return "";
 }
 
 }  // namespace vdisk_unit

@@ -18,12 +18,14 @@
 #endif
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -47,6 +49,7 @@ constexpr std::uint64_t kMiB = 1024 * 1024;
 constexpr std::uint64_t kGiB = 1024 * kMiB;
 constexpr std::uint64_t kTiB = 1024 * kGiB;
 
+using vdisk_unit::FirstTornSector;
 using vdisk_unit::TempDir;
 
 const ProviderRegistry& Registry() {
@@ -848,46 +851,55 @@ std::vector<std::byte> ChunkPattern(std::uint64_t index, std::size_t size) {
 }
 
 // Four threads write interleaved chunks (so that they race for the same blocks) while a fifth
-// reads; then every chunk must read back.
+// reads; then every chunk must read back. The disk reads as zeros before. Each sector the reader
+// sees must be wholly zeros or wholly the chunk's pattern, as on a disk: a sector part old and
+// part new (torn) fails, as does data from anywhere else. Every other read is of a chunk a
+// writer has under way, so reads overlap writes in flight on every run.
 void ParallelWriters(VirtualDisk& disk, std::uint64_t chunk) {
+  constexpr int kWriters = 4;
+  constexpr std::uint64_t kIdle = ~std::uint64_t{0};
   const std::uint64_t chunks = disk.size() / chunk;
-  std::atomic<bool> failed{false};
+  std::mutex mutex;
+  std::string failure;  // the first one
+  const auto fail = [&](const std::string& what) {
+    std::lock_guard lock(mutex);
+    if (failure.empty()) failure = what;
+  };
   std::atomic<bool> done{false};
+  std::array<std::atomic<std::uint64_t>, kWriters> writing;  // the chunk each writer writes
+  for (auto& w : writing) w = kIdle;
   std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t) {
+  for (int t = 0; t < kWriters; ++t) {
     threads.emplace_back([&, t] {
-      for (std::uint64_t i = t; i < chunks; i += 4) {
-        if (!disk.Write(i * chunk, ChunkPattern(i, chunk)).ok()) failed = true;
+      for (std::uint64_t i = t; i < chunks; i += kWriters) {
+        const auto pattern = ChunkPattern(i, chunk);
+        writing[t] = i;
+        const Status status = disk.Write(i * chunk, pattern);
+        if (!status.ok())
+          fail("write of chunk " + std::to_string(i) + ": " + std::string(status.message()));
       }
+      writing[t] = kIdle;
     });
   }
   std::thread reader([&] {
     std::vector<std::byte> buffer(chunk);
+    const std::vector<std::byte> zeros(chunk);
     std::mt19937_64 rng(5);
-    while (!done) {
-      const std::uint64_t i = rng() % chunks;
-      if (!disk.Read(i * chunk, buffer).ok()) failed = true;
-      // A chunk reads as zeros (not written yet) or as its pattern, never anything else.
-      const bool zero =
-          std::all_of(buffer.begin(), buffer.end(), [](std::byte b) { return b == std::byte{0}; });
-      if (!zero && buffer != ChunkPattern(i, chunk)) {
-        // Partly written is possible while a write is in flight; only whole garbage is wrong.
-        bool prefix_ok = true;
-        const auto pattern = ChunkPattern(i, chunk);
-        for (std::size_t k = 0; k < chunk; k += 512) {
-          const bool sector_zero = std::all_of(buffer.begin() + k, buffer.begin() + k + 512,
-                                               [](std::byte b) { return b == std::byte{0}; });
-          if (!sector_zero && std::memcmp(buffer.data() + k, pattern.data() + k, 512) != 0)
-            prefix_ok = false;
-        }
-        if (!prefix_ok) failed = true;
-      }
+    for (std::uint64_t n = 0; !done; ++n) {
+      std::uint64_t i = n % 2 == 0 ? kIdle : writing[n / 2 % kWriters].load();
+      if (i == kIdle) i = rng() % chunks;
+      const Status status = disk.Read(i * chunk, buffer);
+      if (!status.ok())
+        fail("read of chunk " + std::to_string(i) + ": " + std::string(status.message()));
+      const std::string torn =
+          FirstTornSector(buffer, zeros, ChunkPattern(i, chunk), i * chunk, 512);
+      if (!torn.empty()) fail("chunk " + std::to_string(i) + ": " + torn);
     }
   });
   for (auto& t : threads) t.join();
   done = true;
   reader.join();
-  ASSERT_FALSE(failed.load());
+  ASSERT_EQ(failure, "");
   std::vector<std::byte> buffer(chunk);
   for (std::uint64_t i = 0; i < chunks; ++i) {
     ASSERT_TRUE(disk.Read(i * chunk, buffer).ok());
