@@ -94,12 +94,12 @@ if [[ "${SKIP_WINDOWS:-0}" != 1 ]]; then
 
   # The 32-bit DLL is built and checked, never run: these machines cannot start 32-bit
   # programs (README.md says why). Only what the checks need is built: the DLL, its attach host,
-  # the C client, the layout test (its x86 numbers are _Static_asserts), and the C API suite
-  # and vdisk, which must compile and link for i686.
+  # the C client, the layout tests (their x86 numbers are static assertions), and the C API
+  # suite and vdisk, which must compile and link for i686.
   section "Windows 32-bit build (mingw-w64 i686): built and checked, not run"
   cmake --preset mingw-x86
   cmake --build --preset mingw-x86 -j "$jobs" --target virtdisk virtdisk-attach-host \
-    c_client_test layout_test api_tests vdisk
+    c_client_test layout_test header_cxx_test api_tests vdisk
   check_windows_build build/mingw-x86 x86 i686-w64-mingw32
 
   section "Windows tests under Wine"
