@@ -6,7 +6,8 @@ BUILD_PACKAGES=(cmake ninja-build g++ pkg-config libgtest-dev libgmock-dev googl
 TEST_PACKAGES=(qemu-utils libvhdi-dev libvhdi-utils genisoimage xorriso udftools libnbd-bin
                clang libclang-rt-14-dev)
 WINDOWS_PACKAGES=(mingw-w64 g++-mingw-w64-x86-64-posix gcc-mingw-w64-x86-64-posix wine wine64
-                  binutils-mingw-w64-x86-64)
+                  binutils-mingw-w64-x86-64
+                  g++-mingw-w64-i686-posix gcc-mingw-w64-i686-posix binutils-mingw-w64-i686)
 
 ensure_packages() {
   local missing=()

@@ -60,6 +60,50 @@ static void RemovePath(const WCHAR *path) {
   remove(narrow);
 }
 
+/* Takes the address of every export through the header's declarations, so that the program
+ * imports all 29 from VirtDisk.dll: it links only if the import library resolves each symbol
+ * the compiler emits for them (on x86 the stdcall-decorated _OpenVirtualDisk@24 ...), and
+ * loads only if the DLL exports each name. Returns how many addresses are not NULL. */
+static int CountExports(void) {
+  /* void (*)(void) is the one type GCC lets any function pointer be cast to without warning. */
+  typedef void (*AnyFunction)(void);
+  const AnyFunction exports[] = {
+      (AnyFunction)AddVirtualDiskParent,
+      (AnyFunction)ApplySnapshotVhdSet,
+      (AnyFunction)AttachVirtualDisk,
+      (AnyFunction)BreakMirrorVirtualDisk,
+      (AnyFunction)CompactVirtualDisk,
+      (AnyFunction)CompleteForkVirtualDisk,
+      (AnyFunction)CreateVirtualDisk,
+      (AnyFunction)DeleteSnapshotVhdSet,
+      (AnyFunction)DeleteVirtualDiskMetadata,
+      (AnyFunction)DetachVirtualDisk,
+      (AnyFunction)EnumerateVirtualDiskMetadata,
+      (AnyFunction)ExpandVirtualDisk,
+      (AnyFunction)ForkVirtualDisk,
+      (AnyFunction)GetAllAttachedVirtualDiskPhysicalPaths,
+      (AnyFunction)GetStorageDependencyInformation,
+      (AnyFunction)GetVirtualDiskInformation,
+      (AnyFunction)GetVirtualDiskMetadata,
+      (AnyFunction)GetVirtualDiskOperationProgress,
+      (AnyFunction)GetVirtualDiskPhysicalPath,
+      (AnyFunction)MergeVirtualDisk,
+      (AnyFunction)MirrorVirtualDisk,
+      (AnyFunction)ModifyVhdSet,
+      (AnyFunction)OpenVirtualDisk,
+      (AnyFunction)QueryChangesVirtualDisk,
+      (AnyFunction)RawSCSIVirtualDisk,
+      (AnyFunction)ResizeVirtualDisk,
+      (AnyFunction)SetVirtualDiskInformation,
+      (AnyFunction)SetVirtualDiskMetadata,
+      (AnyFunction)TakeSnapshotVhdSet,
+  };
+  int count = 0;
+  size_t i;
+  for (i = 0; i < sizeof exports / sizeof exports[0]; ++i) count += exports[i] != NULL;
+  return count;
+}
+
 int main(void) {
   WCHAR path[512];
   WCHAR missing[512];
@@ -72,6 +116,8 @@ int main(void) {
   ULONG size;
   DWORD error;
   const GUID microsoft = VIRTDISK_GUID_INIT_VENDOR_MICROSOFT;
+
+  CHECK_EQ("exports resolved", 29, CountExports());
 
   MakePath(path, 512, "disk.vhd");
   MakePath(missing, 512, "missing.vhd");

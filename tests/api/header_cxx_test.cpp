@@ -42,8 +42,10 @@ static_assert(std::is_same_v<decltype(VIRTUAL_DISK_ACCESS_ATTACH_RO & VIRTUAL_DI
 static_assert(
     std::is_same_v<decltype(~ATTACH_VIRTUAL_DISK_FLAG_READ_ONLY), ATTACH_VIRTUAL_DISK_FLAG>);
 
-static_assert(sizeof(CREATE_VIRTUAL_DISK_PARAMETERS) == 184);
-static_assert(offsetof(CREATE_VIRTUAL_DISK_PARAMETERS, Version2.ParentPath) == 48);
+// x64, and x86 where pointers are 4 bytes (tests/api/layout_test.c derives both).
+constexpr bool kX86 = sizeof(void *) == 4;
+static_assert(sizeof(CREATE_VIRTUAL_DISK_PARAMETERS) == (kX86 ? 160 : 184));
+static_assert(offsetof(CREATE_VIRTUAL_DISK_PARAMETERS, Version2.ParentPath) == (kX86 ? 44 : 48));
 static_assert(sizeof(GET_VIRTUAL_DISK_INFO) == 32);
 static_assert(sizeof(STORAGE_DEPENDENCY_INFO) == 8);
 

@@ -1,11 +1,19 @@
 /*
- * layout_test.c - pins include/virtdisk.h to the Windows SDK's x64 ABI.
+ * layout_test.c - pins include/virtdisk.h to the Windows SDK's x64 and x86 ABIs.
  *
  * Plain C on purpose: compiling this file proves the header is C. Every struct's size and the
  * offsets of its members (for each version arm of its union) are compared with numbers derived
- * by hand from the SDK's um/VirtDisk.h under the x64 rules (natural alignment: ULONGLONG and
- * pointers 8, ULONG/BOOL/enums 4, GUID 4 with size 16), and every constant with the SDK value.
- * Where a number depends on sizeof(WCHAR) (2 on Windows, 4 elsewhere) it is computed from it.
+ * by hand from the SDK's um/VirtDisk.h, and every constant with the SDK value. The SDK header
+ * sets no packing, so its structs have the compiler's default (8): every member at its natural
+ * alignment. x64: ULONGLONG and pointers 8, ULONG/BOOL/enums 4, GUID 4 with size 16. x86 (the
+ * 32-bit VirtDisk.dll): the same except pointers, 4 bytes and 4-aligned; ULONGLONG members stay
+ * 8-aligned, as MSVC lays them out (and mingw-w64's i686 GCC). ABI(x64, x86) gives the two
+ * numbers where they differ. Where a number depends on sizeof(WCHAR) (2 on Windows, 4
+ * elsewhere) it is computed from it.
+ *
+ * The x86 program cannot run where this project is tested (no 32-bit execution), so for x86
+ * every size, offset and constant check is also a _Static_assert: building this file for i686
+ * is the test there.
  *
  * Prints one line per failed check and ends with "layout: N passed, M failed"; exits nonzero if
  * anything failed.
@@ -32,10 +40,24 @@ static void CheckEqual(const char *what, unsigned long long actual, unsigned lon
   }
 }
 
-#define EXPECT_SIZE(type, expected) CheckEqual("sizeof(" #type ")", sizeof(type), (expected))
+#if defined(_WIN32) && !defined(_WIN64)
+#define ABI(x64, x86) (x86)
+#define STATIC_CHECK_(condition, what) _Static_assert(condition, what)
+#else
+#define ABI(x64, x86) (x64)
+#define STATIC_CHECK_(condition, what)
+#endif
+
+/* CheckEqual, and on x86 also at compile time (actual and expected are constant expressions). */
+#define EXPECT_EQUAL(what, actual, expected)                    \
+  do {                                                          \
+    STATIC_CHECK_((actual) == (expected), what);                \
+    CheckEqual(what, (actual), (expected));                     \
+  } while (0)
+#define EXPECT_SIZE(type, expected) EXPECT_EQUAL("sizeof(" #type ")", sizeof(type), (expected))
 #define EXPECT_OFFSET(type, member, expected) \
-  CheckEqual("offsetof(" #type ", " #member ")", offsetof(type, member), (expected))
-#define EXPECT_VALUE(name, expected) CheckEqual(#name, (unsigned long long)(name), (expected))
+  EXPECT_EQUAL("offsetof(" #type ", " #member ")", offsetof(type, member), (expected))
+#define EXPECT_VALUE(name, expected) EXPECT_EQUAL(#name, (unsigned long long)(name), (expected))
 
 /* Type-checks a function against the SDK prototype without referencing the symbol: the
  * assignment sits in an unevaluated sizeof, so no import or link is needed, but an
@@ -58,8 +80,8 @@ static void CheckBasicTypes(void) {
   EXPECT_SIZE(ULONGLONG, 8);
   EXPECT_SIZE(ULONG64, 8);
   EXPECT_SIZE(GUID, 16);
-  EXPECT_SIZE(HANDLE, 8);
-  EXPECT_SIZE(PCWSTR, 8);
+  EXPECT_SIZE(HANDLE, ABI(8, 4));
+  EXPECT_SIZE(PCWSTR, ABI(8, 4));
   CheckEqual("sizeof(WCHAR) is 2 (Windows) or sizeof(wchar_t)",
              sizeof(WCHAR) == 2 || sizeof(WCHAR) == sizeof(wchar_t), 1);
   /* Every enum of the header is int-sized, as with MSVC. */
@@ -91,7 +113,7 @@ static void CheckOpenParameters(void) {
 }
 
 static void CheckCreateParameters(void) {
-  EXPECT_SIZE(CREATE_VIRTUAL_DISK_PARAMETERS, 184);
+  EXPECT_SIZE(CREATE_VIRTUAL_DISK_PARAMETERS, ABI(184, 160));
   EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version, 0);
 
   EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version1.UniqueId, 8);
@@ -99,45 +121,45 @@ static void CheckCreateParameters(void) {
   EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version1.BlockSizeInBytes, 32);
   EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version1.SectorSizeInBytes, 36);
   EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version1.ParentPath, 40);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version1.SourcePath, 48);
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version1.SourcePath, ABI(48, 44));
 
   EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version2.UniqueId, 8);
   EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version2.MaximumSize, 24);
   EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version2.BlockSizeInBytes, 32);
   EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version2.SectorSizeInBytes, 36);
   EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version2.PhysicalSectorSizeInBytes, 40);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version2.ParentPath, 48);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version2.SourcePath, 56);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version2.OpenFlags, 64);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version2.ParentVirtualStorageType, 68);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version2.SourceVirtualStorageType, 88);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version2.ResiliencyGuid, 108);
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version2.ParentPath, ABI(48, 44));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version2.SourcePath, ABI(56, 48));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version2.OpenFlags, ABI(64, 52));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version2.ParentVirtualStorageType, ABI(68, 56));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version2.SourceVirtualStorageType, ABI(88, 76));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version2.ResiliencyGuid, ABI(108, 96));
 
   EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version3.PhysicalSectorSizeInBytes, 40);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version3.ParentPath, 48);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version3.SourcePath, 56);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version3.OpenFlags, 64);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version3.ParentVirtualStorageType, 68);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version3.SourceVirtualStorageType, 88);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version3.ResiliencyGuid, 108);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version3.SourceLimitPath, 128);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version3.BackingStorageType, 136);
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version3.ParentPath, ABI(48, 44));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version3.SourcePath, ABI(56, 48));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version3.OpenFlags, ABI(64, 52));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version3.ParentVirtualStorageType, ABI(68, 56));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version3.SourceVirtualStorageType, ABI(88, 76));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version3.ResiliencyGuid, ABI(108, 96));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version3.SourceLimitPath, ABI(128, 112));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version3.BackingStorageType, ABI(136, 116));
 
   EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.UniqueId, 8);
   EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.MaximumSize, 24);
   EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.BlockSizeInBytes, 32);
   EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.SectorSizeInBytes, 36);
   EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.PhysicalSectorSizeInBytes, 40);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.ParentPath, 48);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.SourcePath, 56);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.OpenFlags, 64);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.ParentVirtualStorageType, 68);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.SourceVirtualStorageType, 88);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.ResiliencyGuid, 108);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.SourceLimitPath, 128);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.BackingStorageType, 136);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.PmemAddressAbstractionType, 156);
-  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.DataAlignment, 176);
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.ParentPath, ABI(48, 44));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.SourcePath, ABI(56, 48));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.OpenFlags, ABI(64, 52));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.ParentVirtualStorageType, ABI(68, 56));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.SourceVirtualStorageType, ABI(88, 76));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.ResiliencyGuid, ABI(108, 96));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.SourceLimitPath, ABI(128, 112));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.BackingStorageType, ABI(136, 116));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.PmemAddressAbstractionType, ABI(156, 136));
+  EXPECT_OFFSET(CREATE_VIRTUAL_DISK_PARAMETERS, Version4.DataAlignment, ABI(176, 152));
 }
 
 static void CheckAttachParameters(void) {
@@ -154,18 +176,18 @@ static void CheckStorageDependencyInfo(void) {
   EXPECT_OFFSET(STORAGE_DEPENDENCY_INFO_TYPE_1, ProviderSpecificFlags, 4);
   EXPECT_OFFSET(STORAGE_DEPENDENCY_INFO_TYPE_1, VirtualStorageType, 8);
 
-  EXPECT_SIZE(STORAGE_DEPENDENCY_INFO_TYPE_2, 64);
+  EXPECT_SIZE(STORAGE_DEPENDENCY_INFO_TYPE_2, ABI(64, 48));
   EXPECT_OFFSET(STORAGE_DEPENDENCY_INFO_TYPE_2, DependencyTypeFlags, 0);
   EXPECT_OFFSET(STORAGE_DEPENDENCY_INFO_TYPE_2, ProviderSpecificFlags, 4);
   EXPECT_OFFSET(STORAGE_DEPENDENCY_INFO_TYPE_2, VirtualStorageType, 8);
   EXPECT_OFFSET(STORAGE_DEPENDENCY_INFO_TYPE_2, AncestorLevel, 28);
   EXPECT_OFFSET(STORAGE_DEPENDENCY_INFO_TYPE_2, DependencyDeviceName, 32);
-  EXPECT_OFFSET(STORAGE_DEPENDENCY_INFO_TYPE_2, HostVolumeName, 40);
-  EXPECT_OFFSET(STORAGE_DEPENDENCY_INFO_TYPE_2, DependentVolumeName, 48);
-  EXPECT_OFFSET(STORAGE_DEPENDENCY_INFO_TYPE_2, DependentVolumeRelativePath, 56);
+  EXPECT_OFFSET(STORAGE_DEPENDENCY_INFO_TYPE_2, HostVolumeName, ABI(40, 36));
+  EXPECT_OFFSET(STORAGE_DEPENDENCY_INFO_TYPE_2, DependentVolumeName, ABI(48, 40));
+  EXPECT_OFFSET(STORAGE_DEPENDENCY_INFO_TYPE_2, DependentVolumeRelativePath, ABI(56, 44));
 
   /* The entry arrays are flexible in the SDK: the header alone is 8 bytes, entries start at 8
-   * (the union takes TYPE_2's 8-byte alignment). */
+   * (the union takes TYPE_2's alignment, 8 on x64 and 4 on x86). */
   EXPECT_SIZE(STORAGE_DEPENDENCY_INFO, 8);
   EXPECT_OFFSET(STORAGE_DEPENDENCY_INFO, Version, 0);
   EXPECT_OFFSET(STORAGE_DEPENDENCY_INFO, NumberEntries, 4);
@@ -176,13 +198,10 @@ static void CheckStorageDependencyInfo(void) {
 static void CheckGetInfo(void) {
   GET_VIRTUAL_DISK_INFO info;
   /* The two WCHAR-array arms, computed from sizeof(WCHAR): 8 and 12 bytes for either width. */
-  const size_t parent_location = ROUND_UP(4 + sizeof(WCHAR), 4);
-  const size_t change_tracking = ROUND_UP(8 + sizeof(WCHAR), 4);
-
-  CheckEqual("sizeof(GET_VIRTUAL_DISK_INFO.ParentLocation)", sizeof(info.ParentLocation),
-             parent_location);
-  CheckEqual("sizeof(GET_VIRTUAL_DISK_INFO.ChangeTrackingState)", sizeof(info.ChangeTrackingState),
-             change_tracking);
+  EXPECT_EQUAL("sizeof(GET_VIRTUAL_DISK_INFO.ParentLocation)", sizeof(info.ParentLocation),
+               ROUND_UP(4 + sizeof(WCHAR), 4));
+  EXPECT_EQUAL("sizeof(GET_VIRTUAL_DISK_INFO.ChangeTrackingState)",
+               sizeof(info.ChangeTrackingState), ROUND_UP(8 + sizeof(WCHAR), 4));
   /* The largest arm is Size (24 bytes) whatever the WCHAR width. */
   EXPECT_SIZE(GET_VIRTUAL_DISK_INFO, 32);
   EXPECT_OFFSET(GET_VIRTUAL_DISK_INFO, Version, 0);
@@ -212,17 +231,17 @@ static void CheckGetInfo(void) {
 }
 
 static void CheckSetInfo(void) {
-  EXPECT_SIZE(SET_VIRTUAL_DISK_INFO, 32);
+  EXPECT_SIZE(SET_VIRTUAL_DISK_INFO, ABI(32, 24));
   EXPECT_OFFSET(SET_VIRTUAL_DISK_INFO, Version, 0);
-  EXPECT_OFFSET(SET_VIRTUAL_DISK_INFO, ParentFilePath, 8);
-  EXPECT_OFFSET(SET_VIRTUAL_DISK_INFO, UniqueIdentifier, 8);
-  EXPECT_OFFSET(SET_VIRTUAL_DISK_INFO, ParentPathWithDepthInfo.ChildDepth, 8);
-  EXPECT_OFFSET(SET_VIRTUAL_DISK_INFO, ParentPathWithDepthInfo.ParentFilePath, 16);
-  EXPECT_OFFSET(SET_VIRTUAL_DISK_INFO, VhdPhysicalSectorSize, 8);
-  EXPECT_OFFSET(SET_VIRTUAL_DISK_INFO, VirtualDiskId, 8);
-  EXPECT_OFFSET(SET_VIRTUAL_DISK_INFO, ChangeTrackingEnabled, 8);
-  EXPECT_OFFSET(SET_VIRTUAL_DISK_INFO, ParentLocator.LinkageId, 8);
-  EXPECT_OFFSET(SET_VIRTUAL_DISK_INFO, ParentLocator.ParentFilePath, 24);
+  EXPECT_OFFSET(SET_VIRTUAL_DISK_INFO, ParentFilePath, ABI(8, 4));
+  EXPECT_OFFSET(SET_VIRTUAL_DISK_INFO, UniqueIdentifier, ABI(8, 4));
+  EXPECT_OFFSET(SET_VIRTUAL_DISK_INFO, ParentPathWithDepthInfo.ChildDepth, ABI(8, 4));
+  EXPECT_OFFSET(SET_VIRTUAL_DISK_INFO, ParentPathWithDepthInfo.ParentFilePath, ABI(16, 8));
+  EXPECT_OFFSET(SET_VIRTUAL_DISK_INFO, VhdPhysicalSectorSize, ABI(8, 4));
+  EXPECT_OFFSET(SET_VIRTUAL_DISK_INFO, VirtualDiskId, ABI(8, 4));
+  EXPECT_OFFSET(SET_VIRTUAL_DISK_INFO, ChangeTrackingEnabled, ABI(8, 4));
+  EXPECT_OFFSET(SET_VIRTUAL_DISK_INFO, ParentLocator.LinkageId, ABI(8, 4));
+  EXPECT_OFFSET(SET_VIRTUAL_DISK_INFO, ParentLocator.ParentFilePath, ABI(24, 20));
 }
 
 static void CheckOperationParameters(void) {
@@ -249,18 +268,18 @@ static void CheckOperationParameters(void) {
   EXPECT_OFFSET(RESIZE_VIRTUAL_DISK_PARAMETERS, Version, 0);
   EXPECT_OFFSET(RESIZE_VIRTUAL_DISK_PARAMETERS, Version1.NewSize, 8);
 
-  EXPECT_SIZE(MIRROR_VIRTUAL_DISK_PARAMETERS, 16);
+  EXPECT_SIZE(MIRROR_VIRTUAL_DISK_PARAMETERS, ABI(16, 8));
   EXPECT_OFFSET(MIRROR_VIRTUAL_DISK_PARAMETERS, Version, 0);
-  EXPECT_OFFSET(MIRROR_VIRTUAL_DISK_PARAMETERS, Version1.MirrorVirtualDiskPath, 8);
+  EXPECT_OFFSET(MIRROR_VIRTUAL_DISK_PARAMETERS, Version1.MirrorVirtualDiskPath, ABI(8, 4));
 
   EXPECT_SIZE(QUERY_CHANGES_VIRTUAL_DISK_RANGE, 24);
   EXPECT_OFFSET(QUERY_CHANGES_VIRTUAL_DISK_RANGE, ByteOffset, 0);
   EXPECT_OFFSET(QUERY_CHANGES_VIRTUAL_DISK_RANGE, ByteLength, 8);
   EXPECT_OFFSET(QUERY_CHANGES_VIRTUAL_DISK_RANGE, Reserved, 16);
 
-  EXPECT_SIZE(FORK_VIRTUAL_DISK_PARAMETERS, 16);
+  EXPECT_SIZE(FORK_VIRTUAL_DISK_PARAMETERS, ABI(16, 8));
   EXPECT_OFFSET(FORK_VIRTUAL_DISK_PARAMETERS, Version, 0);
-  EXPECT_OFFSET(FORK_VIRTUAL_DISK_PARAMETERS, Version1.ForkedVirtualDiskPath, 8);
+  EXPECT_OFFSET(FORK_VIRTUAL_DISK_PARAMETERS, Version1.ForkedVirtualDiskPath, ABI(8, 4));
 }
 
 static void CheckVhdSetParameters(void) {
@@ -277,26 +296,26 @@ static void CheckVhdSetParameters(void) {
   EXPECT_OFFSET(APPLY_SNAPSHOT_VHDSET_PARAMETERS, Version1.SnapshotId, 4);
   EXPECT_OFFSET(APPLY_SNAPSHOT_VHDSET_PARAMETERS, Version1.LeafSnapshotId, 20);
 
-  EXPECT_SIZE(MODIFY_VHDSET_PARAMETERS, 32);
+  EXPECT_SIZE(MODIFY_VHDSET_PARAMETERS, ABI(32, 24));
   EXPECT_OFFSET(MODIFY_VHDSET_PARAMETERS, Version, 0);
-  EXPECT_OFFSET(MODIFY_VHDSET_PARAMETERS, SnapshotPath.SnapshotId, 8);
-  EXPECT_OFFSET(MODIFY_VHDSET_PARAMETERS, SnapshotPath.SnapshotFilePath, 24);
-  EXPECT_OFFSET(MODIFY_VHDSET_PARAMETERS, SnapshotId, 8);
-  EXPECT_OFFSET(MODIFY_VHDSET_PARAMETERS, DefaultFilePath, 8);
+  EXPECT_OFFSET(MODIFY_VHDSET_PARAMETERS, SnapshotPath.SnapshotId, ABI(8, 4));
+  EXPECT_OFFSET(MODIFY_VHDSET_PARAMETERS, SnapshotPath.SnapshotFilePath, ABI(24, 20));
+  EXPECT_OFFSET(MODIFY_VHDSET_PARAMETERS, SnapshotId, ABI(8, 4));
+  EXPECT_OFFSET(MODIFY_VHDSET_PARAMETERS, DefaultFilePath, ABI(8, 4));
 }
 
 static void CheckRawScsi(void) {
-  EXPECT_SIZE(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, 48);
+  EXPECT_SIZE(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, ABI(48, 32));
   EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, Version, 0);
-  EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, Version1.RSVDHandle, 8);
-  EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, Version1.DataIn, 12);
-  EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, Version1.CdbLength, 13);
-  EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, Version1.SenseInfoLength, 14);
-  EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, Version1.SrbFlags, 16);
-  EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, Version1.DataTransferLength, 20);
-  EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, Version1.DataBuffer, 24);
-  EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, Version1.SenseInfo, 32);
-  EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, Version1.Cdb, 40);
+  EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, Version1.RSVDHandle, ABI(8, 4));
+  EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, Version1.DataIn, ABI(12, 8));
+  EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, Version1.CdbLength, ABI(13, 9));
+  EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, Version1.SenseInfoLength, ABI(14, 10));
+  EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, Version1.SrbFlags, ABI(16, 12));
+  EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, Version1.DataTransferLength, ABI(20, 16));
+  EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, Version1.DataBuffer, ABI(24, 20));
+  EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, Version1.SenseInfo, ABI(32, 24));
+  EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_PARAMETERS, Version1.Cdb, ABI(40, 28));
 
   EXPECT_SIZE(RAW_SCSI_VIRTUAL_DISK_RESPONSE, 12);
   EXPECT_OFFSET(RAW_SCSI_VIRTUAL_DISK_RESPONSE, Version, 0);

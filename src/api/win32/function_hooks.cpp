@@ -10,9 +10,21 @@
 namespace vdisk::api::win32 {
 namespace {
 
-// `lea rsp,[rsp+0]`: the hot-patch no-op that opens every function of Wine's PE modules.
+#if defined(__x86_64__) || defined(_M_X64)
+constexpr bool kInlineHooks = true;
+#else
+// x86 (the 32-bit DLL) hooks by the table method only. Its hot-patch form (`mov edi,edi`
+// swapped for a short jump back into the 5 bytes of padding before the function, rewritten as
+// a `jmp rel32` to the hook) is not done: 32-bit programs cannot run where this project is
+// tested, and the table method is the one whose x64 form the tests also run (api.hooks.tables),
+// with only its stub encoded differently here.
+constexpr bool kInlineHooks = false;
+#endif
+
+// `lea rsp,[rsp+0]`: the hot-patch no-op that opens every function of Wine's x64 PE modules.
 constexpr std::uint8_t kHotPatchNop[8] = {0x48, 0x8d, 0xa4, 0x24, 0x00, 0x00, 0x00, 0x00};
-constexpr std::size_t kStubBytes = 16;  // `jmp [rip+0]` (6 bytes) + absolute address (8) + pad
+// x64: `jmp [rip+0]` (6 bytes) + absolute address (8) + pad; x86: `jmp rel32` (5) + pad.
+constexpr std::size_t kStubBytes = 16;
 constexpr std::size_t kStubPageBytes = 4096;
 constexpr std::uintptr_t kAllocationGranularity = 0x10000;
 constexpr std::uintptr_t kReach = 0x7FF00000;  // what rel32 and an RVA can span, with margin
@@ -50,9 +62,17 @@ class StubPages {
     page->used += kStubBytes;
     DWORD old = 0;
     VirtualProtect(page->memory, kStubPageBytes, PAGE_EXECUTE_READWRITE, &old);
-    const std::uint8_t jump[6] = {0xFF, 0x25, 0, 0, 0, 0};  // jmp qword ptr [rip+0]
-    std::memcpy(stub, jump, sizeof jump);
-    std::memcpy(stub + sizeof jump, &target, sizeof target);
+    if constexpr (sizeof(void*) == 8) {
+      const std::uint8_t jump[6] = {0xFF, 0x25, 0, 0, 0, 0};  // jmp qword ptr [rip+0]
+      std::memcpy(stub, jump, sizeof jump);
+      std::memcpy(stub + sizeof jump, &target, sizeof target);
+    } else {
+      // jmp rel32: in a 32-bit address space every target is in reach (the sum wraps).
+      const auto rel32 = static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(target) -
+                                                    reinterpret_cast<std::uintptr_t>(stub + 5));
+      stub[0] = 0xE9;
+      std::memcpy(stub + 1, &rel32, sizeof rel32);
+    }
     VirtualProtect(page->memory, kStubPageBytes, PAGE_EXECUTE_READ, &old);
     FlushInstructionCache(GetCurrentProcess(), stub, kStubBytes);
     return stub;
@@ -89,6 +109,7 @@ HMODULE ModuleOf(const void* address) {
 // Replaces the hot-patch no-op at `entry` with a jump to `replacement`; false if the entry does
 // not have it or no stub is in reach.
 bool PatchInline(void* entry, void* replacement, StubPages& stubs) {
+  if (!kInlineHooks) return false;
   auto* code = static_cast<std::uint8_t*>(entry);
   if (code == nullptr || (reinterpret_cast<std::uintptr_t>(code) & 7) != 0) return false;
   if (std::memcmp(code, kHotPatchNop, sizeof kHotPatchNop) != 0) return false;

@@ -12,6 +12,7 @@
 //    kernel32 and kernelbase and the import tables of every loaded module are rewritten, and
 //    modules loaded later are patched from an LdrRegisterDllNotification callback. Pointers taken
 //    before installation keep reaching the original.
+// The 32-bit DLL uses the tables only (function_hooks.cpp says why).
 // The DLL pins itself (GET_MODULE_HANDLE_EX_FLAG_PIN) first: no hook may ever point into an
 // unloaded image. Nothing is ever unhooked.
 #pragma once
