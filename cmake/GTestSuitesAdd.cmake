@@ -1,5 +1,5 @@
-# Included by CTest (see GTestSuites.cmake) with `program`, `prefix`, `emulator` and `properties`
-# set:
+# Included by CTest (see GTestSuites.cmake) with `program`, `prefix`, `emulator`, `exclude` and
+# `properties` set:
 # lists the program's suites and adds one test per suite.
 if(NOT EXISTS "${program}")
   add_test("${program}_NOT_BUILT" "${program}")
@@ -22,7 +22,11 @@ foreach(line IN LISTS lines)
   # Suite lines start in column one and end with a dot (a comment may follow for typed suites).
   if(line MATCHES "^([^ #][^ ]*\\.)( .*)?$")
     set(suite "${CMAKE_MATCH_1}")
-    add_test("${prefix}:${suite}*" ${emulator} "${program}" "--gtest_filter=${suite}*")
+    set(filter "${suite}*")
+    if(exclude)
+      string(APPEND filter "-${exclude}")
+    endif()
+    add_test("${prefix}:${suite}*" ${emulator} "${program}" "--gtest_filter=${filter}")
     if(properties)
       set_tests_properties("${prefix}:${suite}*" PROPERTIES ${properties})
     endif()

@@ -24,6 +24,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -626,16 +627,37 @@ TEST_F(AttachNbdTest, IdleTcpClientsDoNotKeepTheOwnerOut) {
 #ifdef _WIN32
 // Under Wine the other local user is a Linux process of another uid (nobody, through runuser on
 // the host shell; the tests run as root): it reaches the export's port but not its name.
-TEST_F(AttachNbdTest, AnotherLocalUserCannotFindOrUseTheTcpExport) {
+class AttachNbdSecurityTest : public AttachNbdTest,
+                              public ::testing::WithParamInterface<ATTACH_VIRTUAL_DISK_FLAG> {};
+
+// For an attachment in this process and for a PERMANENT_LIFETIME one, served by
+// virtdisk-attach-host.exe after the handle has gone.
+TEST_P(AttachNbdSecurityTest, AnotherLocalUserCannotFindOrUseTheTcpExport) {
   if (!vdisk_unit::HostShellAvailable() || vdisk_unit::HostTool("runuser").empty() ||
       vdisk_unit::HostTool("nbdinfo").empty() || vdisk_unit::HostTool("nbdcopy").empty()) {
     VDISK_ORACLE_MISSING("needs the host shell with runuser, nbdinfo and nbdcopy");
   }
   std::string out;
   if (vdisk_unit::HostShell("test \"$(id -u)\" = 0", &out) != 0) GTEST_SKIP() << "not root";
+  const bool permanent = GetParam() == ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME;
   HANDLE h = Open();
-  ASSERT_EQ(Attach(h, ATTACH_VIRTUAL_DISK_FLAG_NONE), ERROR_SUCCESS);
+  ASSERT_EQ(Attach(h, GetParam()), ERROR_SUCCESS);
   const std::string uri = PhysicalPath(h);
+  // A permanent attachment is detached however the test ends: its host must not outlive it.
+  struct Detacher {
+    AttachNbdSecurityTest* test;
+    ~Detacher() {
+      HANDLE other = test->Open();
+      EXPECT_EQ(DetachVirtualDisk(other, DETACH_VIRTUAL_DISK_FLAG_NONE, 0),
+                static_cast<DWORD>(ERROR_SUCCESS));
+      CloseHandle(other);
+    }
+  };
+  std::optional<Detacher> detacher;
+  if (permanent) {
+    ASSERT_TRUE(CloseHandle(h)) << "the host serves the disk from here on";
+    detacher.emplace(Detacher{this});
+  }
   const std::string name = uri.substr(uri.rfind('/') + 1);
   ASSERT_EQ(name.size(), 64u) << "a 256-bit hex export name: " << uri;
   // The attach directory is a Linux directory made with the umask under Wine: private, as
@@ -664,16 +686,22 @@ TEST_F(AttachNbdTest, AnotherLocalUserCannotFindOrUseTheTcpExport) {
   ASSERT_EQ(vdisk_unit::HostShell("nbdcopy /tmp/vdisk-nobody-pattern.raw '" + uri + "'", &out), 0)
       << out;
   vdisk_unit::HostShell("rm -f /tmp/vdisk-nobody-pattern.raw");
-  NbdConnection nbd(uri);
-  ASSERT_TRUE(nbd.ok()) << uri;
-  std::vector<unsigned char> back(1 << 20);
-  ASSERT_EQ(nbd.Read(0, back.data(), static_cast<std::uint32_t>(back.size())), 0u);
-  EXPECT_EQ(back, std::vector<unsigned char>(back.size(), 0x5a)) << "only the owner's write";
-  std::vector<unsigned char> after(1 << 20);
-  ASSERT_EQ(nbd.Read(1 << 20, after.data(), static_cast<std::uint32_t>(after.size())), 0u);
-  EXPECT_EQ(after, std::vector<unsigned char>(after.size(), 0));
-  CloseHandle(h);
+  {
+    NbdConnection nbd(uri);
+    ASSERT_TRUE(nbd.ok()) << uri;
+    std::vector<unsigned char> back(1 << 20);
+    ASSERT_EQ(nbd.Read(0, back.data(), static_cast<std::uint32_t>(back.size())), 0u);
+    EXPECT_EQ(back, std::vector<unsigned char>(back.size(), 0x5a)) << "only the owner's write";
+    std::vector<unsigned char> after(1 << 20);
+    ASSERT_EQ(nbd.Read(1 << 20, after.data(), static_cast<std::uint32_t>(after.size())), 0u);
+    EXPECT_EQ(after, std::vector<unsigned char>(after.size(), 0));
+  }
+  if (!permanent) CloseHandle(h);
 }
+
+INSTANTIATE_TEST_SUITE_P(InProcessAndPermanent, AttachNbdSecurityTest,
+                         ::testing::Values(ATTACH_VIRTUAL_DISK_FLAG_NONE,
+                                           ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME));
 #endif
 
 TEST_F(AttachNbdTest, MalformedDescriptorIsRefused) {
