@@ -24,7 +24,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <optional>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -644,19 +644,20 @@ TEST_P(AttachNbdSecurityTest, AnotherLocalUserCannotFindOrUseTheTcpExport) {
   ASSERT_EQ(Attach(h, GetParam()), ERROR_SUCCESS);
   const std::string uri = PhysicalPath(h);
   // A permanent attachment is detached however the test ends: its host must not outlive it.
-  struct Detacher {
-    AttachNbdSecurityTest* test;
-    ~Detacher() {
-      HANDLE other = test->Open();
+  struct AtExit {
+    std::function<void()> run;
+    ~AtExit() {
+      if (run) run();
+    }
+  } detach;
+  if (permanent) {
+    ASSERT_TRUE(CloseHandle(h)) << "the host serves the disk from here on";
+    detach.run = [this] {
+      HANDLE other = Open();
       EXPECT_EQ(DetachVirtualDisk(other, DETACH_VIRTUAL_DISK_FLAG_NONE, 0),
                 static_cast<DWORD>(ERROR_SUCCESS));
       CloseHandle(other);
-    }
-  };
-  std::optional<Detacher> detacher;
-  if (permanent) {
-    ASSERT_TRUE(CloseHandle(h)) << "the host serves the disk from here on";
-    detacher.emplace(Detacher{this});
+    };
   }
   const std::string name = uri.substr(uri.rfind('/') + 1);
   ASSERT_EQ(name.size(), 64u) << "a 256-bit hex export name: " << uri;
