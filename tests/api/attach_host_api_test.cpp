@@ -274,6 +274,50 @@ TEST_F(AttachHostTest, PermanentTcpExportAdmitsOnlyTheHolderOfItsKey) {
   EXPECT_EQ(head, std::vector<unsigned char>(head.size(), 0x5a)) << "the owner's write is in the image";
   CloseHandle(other);
 }
+
+// The same with the default transport, a Unix socket: the host's socket is 0600 in the owner's
+// 0700 attach directory, so another local user can neither reach nor use it; the owner's
+// clients use the URI as returned.
+TEST_F(AttachHostTest, PermanentUnixSocketExportAdmitsOnlyItsOwner) {
+  if (::geteuid() != 0 || Shell("command -v runuser nbdinfo nbdcopy") != 0) {
+    GTEST_SKIP() << "needs root, runuser, nbdinfo and nbdcopy to act as another local user";
+  }
+  fs::permissions(dir_.path(), fs::perms(0711));
+  HANDLE h = Open();
+  ASSERT_EQ(AttachPermanent(h), ERROR_SUCCESS);
+  const std::string uri = PhysicalPath(h);
+  ASSERT_TRUE(CloseHandle(h));
+  ASSERT_EQ(uri.rfind(kUriPrefix, 0), 0u) << uri;
+  const auto records = Records(run_);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_NE(records[0].pid, ThisProcess()) << "served by the host";
+  const fs::path socket = uri.substr(uri.find("socket=") + 7);
+  struct stat st {};
+  ASSERT_EQ(::stat(socket.c_str(), &st), 0) << socket;
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat(run_.c_str(), &st), 0) << run_;
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  const fs::path pattern = dir_.path() / "pattern.raw";
+  std::ofstream(pattern, std::ios::binary) << std::string(1 << 20, '\x5a');
+  fs::permissions(pattern, fs::perms(0644));
+  std::string out;
+  for (const std::string& command :
+       {"nbdinfo --size '" + uri + "'", "nbdcopy " + pattern.string() + " '" + uri + "'"}) {
+    EXPECT_NE(Shell("runuser -u nobody -- " + command, &out), 0) << command << ": " << out;
+  }
+  ASSERT_EQ(Shell("nbdinfo --size '" + uri + "'", &out), 0) << out;
+  EXPECT_EQ(std::stoull(out), kSize);
+  ASSERT_EQ(Shell("nbdcopy " + pattern.string() + " '" + uri + "'", &out), 0) << out;
+
+  HANDLE other = Open();
+  ASSERT_EQ(DetachVirtualDisk(other, DETACH_VIRTUAL_DISK_FLAG_NONE, 0), ERROR_SUCCESS);
+  ASSERT_EQ(AttachRaw(other), ERROR_SUCCESS);
+  std::vector<unsigned char> head(1 << 20);
+  ASSERT_EQ(ReadAt(other, 0, head.data(), static_cast<DWORD>(head.size())), ERROR_SUCCESS);
+  EXPECT_EQ(head, std::vector<unsigned char>(head.size(), 0x5a)) << "only the owner's write";
+  CloseHandle(other);
+}
 #endif
 
 // The first line a program printed, without its line end.
