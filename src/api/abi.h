@@ -38,14 +38,18 @@ DWORD Raw(const Enum& field) {
   return value;
 }
 
+// An exception stopped export `name`: the thread's failure message says so. An unexpected one
+// (not std::bad_alloc) is a defect and always logged to stderr; running out of memory is traced
+// only when tracing is on.
 void TraceException(const char* name, const char* what) noexcept;
+void TraceOutOfMemory(const char* name) noexcept;
 
 template <typename Body>
 DWORD GuardedCall(const char* name, Body&& body) noexcept {
   try {
     return body();
   } catch (const std::bad_alloc&) {
-    TraceException(name, "out of memory");
+    TraceOutOfMemory(name);
     return ERROR_NOT_ENOUGH_MEMORY;
   } catch (const std::exception& e) {
     TraceException(name, e.what());

@@ -272,48 +272,44 @@ VIRTDISK_API DWORD WINAPI AttachVirtualDisk(HANDLE VirtualDiskHandle,
                                             PATTACH_VIRTUAL_DISK_PARAMETERS Parameters,
                                             LPOVERLAPPED Overlapped) {
   (void)ProviderSpecificFlags;
-  ClearLastFailureMessage();
-  const DWORD result = GuardedCall("AttachVirtualDisk", [&] {
-    return AttachImpl(VirtualDiskHandle, SecurityDescriptor, Raw(Flags), Parameters, Overlapped);
-  });
-  TraceCall("AttachVirtualDisk",
-            Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle)) + ", flags " + Hex(Raw(Flags)),
-            result);
-  return result;
+  return ExportCall(
+      "AttachVirtualDisk",
+      [&] {
+        return AttachImpl(VirtualDiskHandle, SecurityDescriptor, Raw(Flags), Parameters,
+                          Overlapped);
+      },
+      [&] {
+        return std::string(Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle)) + ", flags " +
+                           Hex(Raw(Flags)));
+      });
 }
 
 VIRTDISK_API DWORD WINAPI DetachVirtualDisk(HANDLE VirtualDiskHandle,
                                             DETACH_VIRTUAL_DISK_FLAG Flags,
                                             ULONG ProviderSpecificFlags) {
   (void)ProviderSpecificFlags;
-  ClearLastFailureMessage();
-  const DWORD result =
-      GuardedCall("DetachVirtualDisk", [&] { return DetachImpl(VirtualDiskHandle, Raw(Flags)); });
-  TraceCall("DetachVirtualDisk",
-            Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle)) + ", flags " + Hex(Raw(Flags)),
-            result);
-  return result;
+  return ExportCall(
+      "DetachVirtualDisk", [&] { return DetachImpl(VirtualDiskHandle, Raw(Flags)); },
+      [&] {
+        return std::string(Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle)) + ", flags " +
+                           Hex(Raw(Flags)));
+      });
 }
 
 VIRTDISK_API DWORD WINAPI GetVirtualDiskPhysicalPath(HANDLE VirtualDiskHandle,
                                                      PULONG DiskPathSizeInBytes, PWSTR DiskPath) {
-  ClearLastFailureMessage();
-  const DWORD result = GuardedCall("GetVirtualDiskPhysicalPath", [&] {
-    return PhysicalPathImpl(VirtualDiskHandle, DiskPathSizeInBytes, DiskPath);
-  });
-  TraceCall("GetVirtualDiskPhysicalPath", Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle)),
-            result);
-  return result;
+  return ExportCall(
+      "GetVirtualDiskPhysicalPath",
+      [&] { return PhysicalPathImpl(VirtualDiskHandle, DiskPathSizeInBytes, DiskPath); },
+      [&] { return std::string(Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle))); });
 }
 
 VIRTDISK_API DWORD WINAPI GetAllAttachedVirtualDiskPhysicalPaths(PULONG PathsBufferSizeInBytes,
                                                                  PWSTR PathsBuffer) {
-  ClearLastFailureMessage();
-  const DWORD result = GuardedCall("GetAllAttachedVirtualDiskPhysicalPaths", [&] {
-    return AllPathsImpl(PathsBufferSizeInBytes, PathsBuffer);
-  });
-  TraceCall("GetAllAttachedVirtualDiskPhysicalPaths", "", result);
-  return result;
+  return ExportCall(
+      "GetAllAttachedVirtualDiskPhysicalPaths",
+      [&] { return AllPathsImpl(PathsBufferSizeInBytes, PathsBuffer); },
+      [&] { return std::string(""); });
 }
 
 }  // extern "C"

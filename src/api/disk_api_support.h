@@ -6,9 +6,9 @@
 
 #include "api/abi.h"
 #include "api/disk_handle.h"
+#include "base/status.h"
 #include "core/disk_operation.h"
-#include "core/image.h"
-#include "core/status.h"
+#include "formats/image.h"
 
 namespace vdisk::api {
 

@@ -98,7 +98,12 @@ DWORD DiskHandle::Transfer(Direction direction, void* buffer, DWORD length, DWOR
       Finish(it, ERROR_OPERATION_ABORTED, 0);
       return;
     }
-    const DWORD error = DoTransfer(direction, buffer, length, offset);
+    DWORD error = ERROR_SUCCESS;
+    try {
+      error = DoTransfer(direction, buffer, length, offset);
+    } catch (...) {
+      error = Fail(StatusFromCurrentException());  // completes with an error, never ends the process
+    }
     Finish(it, error, error == ERROR_SUCCESS ? length : 0);
   });
   return ERROR_IO_PENDING;

@@ -2,7 +2,7 @@
 #pragma once
 
 #include "api/abi.h"
-#include "core/status.h"
+#include "base/status.h"
 
 namespace vdisk::api {
 

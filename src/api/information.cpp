@@ -204,13 +204,15 @@ extern "C" VIRTDISK_API DWORD WINAPI GetVirtualDiskInformation(
     HANDLE VirtualDiskHandle, PULONG VirtualDiskInfoSize, PGET_VIRTUAL_DISK_INFO VirtualDiskInfo,
     PULONG SizeUsed) {
   using namespace vdisk::api;  // NOLINT: export definition
-  ClearLastFailureMessage();
-  const DWORD result = GuardedCall("GetVirtualDiskInformation", [&] {
-    return GetInformationImpl(VirtualDiskHandle, VirtualDiskInfoSize, VirtualDiskInfo, SizeUsed);
-  });
-  TraceCall("GetVirtualDiskInformation",
+  return ExportCall(
+      "GetVirtualDiskInformation",
+      [&] {
+        return GetInformationImpl(VirtualDiskHandle, VirtualDiskInfoSize, VirtualDiskInfo,
+                                  SizeUsed);
+      },
+      [&] {
+        return std::string(
             Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle)) + ", version " +
-                (VirtualDiskInfo ? std::to_string(Raw(VirtualDiskInfo->Version)) : "NULL"),
-            result);
-  return result;
+            (VirtualDiskInfo ? std::to_string(Raw(VirtualDiskInfo->Version)) : "NULL"));
+      });
 }

@@ -1,14 +1,18 @@
 // The kernel32 subset of include/virtdisk/win32.h, for platforms other than Windows.
 //
 // Events and I/O completion ports live here; file operations dispatch to the KernelObject
-// behind the handle (a disk handle, see disk_handle.cpp).
+// behind the handle (a disk handle, see disk_handle.cpp). Every function runs its body through
+// Kernel32Call, so that nothing thrown crosses the C boundary.
 #ifndef _WIN32
 
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <exception>
 #include <mutex>
+#include <new>
 
+#include "api/abi.h"
 #include "api/handle_table.h"
 #include "api/overlapped.h"
 
@@ -107,6 +111,25 @@ BOOL Failed(DWORD error) {
 }
 
 }  // namespace
+
+// Runs the body of a kernel32 function: nothing thrown leaves it. An exception makes the call
+// fail with ERROR_NOT_ENOUGH_MEMORY (std::bad_alloc) or ERROR_INTERNAL_ERROR as its last error.
+template <typename R, typename Body>
+R Kernel32Call(const char* name, R failure, Body&& body) noexcept {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    TraceOutOfMemory(name);
+    last_error = ERROR_NOT_ENOUGH_MEMORY;
+  } catch (const std::exception& e) {
+    TraceException(name, e.what());
+    last_error = ERROR_INTERNAL_ERROR;
+  } catch (...) {
+    TraceException(name, "unknown exception");
+    last_error = ERROR_INTERNAL_ERROR;
+  }
+  return failure;
+}
 }  // namespace vdisk::api
 
 using vdisk::api::HandleTable;
@@ -118,138 +141,157 @@ DWORD WINAPI GetLastError(void) { return vdisk::api::last_error; }
 void WINAPI SetLastError(DWORD error) { vdisk::api::last_error = error; }
 
 BOOL WINAPI CloseHandle(HANDLE object) {
-  // The value dies first (calls that start from now on fail; calls under way finish), then
-  // the object cancels and drains what is still pending on it.
-  auto found = HandleTable::Instance().Remove(object);
-  if (!found) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
-  found->OnClose();
-  return TRUE;
+  return vdisk::api::Kernel32Call("CloseHandle", FALSE, [&]() -> BOOL {
+    // The value dies first (calls that start from now on fail; calls under way finish), then
+    // the object cancels and drains what is still pending on it.
+    auto found = HandleTable::Instance().Remove(object);
+    if (!found) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
+    found->OnClose();
+    return TRUE;
+  });
 }
 
 HANDLE WINAPI CreateEventW(LPSECURITY_ATTRIBUTES, BOOL manual_reset, BOOL initial_state,
                            LPCWSTR name) {
-  if (name != nullptr && *name != 0) {
-    vdisk::api::last_error = ERROR_NOT_SUPPORTED;  // named events are not part of the subset
-    return nullptr;
-  }
-  try {
+  return vdisk::api::Kernel32Call("CreateEventW", HANDLE{nullptr}, [&]() -> HANDLE {
+    if (name != nullptr && *name != 0) {
+      vdisk::api::last_error = ERROR_NOT_SUPPORTED;  // named events are not part of the subset
+      return nullptr;
+    }
     return HandleTable::Instance().Insert(
         std::make_shared<vdisk::api::EventObject>(manual_reset != FALSE, initial_state != FALSE));
-  } catch (...) {
-    vdisk::api::last_error = ERROR_NOT_ENOUGH_MEMORY;
-    return nullptr;
-  }
+  });
 }
 
 BOOL WINAPI SetEvent(HANDLE event) {
-  auto object = HandleTable::Instance().GetAs<vdisk::api::EventObject>(event);
-  if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
-  object->Set();
-  return TRUE;
+  return vdisk::api::Kernel32Call("SetEvent", FALSE, [&]() -> BOOL {
+    auto object = HandleTable::Instance().GetAs<vdisk::api::EventObject>(event);
+    if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
+    object->Set();
+    return TRUE;
+  });
 }
 
 BOOL WINAPI ResetEvent(HANDLE event) {
-  auto object = HandleTable::Instance().GetAs<vdisk::api::EventObject>(event);
-  if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
-  object->Reset();
-  return TRUE;
+  return vdisk::api::Kernel32Call("ResetEvent", FALSE, [&]() -> BOOL {
+    auto object = HandleTable::Instance().GetAs<vdisk::api::EventObject>(event);
+    if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
+    object->Reset();
+    return TRUE;
+  });
 }
 
 DWORD WINAPI WaitForSingleObject(HANDLE handle, DWORD milliseconds) {
-  auto object = HandleTable::Instance().Get(handle);
-  if (!object) {
-    vdisk::api::last_error = ERROR_INVALID_HANDLE;
-    return WAIT_FAILED;
-  }
-  const DWORD result = object->Wait(milliseconds);
-  if (result == WAIT_FAILED) vdisk::api::last_error = ERROR_INVALID_HANDLE;
-  return result;
+  return vdisk::api::Kernel32Call("WaitForSingleObject", WAIT_FAILED, [&]() -> DWORD {
+    auto object = HandleTable::Instance().Get(handle);
+    if (!object) {
+      vdisk::api::last_error = ERROR_INVALID_HANDLE;
+      return WAIT_FAILED;
+    }
+    const DWORD result = object->Wait(milliseconds);
+    if (result == WAIT_FAILED) vdisk::api::last_error = ERROR_INVALID_HANDLE;
+    return result;
+  });
 }
 
 BOOL WINAPI ReadFile(HANDLE file, LPVOID buffer, DWORD length, LPDWORD read,
                      LPOVERLAPPED overlapped) {
-  const auto object = HandleTable::Instance().Borrow(file);
-  if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
-  if (read != nullptr) *read = 0;
-  DWORD done = 0;
-  const DWORD error = object->Read(buffer, length, &done, overlapped);
-  if (read != nullptr && error == ERROR_SUCCESS) *read = done;
-  if (error != ERROR_SUCCESS) return vdisk::api::Failed(error);
-  return TRUE;
+  return vdisk::api::Kernel32Call("ReadFile", FALSE, [&]() -> BOOL {
+    const auto object = HandleTable::Instance().Borrow(file);
+    if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
+    if (read != nullptr) *read = 0;
+    DWORD done = 0;
+    const DWORD error = object->Read(buffer, length, &done, overlapped);
+    if (read != nullptr && error == ERROR_SUCCESS) *read = done;
+    if (error != ERROR_SUCCESS) return vdisk::api::Failed(error);
+    return TRUE;
+  });
 }
 
 BOOL WINAPI WriteFile(HANDLE file, LPCVOID buffer, DWORD length, LPDWORD written,
                       LPOVERLAPPED overlapped) {
-  const auto object = HandleTable::Instance().Borrow(file);
-  if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
-  if (written != nullptr) *written = 0;
-  DWORD done = 0;
-  const DWORD error = object->Write(buffer, length, &done, overlapped);
-  if (written != nullptr && error == ERROR_SUCCESS) *written = done;
-  if (error != ERROR_SUCCESS) return vdisk::api::Failed(error);
-  return TRUE;
+  return vdisk::api::Kernel32Call("WriteFile", FALSE, [&]() -> BOOL {
+    const auto object = HandleTable::Instance().Borrow(file);
+    if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
+    if (written != nullptr) *written = 0;
+    DWORD done = 0;
+    const DWORD error = object->Write(buffer, length, &done, overlapped);
+    if (written != nullptr && error == ERROR_SUCCESS) *written = done;
+    if (error != ERROR_SUCCESS) return vdisk::api::Failed(error);
+    return TRUE;
+  });
 }
 
 BOOL WINAPI SetFilePointerEx(HANDLE file, LARGE_INTEGER distance, PLARGE_INTEGER new_position,
                              DWORD method) {
-  const auto object = HandleTable::Instance().Borrow(file);
-  if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
-  ULONGLONG position = 0;
-  const DWORD error = object->Seek(distance.QuadPart, method, &position);
-  if (error != ERROR_SUCCESS) return vdisk::api::Failed(error);
-  if (new_position != nullptr) new_position->QuadPart = static_cast<LONGLONG>(position);
-  return TRUE;
+  return vdisk::api::Kernel32Call("SetFilePointerEx", FALSE, [&]() -> BOOL {
+    const auto object = HandleTable::Instance().Borrow(file);
+    if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
+    ULONGLONG position = 0;
+    const DWORD error = object->Seek(distance.QuadPart, method, &position);
+    if (error != ERROR_SUCCESS) return vdisk::api::Failed(error);
+    if (new_position != nullptr) new_position->QuadPart = static_cast<LONGLONG>(position);
+    return TRUE;
+  });
 }
 
 BOOL WINAPI FlushFileBuffers(HANDLE file) {
-  auto object = HandleTable::Instance().Get(file);
-  if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
-  const DWORD error = object->Flush();
-  if (error != ERROR_SUCCESS) return vdisk::api::Failed(error);
-  return TRUE;
+  return vdisk::api::Kernel32Call("FlushFileBuffers", FALSE, [&]() -> BOOL {
+    auto object = HandleTable::Instance().Get(file);
+    if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
+    const DWORD error = object->Flush();
+    if (error != ERROR_SUCCESS) return vdisk::api::Failed(error);
+    return TRUE;
+  });
 }
 
 BOOL WINAPI GetOverlappedResult(HANDLE file, LPOVERLAPPED overlapped, LPDWORD transferred,
                                 BOOL wait) {
-  if (overlapped == nullptr) return vdisk::api::Failed(ERROR_INVALID_PARAMETER);
-  if (!vdisk::api::IsComplete(overlapped)) {
-    if (!wait) return vdisk::api::Failed(ERROR_IO_INCOMPLETE);
-    const HANDLE event = reinterpret_cast<HANDLE>(reinterpret_cast<ULONG_PTR>(overlapped->hEvent) &
-                                                  ~static_cast<ULONG_PTR>(1));
-    auto waitable = event ? HandleTable::Instance().Get(event) : nullptr;
-    if (waitable) {
-      // As on Windows, the event is what is waited on; completion sets it.
-      while (!vdisk::api::IsComplete(overlapped)) waitable->Wait(INFINITE);
-    } else {
-      if (event == nullptr && !HandleTable::Instance().Get(file))
-        return vdisk::api::Failed(ERROR_INVALID_HANDLE);
-      vdisk::api::WaitForCompletion(overlapped);
+  return vdisk::api::Kernel32Call("GetOverlappedResult", FALSE, [&]() -> BOOL {
+    if (overlapped == nullptr) return vdisk::api::Failed(ERROR_INVALID_PARAMETER);
+    if (!vdisk::api::IsComplete(overlapped)) {
+      if (!wait) return vdisk::api::Failed(ERROR_IO_INCOMPLETE);
+      const HANDLE event = reinterpret_cast<HANDLE>(reinterpret_cast<ULONG_PTR>(overlapped->hEvent) &
+                                                    ~static_cast<ULONG_PTR>(1));
+      auto waitable = event ? HandleTable::Instance().Get(event) : nullptr;
+      if (waitable) {
+        // As on Windows, the event is what is waited on; completion sets it.
+        while (!vdisk::api::IsComplete(overlapped)) waitable->Wait(INFINITE);
+      } else {
+        if (event == nullptr && !HandleTable::Instance().Get(file))
+          return vdisk::api::Failed(ERROR_INVALID_HANDLE);
+        vdisk::api::WaitForCompletion(overlapped);
+      }
     }
-  }
-  if (transferred != nullptr) *transferred = static_cast<DWORD>(overlapped->InternalHigh);
-  const DWORD error = vdisk::api::FromNtStatus(overlapped->Internal);
-  if (error != ERROR_SUCCESS) return vdisk::api::Failed(error);
-  return TRUE;
+    if (transferred != nullptr) *transferred = static_cast<DWORD>(overlapped->InternalHigh);
+    const DWORD error = vdisk::api::FromNtStatus(overlapped->Internal);
+    if (error != ERROR_SUCCESS) return vdisk::api::Failed(error);
+    return TRUE;
+  });
 }
 
 BOOL WINAPI CancelIo(HANDLE file) {
-  auto object = HandleTable::Instance().Get(file);
-  if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
-  object->Cancel(nullptr);  // CancelIo succeeds whether or not anything was pending
-  return TRUE;
+  return vdisk::api::Kernel32Call("CancelIo", FALSE, [&]() -> BOOL {
+    auto object = HandleTable::Instance().Get(file);
+    if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
+    object->Cancel(nullptr);  // CancelIo succeeds whether or not anything was pending
+    return TRUE;
+  });
 }
 
 BOOL WINAPI CancelIoEx(HANDLE file, LPOVERLAPPED overlapped) {
-  auto object = HandleTable::Instance().Get(file);
-  if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
-  const DWORD error = object->Cancel(overlapped);
-  if (error != ERROR_SUCCESS) return vdisk::api::Failed(error);
-  return TRUE;
+  return vdisk::api::Kernel32Call("CancelIoEx", FALSE, [&]() -> BOOL {
+    auto object = HandleTable::Instance().Get(file);
+    if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
+    const DWORD error = object->Cancel(overlapped);
+    if (error != ERROR_SUCCESS) return vdisk::api::Failed(error);
+    return TRUE;
+  });
 }
 
 HANDLE WINAPI CreateIoCompletionPort(HANDLE file, HANDLE existing_port, ULONG_PTR key, DWORD) {
-  auto& table = HandleTable::Instance();
-  try {
+  return vdisk::api::Kernel32Call("CreateIoCompletionPort", HANDLE{nullptr}, [&]() -> HANDLE {
+    auto& table = HandleTable::Instance();
     std::shared_ptr<KernelObject> port;
     HANDLE port_handle = existing_port;
     if (existing_port == nullptr) {
@@ -275,38 +317,39 @@ HANDLE WINAPI CreateIoCompletionPort(HANDLE file, HANDLE existing_port, ULONG_PT
     }
     if (port_handle == nullptr) port_handle = table.Insert(port);
     return port_handle;
-  } catch (...) {
-    vdisk::api::last_error = ERROR_NOT_ENOUGH_MEMORY;
-    return nullptr;
-  }
+  });
 }
 
 BOOL WINAPI GetQueuedCompletionStatus(HANDLE port, LPDWORD bytes, ULONG_PTR* key,
                                       LPOVERLAPPED* overlapped, DWORD milliseconds) {
-  auto object = HandleTable::Instance().GetAs<vdisk::api::CompletionPortObject>(port);
-  if (!object || bytes == nullptr || key == nullptr || overlapped == nullptr)
-    return vdisk::api::Failed(object ? ERROR_INVALID_PARAMETER : ERROR_INVALID_HANDLE);
-  OVERLAPPED_ENTRY entry{};
-  if (!object->Take(entry, milliseconds)) {
-    *overlapped = nullptr;
-    return vdisk::api::Failed(WAIT_TIMEOUT);
-  }
-  *bytes = entry.dwNumberOfBytesTransferred;
-  *key = entry.lpCompletionKey;
-  *overlapped = entry.lpOverlapped;
-  if (entry.lpOverlapped != nullptr) {
-    const DWORD error = vdisk::api::FromNtStatus(entry.lpOverlapped->Internal);
-    if (error != ERROR_SUCCESS) return vdisk::api::Failed(error);
-  }
-  return TRUE;
+  return vdisk::api::Kernel32Call("GetQueuedCompletionStatus", FALSE, [&]() -> BOOL {
+    auto object = HandleTable::Instance().GetAs<vdisk::api::CompletionPortObject>(port);
+    if (!object || bytes == nullptr || key == nullptr || overlapped == nullptr)
+      return vdisk::api::Failed(object ? ERROR_INVALID_PARAMETER : ERROR_INVALID_HANDLE);
+    OVERLAPPED_ENTRY entry{};
+    if (!object->Take(entry, milliseconds)) {
+      *overlapped = nullptr;
+      return vdisk::api::Failed(WAIT_TIMEOUT);
+    }
+    *bytes = entry.dwNumberOfBytesTransferred;
+    *key = entry.lpCompletionKey;
+    *overlapped = entry.lpOverlapped;
+    if (entry.lpOverlapped != nullptr) {
+      const DWORD error = vdisk::api::FromNtStatus(entry.lpOverlapped->Internal);
+      if (error != ERROR_SUCCESS) return vdisk::api::Failed(error);
+    }
+    return TRUE;
+  });
 }
 
 BOOL WINAPI PostQueuedCompletionStatus(HANDLE port, DWORD bytes, ULONG_PTR key,
                                        LPOVERLAPPED overlapped) {
-  auto object = HandleTable::Instance().GetAs<vdisk::api::CompletionPortObject>(port);
-  if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
-  vdisk::api::PostToPort(*object, bytes, key, overlapped);
-  return TRUE;
+  return vdisk::api::Kernel32Call("PostQueuedCompletionStatus", FALSE, [&]() -> BOOL {
+    auto object = HandleTable::Instance().GetAs<vdisk::api::CompletionPortObject>(port);
+    if (!object) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
+    vdisk::api::PostToPort(*object, bytes, key, overlapped);
+    return TRUE;
+  });
 }
 
 }  // extern "C"

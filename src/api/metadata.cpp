@@ -156,54 +156,47 @@ extern "C" {
 
 VIRTDISK_API DWORD WINAPI SetVirtualDiskInformation(HANDLE VirtualDiskHandle,
                                                     PSET_VIRTUAL_DISK_INFO VirtualDiskInfo) {
-  ClearLastFailureMessage();
-  const DWORD result = GuardedCall("SetVirtualDiskInformation", [&] {
-    return SetInformationImpl(VirtualDiskHandle, VirtualDiskInfo);
-  });
-  TraceCall("SetVirtualDiskInformation",
+  return ExportCall(
+      "SetVirtualDiskInformation",
+      [&] { return SetInformationImpl(VirtualDiskHandle, VirtualDiskInfo); },
+      [&] {
+        return std::string(
             HandleArg(VirtualDiskHandle) + ", version " +
-                (VirtualDiskInfo ? std::to_string(Raw(VirtualDiskInfo->Version)) : "NULL"),
-            result);
-  return result;
+            (VirtualDiskInfo ? std::to_string(Raw(VirtualDiskInfo->Version)) : "NULL"));
+      });
 }
 
 VIRTDISK_API DWORD WINAPI EnumerateVirtualDiskMetadata(HANDLE VirtualDiskHandle,
                                                        PULONG NumberOfItems, GUID* Items) {
-  ClearLastFailureMessage();
-  const DWORD result = GuardedCall("EnumerateVirtualDiskMetadata", [&] {
-    return EnumerateImpl(VirtualDiskHandle, NumberOfItems, Items);
-  });
-  TraceCall("EnumerateVirtualDiskMetadata", HandleArg(VirtualDiskHandle), result);
-  return result;
+  return ExportCall(
+      "EnumerateVirtualDiskMetadata",
+      [&] { return EnumerateImpl(VirtualDiskHandle, NumberOfItems, Items); },
+      [&] { return std::string(HandleArg(VirtualDiskHandle)); });
 }
 
 VIRTDISK_API DWORD WINAPI GetVirtualDiskMetadata(HANDLE VirtualDiskHandle, const GUID* Item,
                                                  PULONG MetaDataSize, PVOID MetaData) {
-  ClearLastFailureMessage();
-  const DWORD result = GuardedCall("GetVirtualDiskMetadata", [&] {
-    return GetImpl(VirtualDiskHandle, Item, MetaDataSize, MetaData);
-  });
-  TraceCall("GetVirtualDiskMetadata", HandleArg(VirtualDiskHandle), result);
-  return result;
+  return ExportCall(
+      "GetVirtualDiskMetadata",
+      [&] { return GetImpl(VirtualDiskHandle, Item, MetaDataSize, MetaData); },
+      [&] { return std::string(HandleArg(VirtualDiskHandle)); });
 }
 
 VIRTDISK_API DWORD WINAPI SetVirtualDiskMetadata(HANDLE VirtualDiskHandle, const GUID* Item,
                                                  ULONG MetaDataSize, const void* MetaData) {
-  ClearLastFailureMessage();
-  const DWORD result = GuardedCall("SetVirtualDiskMetadata", [&] {
-    return SetImpl(VirtualDiskHandle, Item, MetaDataSize, MetaData);
-  });
-  TraceCall("SetVirtualDiskMetadata",
-            HandleArg(VirtualDiskHandle) + ", " + std::to_string(MetaDataSize) + " bytes", result);
-  return result;
+  return ExportCall(
+      "SetVirtualDiskMetadata",
+      [&] { return SetImpl(VirtualDiskHandle, Item, MetaDataSize, MetaData); },
+      [&] {
+        return std::string(HandleArg(VirtualDiskHandle) + ", " + std::to_string(MetaDataSize) +
+                           " bytes");
+      });
 }
 
 VIRTDISK_API DWORD WINAPI DeleteVirtualDiskMetadata(HANDLE VirtualDiskHandle, const GUID* Item) {
-  ClearLastFailureMessage();
-  const DWORD result = GuardedCall("DeleteVirtualDiskMetadata",
-                                   [&] { return DeleteImpl(VirtualDiskHandle, Item); });
-  TraceCall("DeleteVirtualDiskMetadata", HandleArg(VirtualDiskHandle), result);
-  return result;
+  return ExportCall(
+      "DeleteVirtualDiskMetadata", [&] { return DeleteImpl(VirtualDiskHandle, Item); },
+      [&] { return std::string(HandleArg(VirtualDiskHandle)); });
 }
 
 }  // extern "C"

@@ -95,25 +95,21 @@ extern "C" {
 VIRTDISK_API DWORD WINAPI MirrorVirtualDisk(HANDLE VirtualDiskHandle, MIRROR_VIRTUAL_DISK_FLAG Flags,
                                             PMIRROR_VIRTUAL_DISK_PARAMETERS Parameters,
                                             LPOVERLAPPED Overlapped) {
-  ClearLastFailureMessage();
-  const DWORD result = GuardedCall("MirrorVirtualDisk", [&] {
-    return MirrorImpl(VirtualDiskHandle, Raw(Flags), Parameters, Overlapped);
-  });
-  TraceCall("MirrorVirtualDisk",
-            HandleArg(VirtualDiskHandle) + ", " + Hex(Raw(Flags)) + ", " +
-                (Parameters && Raw(Parameters->Version) == MIRROR_VIRTUAL_DISK_VERSION_1
-                     ? Quote(Parameters->Version1.MirrorVirtualDiskPath)
-                     : std::string("?")),
-            result);
-  return result;
+  return ExportCall(
+      "MirrorVirtualDisk",
+      [&] { return MirrorImpl(VirtualDiskHandle, Raw(Flags), Parameters, Overlapped); },
+      [&] {
+        return std::string(HandleArg(VirtualDiskHandle) + ", " + Hex(Raw(Flags)) + ", " +
+                           (Parameters && Raw(Parameters->Version) == MIRROR_VIRTUAL_DISK_VERSION_1
+                                ? Quote(Parameters->Version1.MirrorVirtualDiskPath)
+                                : std::string("?")));
+      });
 }
 
 VIRTDISK_API DWORD WINAPI BreakMirrorVirtualDisk(HANDLE VirtualDiskHandle) {
-  ClearLastFailureMessage();
-  const DWORD result =
-      GuardedCall("BreakMirrorVirtualDisk", [&] { return BreakImpl(VirtualDiskHandle); });
-  TraceCall("BreakMirrorVirtualDisk", HandleArg(VirtualDiskHandle), result);
-  return result;
+  return ExportCall(
+      "BreakMirrorVirtualDisk", [&] { return BreakImpl(VirtualDiskHandle); },
+      [&] { return std::string(HandleArg(VirtualDiskHandle)); });
 }
 
 }  // extern "C"

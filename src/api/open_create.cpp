@@ -8,6 +8,7 @@
 #include "api/handle_table.h"
 #include "api/strings.h"
 #include "api/trace.h"
+#include "platform/file.h"
 #include "attach/attach_registry.h"
 #include "core/open_disk.h"
 #include "core/virtual_disk.h"
@@ -213,12 +214,16 @@ DWORD CreateDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, DWORD mask, DWORD 
   if (has_parent) request.parent_path = ToPath(args.parent_path);
   if (has_source) request.source_path = ToPath(args.source_path);
 
+  // The new file goes again if the call fails from here on, by an error or an exception.
+  platform::NewFileGuard created(request.path);
   auto disk = VirtualDisk::Create(BuiltinProviders(), request);
   if (!disk.ok()) return Fail(disk.status());
+  created.Arm();
   auto open = OpenDisk::Adopt(std::move(disk).value(), &BuiltinProviders());
   if (!open.ok()) return Fail(open.status());
   const DWORD error = Publish(std::move(open).value(), options, handle);
   if (error != ERROR_SUCCESS) return error;
+  created.Keep();
   DWORD unused = ERROR_SUCCESS;
   return CompleteNow(overlapped, error, LookupDisk(*handle, &unused).get());
 }
@@ -240,17 +245,18 @@ VIRTDISK_API DWORD WINAPI OpenVirtualDisk(PVIRTUAL_STORAGE_TYPE VirtualStorageTy
                                           OPEN_VIRTUAL_DISK_FLAG Flags,
                                           POPEN_VIRTUAL_DISK_PARAMETERS Parameters,
                                           PHANDLE Handle) {
-  ClearLastFailureMessage();
-  const DWORD result = GuardedCall("OpenVirtualDisk", [&] {
-    return OpenDiskImpl(VirtualStorageType, Path, Raw(VirtualDiskAccessMask), Raw(Flags), Parameters,
-                        Handle);
-  });
-  TraceCall("OpenVirtualDisk",
+  return ExportCall(
+      "OpenVirtualDisk",
+      [&] {
+        return OpenDiskImpl(VirtualStorageType, Path, Raw(VirtualDiskAccessMask), Raw(Flags),
+                            Parameters, Handle);
+      },
+      [&] {
+        return std::string(
             Describe(VirtualStorageType) + ", " + Quote(Path) + ", " +
-                Hex(Raw(VirtualDiskAccessMask)) + ", " + Hex(Raw(Flags)) + ", version " +
-                (Parameters ? std::to_string(Raw(Parameters->Version)) : std::string("NULL")),
-            result);
-  return result;
+            Hex(Raw(VirtualDiskAccessMask)) + ", " + Hex(Raw(Flags)) + ", version " +
+            (Parameters ? std::to_string(Raw(Parameters->Version)) : std::string("NULL")));
+      });
 }
 
 VIRTDISK_API DWORD WINAPI CreateVirtualDisk(PVIRTUAL_STORAGE_TYPE VirtualStorageType, PCWSTR Path,
@@ -262,17 +268,18 @@ VIRTDISK_API DWORD WINAPI CreateVirtualDisk(PVIRTUAL_STORAGE_TYPE VirtualStorage
                                             LPOVERLAPPED Overlapped, PHANDLE Handle) {
   (void)SecurityDescriptor;  // the new file gets the process's default permissions
   (void)ProviderSpecificFlags;
-  ClearLastFailureMessage();
-  const DWORD result = GuardedCall("CreateVirtualDisk", [&] {
-    return CreateDiskImpl(VirtualStorageType, Path, Raw(VirtualDiskAccessMask), Raw(Flags), Parameters,
-                          Overlapped, Handle);
-  });
-  TraceCall("CreateVirtualDisk",
+  return ExportCall(
+      "CreateVirtualDisk",
+      [&] {
+        return CreateDiskImpl(VirtualStorageType, Path, Raw(VirtualDiskAccessMask), Raw(Flags),
+                              Parameters, Overlapped, Handle);
+      },
+      [&] {
+        return std::string(
             Describe(VirtualStorageType) + ", " + Quote(Path) + ", " +
-                Hex(Raw(VirtualDiskAccessMask)) + ", " + Hex(Raw(Flags)) + ", version " +
-                (Parameters ? std::to_string(Raw(Parameters->Version)) : std::string("NULL")),
-            result);
-  return result;
+            Hex(Raw(VirtualDiskAccessMask)) + ", " + Hex(Raw(Flags)) + ", version " +
+            (Parameters ? std::to_string(Raw(Parameters->Version)) : std::string("NULL")));
+      });
 }
 
 }  // extern "C"

@@ -86,15 +86,11 @@ extern "C" {
 VIRTDISK_API DWORD WINAPI GetVirtualDiskOperationProgress(HANDLE VirtualDiskHandle,
                                                           LPOVERLAPPED Overlapped,
                                                           PVIRTUAL_DISK_PROGRESS Progress) {
-  ClearLastFailureMessage();
-  const DWORD result = GuardedCall("GetVirtualDiskOperationProgress", [&] {
-    return ProgressImpl(VirtualDiskHandle, Overlapped, Progress);
-  });
-  if (result != ERROR_SUCCESS) {
-    TraceCall("GetVirtualDiskOperationProgress", Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle)),
-              result);
-  }
-  return result;
+  return ExportCall(
+      "GetVirtualDiskOperationProgress",
+      [&] { return ProgressImpl(VirtualDiskHandle, Overlapped, Progress); },
+      [&] { return std::string(Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle))); },
+      TraceWhen::kOnFailure);
 }
 
 }  // extern "C"

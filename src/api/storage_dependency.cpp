@@ -227,16 +227,17 @@ extern "C" {
 VIRTDISK_API DWORD WINAPI GetStorageDependencyInformation(
     HANDLE ObjectHandle, GET_STORAGE_DEPENDENCY_FLAG Flags, ULONG StorageDependencyInfoSize,
     PSTORAGE_DEPENDENCY_INFO StorageDependencyInfo, PULONG SizeUsed) {
-  ClearLastFailureMessage();
-  const DWORD result = GuardedCall("GetStorageDependencyInformation", [&] {
-    return DependencyImpl(ObjectHandle, Raw(Flags), StorageDependencyInfoSize,
-                          StorageDependencyInfo, SizeUsed);
-  });
-  TraceCall("GetStorageDependencyInformation",
-            Hex(reinterpret_cast<ULONG_PTR>(ObjectHandle)) + ", flags " + Hex(Raw(Flags)) + ", " +
-                std::to_string(StorageDependencyInfoSize) + " bytes",
-            result);
-  return result;
+  return ExportCall(
+      "GetStorageDependencyInformation",
+      [&] {
+        return DependencyImpl(ObjectHandle, Raw(Flags), StorageDependencyInfoSize,
+                              StorageDependencyInfo, SizeUsed);
+      },
+      [&] {
+        return std::string(Hex(reinterpret_cast<ULONG_PTR>(ObjectHandle)) + ", flags " +
+                           Hex(Raw(Flags)) + ", " + std::to_string(StorageDependencyInfoSize) +
+                           " bytes");
+      });
 }
 
 }  // extern "C"

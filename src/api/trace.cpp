@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <new>
 
 #include "api/strings.h"
 
@@ -28,8 +29,11 @@ struct TraceSink {
   }
 };
 
+// Never destroyed (exports may run during process exit), and made without allocating, so that
+// TraceEnabled cannot throw.
 TraceSink& Sink() {
-  static auto* sink = new TraceSink;
+  alignas(TraceSink) static unsigned char storage[sizeof(TraceSink)];
+  static TraceSink* sink = new (storage) TraceSink;
   return *sink;
 }
 
@@ -87,6 +91,14 @@ void TraceException(const char* name, const char* what) noexcept {
     std::fprintf(stderr, "virtdisk: %s: unexpected exception: %s\n", name, what);
   } catch (...) {
   }
+}
+
+void TraceOutOfMemory(const char* name) noexcept {
+  SetLastFailureMessage("out of memory");
+  if (!TraceEnabled()) return;
+  char line[160];
+  std::snprintf(line, sizeof line, "%s: out of memory", name);
+  TraceLine(line);
 }
 
 }  // namespace vdisk::api

@@ -22,4 +22,25 @@ const char* LastFailureMessage() noexcept;
 std::string Hex(unsigned long long value);
 std::string Quote(PCWSTR text);
 
+enum class TraceWhen { kAlways, kOnFailure };
+
+// Every export runs through this, the C boundary: it clears the thread's last failure message,
+// runs `body` (an exception becomes ERROR_NOT_ENOUGH_MEMORY or ERROR_INTERNAL_ERROR, see
+// GuardedCall) and, only when tracing is on, builds the argument text with `args()` and logs
+// "name(args) -> result [reason]". Nothing thrown leaves it.
+template <typename Body, typename Args>
+DWORD ExportCall(const char* name, Body&& body, Args&& args,
+                 TraceWhen when = TraceWhen::kAlways) noexcept {
+  ClearLastFailureMessage();
+  const DWORD result = GuardedCall(name, std::forward<Body>(body));
+  if (TraceEnabled() && (when == TraceWhen::kAlways || result != ERROR_SUCCESS)) {
+    try {
+      TraceCall(name, args(), result);
+    } catch (...) {
+      TraceLine(name);  // the arguments could not be formatted; the call is still logged
+    }
+  }
+  return result;
+}
+
 }  // namespace vdisk::api

@@ -16,15 +16,15 @@ namespace {
 
 DWORD Refuse(const char* name, HANDLE handle, DWORD answer, const char* why,
              bool takes_handle = true) {
-  ClearLastFailureMessage();
-  DWORD error = ERROR_SUCCESS;
-  if (takes_handle && !LookupDisk(handle, &error)) {
-    TraceCall(name, Hex(reinterpret_cast<ULONG_PTR>(handle)), error);
-    return error;
-  }
-  SetLastFailureMessage(std::string(name) + ": " + why);
-  TraceCall(name, Hex(reinterpret_cast<ULONG_PTR>(handle)), answer);
-  return answer;
+  return ExportCall(
+      name,
+      [&] {
+        DWORD error = ERROR_SUCCESS;
+        if (takes_handle && !LookupDisk(handle, &error)) return error;
+        SetLastFailureMessage(std::string(name) + ": " + why);
+        return answer;
+      },
+      [&] { return Hex(reinterpret_cast<ULONG_PTR>(handle)); });
 }
 
 DWORD Planned(const char* name, HANDLE handle) {

@@ -26,7 +26,7 @@
 #include <string>
 #include <vector>
 
-#include "core/status.h"
+#include "base/status.h"
 
 namespace vdisk::attach {
 

@@ -14,7 +14,7 @@
 #include <span>
 #include <vector>
 
-#include "core/status.h"
+#include "base/status.h"
 
 namespace vdisk::attach {
 

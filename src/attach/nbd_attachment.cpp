@@ -99,13 +99,15 @@ Result<std::unique_ptr<NbdAttachment>> NbdAttachment::Start(const std::shared_pt
   record.server = ProcessId::Current();
   record.permanent = options.permanent;
   record.read_only = options.read_only;
+  // Made before the record is added, so that nothing can fail between the two: the record
+  // must never outlive a failed start.
+  auto attachment = std::make_unique<NbdAttachment>(Passkey(), std::move(server), registry,
+                                                    disk_path, secret_dir);
+  secret_dir.clear();  // the attachment's now
   if (Status added = registry.Add(record); !added.ok()) {
-    (void)server->Stop();
+    attachment->unregistered_ = true;  // not registered: nothing of another's to remove
     return added;
   }
-  auto attachment = std::make_unique<NbdAttachment>(Passkey(), std::move(server),
-                                                    std::move(registry), disk_path, secret_dir);
-  secret_dir.clear();  // the attachment's now
   return attachment;
 }
 

@@ -41,7 +41,7 @@
 
 #include "attach/export_target.h"
 #include "attach/tls_psk.h"
-#include "core/status.h"
+#include "base/status.h"
 #include "platform/socket.h"
 
 namespace vdisk::attach {

@@ -12,7 +12,7 @@
 #include <cstddef>
 #include <span>
 
-#include "core/status.h"
+#include "base/status.h"
 
 namespace vdisk::attach {
 

@@ -19,7 +19,7 @@
 #include <span>
 #include <string>
 
-#include "core/status.h"
+#include "base/status.h"
 #include "platform/socket.h"
 
 namespace vdisk::attach {

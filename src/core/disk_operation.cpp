@@ -1,21 +1,11 @@
 #include "core/disk_operation.h"
 
-#include <exception>
-#include <new>
 #include <thread>
 
 namespace vdisk {
 
 Status RunOperationHere(const OperationWork& work, OperationContext& context) {
-  try {
-    return work(context);
-  } catch (const std::bad_alloc&) {
-    return Status(Code::kNotEnoughMemory, "out of memory");
-  } catch (const std::exception& e) {
-    return Status(Code::kInternal, std::string("internal error: ") + e.what());
-  } catch (...) {
-    return Status(Code::kInternal, "internal error");
-  }
+  return CatchAsStatus([&] { return work(context); });
 }
 
 std::shared_ptr<BackgroundOperation> BackgroundOperation::Start(OperationWork work,

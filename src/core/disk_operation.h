@@ -14,7 +14,7 @@
 #include <memory>
 #include <mutex>
 
-#include "core/status.h"
+#include "base/status.h"
 
 namespace vdisk {
 
@@ -46,8 +46,8 @@ class OperationContext {
 using OperationWork = std::function<Status(OperationContext&)>;
 using OperationDone = std::function<void(const Status&)>;
 
-// Runs `work` on the calling thread with a context nobody cancels. An exception thrown by `work`
-// becomes an error status (kNotEnoughMemory for std::bad_alloc, else kInternal).
+// Runs `work` on the calling thread. An exception thrown by `work` becomes an error status
+// (kNotEnoughMemory for std::bad_alloc, else kInternal).
 Status RunOperationHere(const OperationWork& work, OperationContext& context);
 
 class DiskOperation {

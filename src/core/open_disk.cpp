@@ -60,12 +60,16 @@ Result<std::shared_ptr<OpenDisk>> OpenDisk::Open(const ProviderRegistry& registr
   // A handle that asked for only part of the chain (or only information) gets a disk of its own:
   // another handle's full disk must not be handed a partial one, nor the other way round.
   const bool unshared = get_info_only || request.no_parents;
+  // Declared before the lock: a disk that dies here (a failed step below) unregisters itself
+  // under that lock in its destructor, which must run after the lock is released.
+  std::shared_ptr<OpenDisk> open;
+  std::shared_ptr<OpenDisk> existing;
   auto& table = Table();
   std::lock_guard lock(table.mutex);
   if (!unshared) {
     auto it = table.disks.find(key);
     if (it != table.disks.end()) {
-      if (auto existing = it->second.lock()) {
+      if ((existing = it->second.lock())) {
         if (existing->handed_over()) {
           std::unique_lock io(existing->io_mutex_);
           // Taken back later for writing if any handle asked for it.
@@ -82,8 +86,7 @@ Result<std::shared_ptr<OpenDisk>> OpenDisk::Open(const ProviderRegistry& registr
     }
   }
   VDISK_ASSIGN_OR_RETURN(auto disk, VirtualDisk::Open(registry, request));
-  auto open = std::make_shared<OpenDisk>(std::shared_ptr<VirtualDisk>(std::move(disk)), key,
-                                         unshared);
+  open = std::make_shared<OpenDisk>(std::shared_ptr<VirtualDisk>(std::move(disk)), key, unshared);
   open->providers_ = &registry;
   open->request_ = request;
   if (!unshared) table.disks[key] = open;
@@ -97,17 +100,18 @@ Result<std::shared_ptr<OpenDisk>> OpenDisk::OpenHandedOver(const ProviderRegistr
   // A handle that asked for only part of the chain (or only information) gets a disk of its own:
   // another handle's full disk must not be handed a partial one, nor the other way round.
   const bool unshared = get_info_only || request.no_parents;
+  std::shared_ptr<OpenDisk> open;  // before the lock, as in Open
+  std::shared_ptr<OpenDisk> existing;
   auto& table = Table();
   std::lock_guard lock(table.mutex);
   if (!unshared) {
     auto it = table.disks.find(key);
     if (it != table.disks.end()) {
-      if (auto existing = it->second.lock()) return existing;
+      if ((existing = it->second.lock())) return existing;
     }
   }
   VDISK_ASSIGN_OR_RETURN(auto view, VirtualDisk::Open(registry, ViewOf(request)));
-  auto open = std::make_shared<OpenDisk>(std::shared_ptr<VirtualDisk>(std::move(view)), key,
-                                         unshared);
+  open = std::make_shared<OpenDisk>(std::shared_ptr<VirtualDisk>(std::move(view)), key, unshared);
   open->providers_ = &registry;
   open->request_ = request;
   open->handed_over_ = true;

@@ -170,7 +170,10 @@ Result<std::unique_ptr<VirtualDisk>> VirtualDisk::Create(const ProviderRegistry&
     }
   }
 
+  // Before the image: a failure below (an error or an exception) closes it, then removes it.
+  platform::NewFileGuard created(request.path);
   VDISK_ASSIGN_OR_RETURN(auto image, provider->Create(request.path, options));
+  created.Arm();
   std::vector<std::unique_ptr<Image>> chain;
   chain.push_back(std::move(image));
   if (parent) {
@@ -192,12 +195,11 @@ Result<std::unique_ptr<VirtualDisk>> VirtualDisk::Create(const ProviderRegistry&
     }
     if (status.ok()) status = disk->Flush();
     if (!status.ok()) {
-      const auto path = disk->top().file().path();
       disk.reset();
-      (void)platform::RemoveFile(path);
       return status.WithContext("copying from " + request.source_path.string());
     }
   }
+  created.Keep();
   return disk;
 }
 

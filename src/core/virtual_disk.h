@@ -13,9 +13,9 @@
 #include <span>
 #include <vector>
 
-#include "core/image.h"
+#include "formats/image.h"
 #include "core/range_lock.h"
-#include "core/status.h"
+#include "base/status.h"
 #include "formats/registry/registry.h"
 
 namespace vdisk {

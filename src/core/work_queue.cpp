@@ -36,7 +36,12 @@ void WorkQueue::Run() {
       task = std::move(tasks_.front());
       tasks_.pop_front();
     }
-    task();
+    try {
+      task();
+    } catch (...) {
+      // A task completes its own request, errors included (DiskHandle::Transfer); one that
+      // throws anyway must not end the process or this worker.
+    }
   }
 }
 

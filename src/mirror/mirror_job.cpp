@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include <gsl/gsl>
+
 namespace vdisk {
 namespace {
 
@@ -56,7 +58,7 @@ const std::array<std::byte, 1 << 20>& Zeros() {
   return zeros;
 }
 
-Result<std::shared_ptr<VirtualDisk>> OpenOrCreateTarget(const ProviderRegistry& registry,
+Result<std::unique_ptr<VirtualDisk>> OpenOrCreateTarget(const ProviderRegistry& registry,
                                                         const VirtualDisk& source,
                                                         const MirrorOptions& options) {
   const Image& top = source.top();
@@ -76,7 +78,7 @@ Result<std::shared_ptr<VirtualDisk>> OpenOrCreateTarget(const ProviderRegistry& 
                         std::to_string(source.size()) + " and " +
                         std::to_string(source.sector_size()));
     }
-    return std::shared_ptr<VirtualDisk>(std::move(target));
+    return target;
   }
   DiskCreateRequest request;
   request.path = options.target_path;
@@ -91,8 +93,7 @@ Result<std::shared_ptr<VirtualDisk>> OpenOrCreateTarget(const ProviderRegistry& 
   if (top.subtype() == DiskSubtype::kDifferencing && source.chain().size() > 1) {
     request.parent_path = source.chain()[1]->file().path();
   }
-  VDISK_ASSIGN_OR_RETURN(auto target, VirtualDisk::Create(registry, request));
-  return std::shared_ptr<VirtualDisk>(std::move(target));
+  return VirtualDisk::Create(registry, request);
 }
 
 bool KernelCopyAllowedByEnvironment() {
@@ -160,28 +161,52 @@ Result<std::shared_ptr<MirrorJob>> MirrorJob::Start(const ProviderRegistry& regi
     return Status(Code::kAccessDenied, "the disk is open read-only; a mirror needs write access");
   }
   VDISK_ASSIGN_OR_RETURN(auto io, platform::OpenIoQueue(kPoolBuffers));
-  VDISK_ASSIGN_OR_RETURN(auto target, OpenOrCreateTarget(registry, *source, options));
   const bool created = !options.existing_file;
-  const auto target_path = options.target_path;
-  auto job = std::make_shared<MirrorJob>(Private{}, disk, source, std::move(target),
-                                         std::move(options), created);
-  job->io_ = std::move(io);
-  auto abandon = [&](const Status& status) -> Status {
+  // Before the target: a target this call created goes again, after it is closed, if the job
+  // does not start.
+  platform::NewFileGuard created_target(options.target_path);
+  VDISK_ASSIGN_OR_RETURN(auto made, OpenOrCreateTarget(registry, *source, options));
+  if (created) created_target.Arm();
+  std::shared_ptr<VirtualDisk> target(std::move(made));
+  // Until the job runs, a failure (an error or an exception) takes back the fan-out, closes the
+  // target and removes a target this call created: nothing is left behind.
+  bool started = false;
+  std::shared_ptr<MirrorJob> job;
+  auto abandon = gsl::finally([&] {
+    if (started) return;
     disk->ClearWriteFanout();
-    job->target_.reset();
-    if (created) (void)platform::RemoveFile(target_path);
-    return status;
-  };
+    if (job) job->target_.reset();
+    target.reset();
+  });
+  job = std::make_shared<MirrorJob>(Private{}, disk, source, std::move(target),
+                                    std::move(options), created);
+  job->io_ = std::move(io);
   // The fan-out goes in before the dirty set is seeded, so that no write falls between them.
-  if (Status s = disk->SetWriteFanout(job); !s.ok()) return abandon(s);
-  if (Status s = job->SeedDirtySet(); !s.ok()) return abandon(s);
+  VDISK_RETURN_IF_ERROR(disk->SetWriteFanout(job));
+  VDISK_RETURN_IF_ERROR(job->SeedDirtySet());
   {
     std::lock_guard lock(job->mutex_);
     job->MaybeReadyLocked();
   }
   const std::size_t workers = std::max<std::size_t>(1, job->options_.workers);
-  for (std::size_t i = 0; i < workers; ++i) job->workers_.emplace_back([j = job.get()] { j->RunWorker(); });
-  job->supervisor_ = std::thread([j = job.get()] { j->Supervise(); });
+  job->workers_.reserve(workers);
+  try {
+    for (std::size_t i = 0; i < workers; ++i)
+      job->workers_.emplace_back([j = job.get()] { j->RunWorker(); });
+    job->supervisor_ = std::thread([j = job.get()] { j->Supervise(); });
+  } catch (...) {
+    // No thread for the rest: the workers that run are stopped before the job goes.
+    {
+      std::lock_guard lock(job->mutex_);
+      job->stop_ = true;
+    }
+    job->work_.notify_all();
+    for (auto& worker : job->workers_) worker.join();
+    job->workers_.clear();
+    throw;
+  }
+  started = true;
+  created_target.Keep();
   return job;
 }
 
@@ -246,7 +271,8 @@ void MirrorJob::RunWorker() {
       fresh = created_target_ && copied_once_.insert(chunk).second;
     }
     // A differencing target reads its parent, not zeros, where it was not written.
-    const Status status = CopyChunk(chunk, fresh && !differencing_target, window);
+    const Status status =
+        CatchAsStatus([&] { return CopyChunk(chunk, fresh && !differencing_target, window); });
     {
       std::lock_guard lock(mutex_);
       in_flight_.erase(chunk);

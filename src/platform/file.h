@@ -18,7 +18,7 @@
 #include <optional>
 #include <span>
 
-#include "core/status.h"
+#include "base/status.h"
 
 namespace vdisk::platform {
 
@@ -131,6 +131,30 @@ std::optional<FileIdentity> IdentifyFile(const std::filesystem::path& path);
 
 // Deletes a file (used to remove a half-created image). Missing files are not an error.
 Status RemoveFile(const std::filesystem::path& path);
+
+// A file the current call is creating: once Arm()ed (the file is ours), it is removed when the
+// guard goes out of scope, by an error return or an exception, unless Keep() was called.
+// Declare it before the objects that hold the file open, so that they close it first.
+class NewFileGuard {
+ public:
+  explicit NewFileGuard(std::filesystem::path path) : path_(std::move(path)) {}
+  ~NewFileGuard() {
+    if (!armed_) return;
+    try {
+      (void)RemoveFile(path_);
+    } catch (...) {
+      // Nothing more can be done for a file that cannot be removed while unwinding.
+    }
+  }
+  NewFileGuard(const NewFileGuard&) = delete;
+  NewFileGuard& operator=(const NewFileGuard&) = delete;
+  void Arm() noexcept { armed_ = true; }
+  void Keep() noexcept { armed_ = false; }
+
+ private:
+  std::filesystem::path path_;
+  bool armed_ = false;
+};
 
 // kNotRegularFile: "<path> is <kind>, not a regular file" (kind: "a FIFO", "a directory", ...).
 Status NotRegularFile(const std::filesystem::path& path, std::string_view kind);

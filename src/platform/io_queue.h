@@ -28,7 +28,7 @@
 #include <span>
 #include <string_view>
 
-#include "core/status.h"
+#include "base/status.h"
 #include "platform/file.h"
 
 namespace vdisk::platform {

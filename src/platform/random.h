@@ -6,7 +6,7 @@
 #include <span>
 #include <string>
 
-#include "core/status.h"
+#include "base/status.h"
 
 namespace vdisk::platform {
 

@@ -10,7 +10,7 @@
 
 #include <filesystem>
 
-#include "core/status.h"
+#include "base/status.h"
 
 namespace vdisk::platform {
 

@@ -9,7 +9,7 @@
 #include <span>
 #include <vector>
 
-#include "core/image.h"
+#include "formats/image.h"
 #include "formats/registry/provider.h"
 
 namespace vdisk::fuzz {

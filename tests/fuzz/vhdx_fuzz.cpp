@@ -8,7 +8,7 @@
 #include <memory>
 #include <vector>
 
-#include "core/image.h"
+#include "formats/image.h"
 #include "formats/registry/provider.h"
 #include "formats/vhdx/vhdx_provider.h"
 #include "platform/memory_file.h"

@@ -20,7 +20,7 @@
 #include <optional>
 #include <span>
 
-#include "core/status.h"
+#include "base/status.h"
 #include "platform/file.h"
 
 namespace vdisk::iso {

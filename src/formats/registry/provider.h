@@ -12,8 +12,8 @@
 #include <span>
 #include <string_view>
 
-#include "core/image.h"
-#include "core/status.h"
+#include "formats/image.h"
+#include "base/status.h"
 #include "platform/file.h"
 
 namespace vdisk {

@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <memory>
 
-#include "core/image.h"
-#include "core/status.h"
+#include "formats/image.h"
+#include "base/status.h"
 #include "formats/registry/provider.h"
 
 namespace vdisk::vhd {

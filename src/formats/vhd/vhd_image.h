@@ -32,7 +32,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "core/image.h"
+#include "formats/image.h"
 #include "formats/registry/provider.h"
 #include "formats/vhd/vhd_format.h"
 

@@ -293,8 +293,10 @@ Result<ParentLocator> MakeParentLocator(const std::filesystem::path& child_path,
 Result<std::unique_ptr<Image>> CreateVhdxImage(const std::filesystem::path& path,
                                                const CreateOptions& options) {
   VDISK_ASSIGN_OR_RETURN(const Plan plan, CheckOptions(options));
+  platform::NewFileGuard created(path);  // before the file: removed after it is closed
   VDISK_ASSIGN_OR_RETURN(auto file, platform::OpenFile(path, platform::FileAccess::kReadWrite,
                                                        platform::FileDisposition::kCreateNew));
+  created.Arm();
   Status status = file->Lock(/*exclusive=*/true);
   if (status.ok()) status = WriteNewImage(*file, path, plan, options);
   if (status.ok()) {
@@ -302,11 +304,13 @@ Result<std::unique_ptr<Image>> CreateVhdxImage(const std::filesystem::path& path
     open_options.read_only = false;
     open_options.no_write_hardening = options.no_write_hardening;
     auto image = VhdxImage::Open(std::move(file), open_options);
-    if (image.ok()) return std::unique_ptr<Image>(std::move(image).value());
+    if (image.ok()) {
+      created.Keep();
+      return std::unique_ptr<Image>(std::move(image).value());
+    }
     status = image.status();
   }
   file.reset();
-  (void)platform::RemoveFile(path);
   return status.WithContext("creating " + path.string());
 }
 

@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <memory>
 
-#include "core/image.h"
-#include "core/status.h"
+#include "formats/image.h"
+#include "base/status.h"
 #include "formats/registry/provider.h"
 #include "formats/vhdx/vhdx_metadata.h"
 

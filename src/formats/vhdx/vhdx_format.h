@@ -33,8 +33,8 @@
 #include <string_view>
 #include <vector>
 
-#include "core/guid.h"
-#include "core/image.h"
+#include "base/guid.h"
+#include "formats/image.h"
 
 namespace vdisk::vhdx {
 

@@ -44,7 +44,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "core/image.h"
+#include "formats/image.h"
 #include "formats/registry/provider.h"
 #include "formats/vhdx/vhdx_bat.h"
 #include "formats/vhdx/vhdx_format.h"

@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "core/guid.h"
-#include "core/status.h"
+#include "base/guid.h"
+#include "base/status.h"
 #include "formats/vhdx/vhdx_format.h"
 #include "platform/file.h"
 

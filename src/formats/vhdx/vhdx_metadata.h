@@ -11,8 +11,8 @@
 #include <utility>
 #include <vector>
 
-#include "core/guid.h"
-#include "core/status.h"
+#include "base/guid.h"
+#include "base/status.h"
 #include "formats/vhdx/vhdx_format.h"
 
 namespace vdisk::vhdx {

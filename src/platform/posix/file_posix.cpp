@@ -250,24 +250,36 @@ Result<std::unique_ptr<File>> OpenOsFile(const std::filesystem::path& path, File
     }
     return OsError(err, "open", path);
   }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
+  // From here on neither the descriptor nor a file this call created may outlive a failure,
+  // an error or an exception.
+  const bool created = disposition == FileDisposition::kCreateNew;
+  auto abandon = [&] {
     ::close(fd);
-    return OsError(err, "stat", path);
+    if (created) ::unlink(path.c_str());
+  };
+  try {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      const int err = errno;
+      abandon();
+      return OsError(err, "stat", path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+      abandon();
+      return NotRegularFile(path, FileKindOf(st.st_mode));
+    }
+    const int status_flags = ::fcntl(fd, F_GETFL);
+    if (status_flags < 0 || ::fcntl(fd, F_SETFL, status_flags & ~O_NONBLOCK) != 0) {
+      const int err = errno;
+      abandon();
+      return OsError(err, "fcntl(F_SETFL)", path);
+    }
+    return std::unique_ptr<File>(
+        std::make_unique<PosixFile>(fd, path, access == FileAccess::kReadWrite));
+  } catch (...) {
+    abandon();
+    throw;
   }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return NotRegularFile(path, FileKindOf(st.st_mode));
-  }
-  const int status_flags = ::fcntl(fd, F_GETFL);
-  if (status_flags < 0 || ::fcntl(fd, F_SETFL, status_flags & ~O_NONBLOCK) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return OsError(err, "fcntl(F_SETFL)", path);
-  }
-  return std::unique_ptr<File>(
-      std::make_unique<PosixFile>(fd, path, access == FileAccess::kReadWrite));
 }
 
 std::optional<FileIdentity> IdentifyFile(const std::filesystem::path& path) {

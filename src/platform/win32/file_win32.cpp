@@ -231,7 +231,14 @@ Result<std::unique_ptr<File>> OpenOsFile(const std::filesystem::path& path, File
     CloseHandle(handle);
     return NotRegularFile(path, kind);
   }
-  return std::unique_ptr<File>(std::make_unique<Win32File>(handle, path, write));
+  try {
+    return std::unique_ptr<File>(std::make_unique<Win32File>(handle, path, write));
+  } catch (...) {
+    // Neither the handle nor a file this call created may outlive the failure.
+    CloseHandle(handle);
+    if (creation == CREATE_NEW) DeleteFileW(path.c_str());
+    throw;
+  }
 }
 
 std::optional<FileIdentity> IdentifyFile(const std::filesystem::path& path) {

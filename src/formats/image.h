@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "core/guid.h"
-#include "core/status.h"
+#include "base/guid.h"
+#include "base/status.h"
 #include "platform/file.h"
 
 namespace vdisk {

@@ -130,6 +130,22 @@ class [[nodiscard]] Result {
   std::variant<T, Status> v_;
 };
 
+// For a catch (...) block: the exception in flight as a Status, kNotEnoughMemory for
+// std::bad_alloc, else kInternal with its what(). Never throws (it allocates nothing for
+// std::bad_alloc).
+Status StatusFromCurrentException() noexcept;
+
+// Runs `body` (returning Status) so that nothing thrown leaves it: for the bodies of threads and
+// callbacks that have nobody to throw to.
+template <typename Body>
+Status CatchAsStatus(Body&& body) noexcept {
+  try {
+    return body();
+  } catch (...) {
+    return StatusFromCurrentException();
+  }
+}
+
 }  // namespace vdisk
 
 // Returns from the enclosing function if `expr` yields a failed Status.

@@ -1,4 +1,4 @@
-#include "core/image.h"
+#include "formats/image.h"
 
 #include <algorithm>
 #include <memory>
