@@ -36,11 +36,17 @@ DWORD CompactImpl(HANDLE handle, DWORD flags, PCOMPACT_VIRTUAL_DISK_PARAMETERS p
   CompactOptions options;
   options.zero_scan = (flags & COMPACT_VIRTUAL_DISK_FLAG_NO_ZERO_SCAN) == 0;
   options.block_moves = (flags & COMPACT_VIRTUAL_DISK_FLAG_NO_BLOCK_MOVES) == 0;
-  // Until the shared asynchronous plumbing is in, the work runs on the caller's thread and a
-  // given OVERLAPPED completes before the call returns.
-  auto report = CompactDisk(*open, options, {});
-  if (!report.ok()) return Fail(report.status());
-  return overlapped != nullptr ? CompleteNow(overlapped, ERROR_SUCCESS, disk.get()) : ERROR_SUCCESS;
+  // With an OVERLAPPED: ERROR_IO_PENDING, progress through GetVirtualDiskOperationProgress
+  // (blocks scanned and moved), cancellation between steps (api/operations.cpp).
+  return RunDiskOperation(*disk, overlapped, [open, options](OperationContext& context) {
+    CompactControl control;
+    control.cancelled = [&context] { return context.cancelled(); };
+    control.progress = [&context](std::uint64_t done, std::uint64_t total) {
+      context.SetProgress(done, total);
+    };
+    auto report = CompactDisk(*open, options, control);
+    return report.ok() ? Status::Ok() : report.status();
+  });
 }
 
 std::string HandleArg(HANDLE h) { return Hex(reinterpret_cast<ULONG_PTR>(h)); }

@@ -5,7 +5,9 @@
 // Images made by qemu-img as well as by us. Under Wine the qemu tools run through the host shell.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
+#include <thread>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -101,6 +103,13 @@ class CompactApiTest : public ::testing::TestWithParam<Format> {
   }
 
   bool HaveQemu() { return !HostTool("qemu-img").empty(); }
+
+ public:
+  void MakeDiskFor(const std::string& name, const std::vector<int>& content) {
+    MakeDisk(name, content);
+  }
+
+ protected:
 
   std::string Qemu(const std::string& arguments, int* status) {
     std::string output;
@@ -299,10 +308,74 @@ TEST_P(CompactApiTest, OverlappedCallCompletesThroughTheEvent) {
   DWORD bytes = 0;
   EXPECT_TRUE(GetOverlappedResult(handle, &overlapped, &bytes, FALSE))
       << "error " << GetLastError();
+  VIRTUAL_DISK_PROGRESS progress{};
+  ASSERT_EQ(GetVirtualDiskOperationProgress(handle, &overlapped, &progress),
+            static_cast<DWORD>(ERROR_SUCCESS));
+  EXPECT_EQ(progress.OperationStatus, static_cast<DWORD>(ERROR_SUCCESS));
+  EXPECT_GT(progress.CompletionValue, 0u);
+  EXPECT_EQ(progress.CurrentValue, progress.CompletionValue);
   CloseHandle(overlapped.hEvent);
   CloseHandle(handle);
   EXPECT_LE(FileSize(dir_ / disk) + 3ull * GetParam().block_size, size_before);
   EXPECT_TRUE(ReadDisk(dir_.Wide(disk)) == before);
+}
+
+// Cancels once the operation reports progress (CancelIoEx, or closing the handle): the call
+// completes with ERROR_OPERATION_ABORTED unless it finished first, the disk reads as before, and
+// a second compaction completes the job.
+void CancelMidOperation(CompactApiTest& test, const TempDir& dir, const std::string& disk,
+                        ULONG block, bool by_close) {
+  std::vector<int> content;
+  for (int b = 0; b < 96; ++b) content.push_back(b % 2 == 0 ? 1 : 2);
+  ASSERT_NO_FATAL_FAILURE(test.MakeDiskFor(disk, content));
+  const auto before = ReadDisk(dir.Wide(disk));
+  HANDLE handle = nullptr;
+  ASSERT_EQ(OpenV1(dir.Wide(disk), VIRTUAL_DISK_ACCESS_METAOPS, &handle),
+            static_cast<DWORD>(ERROR_SUCCESS));
+  OVERLAPPED overlapped{};
+  overlapped.hEvent = CreateEventW(nullptr, TRUE, FALSE, nullptr);
+  ASSERT_EQ(CompactVirtualDisk(handle, COMPACT_VIRTUAL_DISK_FLAG_NONE, nullptr, &overlapped),
+            static_cast<DWORD>(ERROR_IO_PENDING));
+  // Until the first step is reported (or the operation is over).
+  for (;;) {
+    VIRTUAL_DISK_PROGRESS progress{};
+    ASSERT_EQ(GetVirtualDiskOperationProgress(handle, &overlapped, &progress),
+              static_cast<DWORD>(ERROR_SUCCESS));
+    if (progress.CurrentValue > 0 || progress.OperationStatus != ERROR_IO_PENDING) break;
+    std::this_thread::yield();
+  }
+  DWORD result = ERROR_SUCCESS;
+  if (by_close) {
+    CloseHandle(handle);
+    ASSERT_EQ(WaitForSingleObject(overlapped.hEvent, 60000), static_cast<DWORD>(WAIT_OBJECT_0));
+  } else {
+    CancelIoEx(handle, &overlapped);
+    ASSERT_EQ(WaitForSingleObject(overlapped.hEvent, 60000), static_cast<DWORD>(WAIT_OBJECT_0));
+    DWORD bytes = 0;
+    if (!GetOverlappedResult(handle, &overlapped, &bytes, FALSE)) result = GetLastError();
+    CloseHandle(handle);
+    EXPECT_TRUE(result == ERROR_SUCCESS || result == ERROR_OPERATION_ABORTED) << result;
+  }
+  CloseHandle(overlapped.hEvent);
+  std::printf("[ CANCEL   ] %s\n",
+              by_close ? "CloseHandle after the first step was reported"
+              : result == ERROR_OPERATION_ABORTED
+                  ? "CancelIoEx: aborted mid-way"
+                  : "CancelIoEx: the compaction had ended before the cancel");
+  EXPECT_TRUE(ReadDisk(dir.Wide(disk)) == before) << "content changed by the cancelled compaction";
+  const std::uint64_t size_cancelled = FileSize(dir / disk);
+  ASSERT_EQ(Compact(dir.Wide(disk)), static_cast<DWORD>(ERROR_SUCCESS));
+  EXPECT_LE(FileSize(dir / disk), size_cancelled);
+  EXPECT_LE(FileSize(dir / disk) + 48ull * block, static_cast<std::uint64_t>(96) * block + 64 * kMiB);
+  EXPECT_TRUE(ReadDisk(dir.Wide(disk)) == before);
+}
+
+TEST_P(CompactApiTest, CancelIoExMidOperationLeavesTheDiskReadable) {
+  CancelMidOperation(*this, dir_, Name("disk"), GetParam().block_size, false);
+}
+
+TEST_P(CompactApiTest, CloseHandleMidOperationLeavesTheDiskReadable) {
+  CancelMidOperation(*this, dir_, Name("disk"), GetParam().block_size, true);
 }
 
 TEST_P(CompactApiTest, DifferencingChildKeepsShadowingItsParent) {
