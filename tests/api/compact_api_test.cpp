@@ -291,6 +291,30 @@ TEST_P(CompactApiTest, AttachedReadOnlyCompactsAttachedReadWriteIsRefused) {
   CloseHandle(handle);
 }
 
+TEST_P(CompactApiTest, RefusedWhileMirroredAllowedAfterTheMirrorEnds) {
+  const std::string disk = Name("disk");
+  ASSERT_NO_FATAL_FAILURE(MakeDisk(disk, {1, 2, 1, 2}));
+  HANDLE handle = nullptr;
+  ASSERT_EQ(OpenV2(dir_.Wide(disk), false, &handle), static_cast<DWORD>(ERROR_SUCCESS));
+  const WString target = dir_.Wide(Name("mirror"));
+  MIRROR_VIRTUAL_DISK_PARAMETERS mirror{};
+  mirror.Version = MIRROR_VIRTUAL_DISK_VERSION_1;
+  mirror.Version1.MirrorVirtualDiskPath = target.c_str();
+  OVERLAPPED overlapped{};
+  overlapped.hEvent = CreateEventW(nullptr, TRUE, FALSE, nullptr);
+  ASSERT_EQ(MirrorVirtualDisk(handle, MIRROR_VIRTUAL_DISK_FLAG_NONE, &mirror, &overlapped),
+            static_cast<DWORD>(ERROR_IO_PENDING));
+  // A compaction moves blocks under the mirror's copy: refused while the mirror runs.
+  EXPECT_EQ(CompactVirtualDisk(handle, COMPACT_VIRTUAL_DISK_FLAG_NONE, nullptr, nullptr),
+            static_cast<DWORD>(ERROR_VHD_INVALID_STATE));
+  CancelIoEx(handle, &overlapped);
+  ASSERT_EQ(WaitForSingleObject(overlapped.hEvent, 60000), static_cast<DWORD>(WAIT_OBJECT_0));
+  CloseHandle(overlapped.hEvent);
+  EXPECT_EQ(CompactVirtualDisk(handle, COMPACT_VIRTUAL_DISK_FLAG_NONE, nullptr, nullptr),
+            static_cast<DWORD>(ERROR_SUCCESS));
+  CloseHandle(handle);
+}
+
 TEST_P(CompactApiTest, OverlappedCallCompletesThroughTheEvent) {
   const std::string disk = Name("disk");
   ASSERT_NO_FATAL_FAILURE(MakeDisk(disk, {2, 1, 1, 2, 1, 2}));
