@@ -223,8 +223,8 @@ TEST_P(CompactTest, DifferencingPartialBlockOverZeroParentIsReleased) {
   ASSERT_TRUE(report.ok()) << report.status().message();
   EXPECT_EQ(report->blocks_released, 1u);
   EXPECT_TRUE(ReadAll(child) == before) << "content changed";
-  // A partial write into the released block later must show the parent (zeros here) around
-  // it, not bits left over from before.
+  // A partial write into the released block allocates it again and reads back with the parent
+  // (zeros here) around it.
   {
     auto open = OpenWritable(child);
     ASSERT_NE(open, nullptr);
