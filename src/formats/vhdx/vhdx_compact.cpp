@@ -235,8 +235,9 @@ Status VhdxImage::ReleaseZeroBlocks(std::uint64_t first, std::uint64_t end, Comp
     if (below_zero) {
       change.entry = MakeBatEntry(kPayloadNotPresent, 0);
       if (geometry_.has_parent) {
-        // Bits left set would make a later partial allocation of this block show stale
-        // sectors instead of the parent's.
+        // A later partial allocation of this block sets only the bits it writes: bits left
+        // set here would make it show its fresh zeros instead of the parent's sectors (equal
+        // today, the parent reads zeros there, but not once the child is re-pointed).
         VDISK_ASSIGN_OR_RETURN(const std::uint64_t bitmap_entry,
                                bat_->Get(geometry_.BitmapIndex(block / geometry_.chunk_ratio)));
         if (BatState(bitmap_entry) == kBitmapPresent) {
