@@ -113,9 +113,17 @@ Result<CompactReport> CompactDisk(OpenDisk& disk, const CompactOptions& options,
   VDISK_RETURN_IF_ERROR(CheckCompactable(disk));
   const std::shared_ptr<VirtualDisk> active = disk.disk();
   VDISK_RETURN_IF_ERROR(disk.SetWriteFanout(std::make_shared<CompactionFanout>()));
-  DiskCompactEnvironment env(disk, *active, control);
-  Result<CompactReport> report = active->top().Compact(options, env);
-  disk.ClearWriteFanout();
+  // Removed however the compaction ends, an exception included.
+  struct FanoutRemover {
+    OpenDisk& disk;
+    ~FanoutRemover() { disk.ClearWriteFanout(); }
+  };
+  Result<CompactReport> report = Status(Code::kInternal, "compaction did not run");
+  {
+    FanoutRemover remover{disk};
+    DiskCompactEnvironment env(disk, *active, control);
+    report = active->top().Compact(options, env);
+  }
   if (report.ok()) {
     // What the disk caches about its file does not change; the data is durable step by step.
     VDISK_RETURN_IF_ERROR(active->Flush());

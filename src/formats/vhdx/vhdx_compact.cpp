@@ -318,6 +318,8 @@ Status VhdxImage::TruncateAfterLastBlock() {
                                       ": an earlier metadata update failed half-way; reopen the "
                                       "image to replay its log");
   }
+  // §2.2.2: a new FileWriteGuid before the file changes (a no-op after a scan or a move).
+  VDISK_RETURN_IF_ERROR(BeginSession(/*user_data=*/false));
   if (log_active_) VDISK_RETURN_IF_ERROR(EndLogSessionLocked());
   VDISK_RETURN_IF_ERROR(file_->Resize(end));
   VDISK_RETURN_IF_ERROR(file_->Flush());
