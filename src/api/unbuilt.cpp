@@ -3,7 +3,7 @@
 //
 // Each one validates its handle like the real DLL and then says plainly, through the return
 // value and the last-failure message, which it is:
-//   ERROR_CALL_NOT_IMPLEMENTED - planned (compact, merge, expand, resize, ...);
+//   ERROR_CALL_NOT_IMPLEMENTED - planned (merge, expand, resize, ...);
 //   ERROR_NOT_SUPPORTED        - a feature of a disk type this library has no provider for.
 #include <string>
 
@@ -44,10 +44,6 @@ using vdisk::api::Refuse;
 
 extern "C" {
 
-VIRTDISK_API DWORD WINAPI CompactVirtualDisk(HANDLE VirtualDiskHandle, COMPACT_VIRTUAL_DISK_FLAG,
-                                             PCOMPACT_VIRTUAL_DISK_PARAMETERS, LPOVERLAPPED) {
-  return Planned("CompactVirtualDisk", VirtualDiskHandle);
-}
 VIRTDISK_API DWORD WINAPI MergeVirtualDisk(HANDLE VirtualDiskHandle, MERGE_VIRTUAL_DISK_FLAG,
                                            PMERGE_VIRTUAL_DISK_PARAMETERS, LPOVERLAPPED) {
   return Planned("MergeVirtualDisk", VirtualDiskHandle);

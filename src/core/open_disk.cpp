@@ -180,7 +180,8 @@ Status OpenDisk::Flush() {
 Status OpenDisk::SetWriteFanout(std::shared_ptr<WriteFanout> fanout) {
   std::unique_lock lock(io_mutex_);
   if (fanout_ && fanout) {
-    return Status(Code::kVhdInvalidState, key_.string() + ": a mirror is already running");
+    return Status(Code::kVhdInvalidState,
+                  key_.string() + ": a mirror or a compaction is already running");
   }
   fanout_ = std::move(fanout);
   return Status::Ok();

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -81,6 +82,39 @@ class WritePayload {
   std::uint64_t source_offset_ = 0;
   std::uint64_t size_ = 0;
   CopyTally* tally_ = nullptr;
+};
+
+// --- Compaction (CompactVirtualDisk; core/compact.h runs it over a chain).
+
+struct CompactOptions {
+  bool zero_scan = true;    // give back blocks whose data is all zeros (!NO_ZERO_SCAN)
+  bool block_moves = true;  // move blocks into holes and shorten the file (!NO_BLOCK_MOVES)
+};
+
+// What a compaction did, for progress reports, tests and the bench.
+struct CompactReport {
+  std::uint64_t blocks_scanned = 0;   // allocated blocks read by the zero scan
+  std::uint64_t blocks_released = 0;  // given back: unallocated / NOT_PRESENT
+  std::uint64_t blocks_zeroed = 0;    // VHDX differencing: kept as PAYLOAD_BLOCK_ZERO
+  std::uint64_t blocks_moved = 0;
+  std::uint64_t file_size_before = 0;
+  std::uint64_t file_size_after = 0;
+};
+
+// What the caller of Image::Compact provides: the disk's I/O path and the layers below.
+class CompactEnvironment {
+ public:
+  virtual ~CompactEnvironment() = default;
+  // True once the caller wants the compaction to stop; it stops between steps (each step leaves
+  // the image consistent) and returns kOperationAborted.
+  virtual bool cancelled() const = 0;
+  virtual void Progress(std::uint64_t done, std::uint64_t total) = 0;
+  // Runs `step` while no read or write of the disk is in flight or starting, so that no request
+  // holds a mapping that the step changes.
+  virtual Status Exclusive(const std::function<Status()>& step) = 0;
+  // Differencing images: whether the layers below this one read zeros over
+  // [offset, offset + length) of the virtual disk (so that a zero block may fall through).
+  virtual Result<bool> BelowReadsZero(std::uint64_t offset, std::uint64_t length) = 0;
 };
 
 class Image {
@@ -172,6 +206,18 @@ class Image {
     (void)bytes;
     return Status(Code::kNotSupported, "this format cannot change its physical sector size");
   }
+  // Compacts the file (CompactVirtualDisk): the zero scan gives back blocks that read as zeros
+  // (a differencing image only where the layers below read zeros too, or as a zero state where
+  // the format has one), block moves fill holes from the end of the file, which then shrinks.
+  // Content is unchanged at every step, and every step is crash-safe: a block is copied and
+  // flushed before the table points at it, and its old space is reused or cut off only after
+  // the table change is durable. Fixed images: kVhdInvalidType. REQUIRES: writable image.
+  virtual Result<CompactReport> Compact(const CompactOptions& options, CompactEnvironment& env) {
+    (void)options;
+    (void)env;
+    return Status(Code::kNotSupported, file().path().string() + ": this format cannot compact");
+  }
+
   // User metadata items (Enumerate/Get/Set/DeleteVirtualDiskMetadata). Get/Delete of an
   // unknown item: kNotFound.
   virtual Result<std::vector<Guid>> ListUserMetadata() const {

@@ -91,6 +91,10 @@ class VhdImage final : public Image {
   void SetWriteHardening(bool on) override { write_hardening_.store(on); }
   platform::File& file() const override { return *file_; }
 
+  // vhd_compact.cpp: zero blocks go back to unallocated (a differencing block only where the
+  // parent reads zeros there too), blocks from the end move into holes, the footer moves last.
+  Result<CompactReport> Compact(const CompactOptions& options, CompactEnvironment& env) override;
+
  private:
   struct BitmapRun {
     bool present = false;
@@ -119,6 +123,13 @@ class VhdImage final : public Image {
   // REQUIRES: bitmap_mutex_ held. The cached bitmap of `block`, loaded from the file if needed.
   Result<std::vector<std::uint8_t>*> CachedBitmapLocked(std::uint32_t block, std::uint32_t entry);
   void CacheBitmapLocked(std::uint32_t block, std::vector<std::uint8_t> bitmap);
+  // Compaction steps (vhd_compact.cpp), each run with the disk's I/O drained.
+  Status ReleaseZeroBlocks(std::uint32_t first, std::uint32_t end, CompactEnvironment& env,
+                           CompactReport& report, std::uint32_t& next);
+  Status MoveBlock(std::uint32_t block, std::uint64_t from, std::uint64_t to);
+  Status TruncateAfterLastBlock();
+  // File ranges that hold metadata: footer copy, dynamic header, BAT, parent locator data.
+  Result<std::vector<std::pair<std::uint64_t, std::uint64_t>>> MetadataRanges();
   std::uint64_t BlockFileOffset(std::uint32_t entry) const {
     return std::uint64_t{entry} * kSectorSize;
   }

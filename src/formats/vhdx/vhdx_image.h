@@ -119,6 +119,12 @@ class VhdxImage final : public Image {
   Status SetUserMetadata(const Guid& item, std::span<const std::byte> data) override;
   Status DeleteUserMetadata(const Guid& item) override;
 
+  // vhdx_compact.cpp: zero blocks become NOT_PRESENT (a differencing block where the parent
+  // reads zeros too, else PAYLOAD_BLOCK_ZERO), blocks from the end move into holes, the file is
+  // cut after the last one in use. Journalled; the DataWriteGuid stays (content is unchanged,
+  // so children stay linked).
+  Result<CompactReport> Compact(const CompactOptions& options, CompactEnvironment& env) override;
+
   // The header's DataWriteGuid (§2.2.2): what a differencing child records as parent_linkage.
   Guid data_write_guid() const;
   Guid file_write_guid() const;
@@ -176,6 +182,18 @@ class VhdxImage final : public Image {
                                   std::uint32_t flags, std::uint32_t length);
   Status WriteSystemItem(const Guid& id, std::span<const std::byte> bytes);
   Status ReadVirtual(std::uint64_t offset, std::span<std::byte> out) const;
+
+  // Compaction steps (vhdx_compact.cpp), each run with the disk's I/O drained.
+  Status ReleaseZeroBlocks(std::uint64_t first, std::uint64_t end, CompactEnvironment& env,
+                           CompactReport& report, std::uint64_t& next);
+  // Clears the sector bitmap bits of payload `block`. REQUIRES: update_mutex_ held.
+  Status StageClearBitmapBits(StagedSectors& staged, std::uint64_t block,
+                              std::uint64_t bitmap_entry);
+  Status MoveBlock(std::uint64_t index, std::uint64_t from, std::uint64_t to,
+                   std::uint64_t length);
+  Status TruncateAfterLastBlock();
+  // File ranges [start, end) of the header section, the log and every region of the table.
+  Result<std::vector<std::pair<std::uint64_t, std::uint64_t>>> FixedRanges() const;
 
   const std::unique_ptr<platform::File> file_;
   const bool read_only_;

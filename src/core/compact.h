@@ -1,0 +1,40 @@
+// CompactDisk: CompactVirtualDisk over an open disk. The top image of the chain compacts itself
+// (Image::Compact); this file gives it the disk's I/O path to drain between steps and reads the
+// layers below it for the zero scan of a differencing image.
+//
+// Refused (as Windows does, see CompactDisk) while the disk is attached read-write or mirrored,
+// and while another process's attach host serves it. A disk attached read-only compacts while
+// its readers keep reading: each step waits for the reads in flight and holds new ones back only
+// for its own duration.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "formats/image.h"
+#include "core/open_disk.h"
+#include "base/status.h"
+
+namespace vdisk {
+
+struct CompactControl {
+  // Polled between steps; when true the compaction stops at the next consistent point with
+  // kOperationAborted.
+  std::function<bool()> cancelled;
+  // (done, total) after each step.
+  std::function<void(std::uint64_t, std::uint64_t)> progress;
+};
+
+// The checks CompactDisk makes before it starts (see below), for a caller that answers them
+// before going asynchronous.
+Status CheckCompactable(OpenDisk& disk);
+
+// Compacts the top image of `disk`. Fails, changing nothing, with kVhdInvalidState if the disk
+// is attached read-write or a mirror runs on it (and keeps a mirror from starting until it
+// ends), kDiskAlreadyOwned if an attach host serves it, kVhdInvalidType for a fixed disk,
+// kWriteProtect if the disk is open read-only; with kOperationAborted when cancelled, leaving
+// every step done so far in place and the disk consistent.
+Result<CompactReport> CompactDisk(OpenDisk& disk, const CompactOptions& options,
+                                  const CompactControl& control);
+
+}  // namespace vdisk

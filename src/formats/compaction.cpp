@@ -1,0 +1,82 @@
+#include "formats/compaction.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace vdisk::compaction {
+
+std::vector<PlannedMove> PlanBlockMoves(
+    std::vector<LayoutItem> items, std::uint64_t floor,
+    const std::function<std::uint64_t(std::uint64_t, std::uint64_t)>& place) {
+  std::sort(items.begin(), items.end(),
+            [](const LayoutItem& a, const LayoutItem& b) { return a.start < b.start; });
+  std::vector<PlannedMove> moves;
+  if (items.empty()) return moves;
+  // Two ends: `low` is the item whose start bounds the hole being filled, `cursor` the first
+  // free byte of that hole; `high` is the highest item not yet considered. Holes fill from the
+  // start, items leave from the end, and the two meet once nothing fits further down.
+  std::size_t low = 0;
+  std::size_t high = items.size() - 1;
+  std::uint64_t cursor = floor;
+  while (low <= high) {
+    const LayoutItem& top = items[high];
+    if (!top.movable) {
+      if (high == 0) break;
+      --high;
+      continue;
+    }
+    const std::uint64_t hole_end = items[low].start;
+    const std::uint64_t at = place(cursor, top.length);
+    if (at >= cursor && at + top.length <= hole_end && at + top.length <= top.start) {
+      moves.push_back({top.id, top.start, at, top.length});
+      cursor = at + top.length;
+      if (high == 0) break;
+      --high;
+      continue;
+    }
+    cursor = std::max(cursor, items[low].start + items[low].length);
+    ++low;
+  }
+  return moves;
+}
+
+bool AllZero(std::span<const std::byte> bytes) {
+  std::size_t i = 0;
+  const std::size_t n = bytes.size();
+  const std::byte* p = bytes.data();
+  for (; i + 64 <= n; i += 64) {
+    std::uint64_t words[8];
+    std::memcpy(words, p + i, 64);
+    if ((words[0] | words[1] | words[2] | words[3] | words[4] | words[5] | words[6] | words[7]) !=
+        0) {
+      return false;
+    }
+  }
+  for (; i < n; ++i) {
+    if (p[i] != std::byte{0}) return false;
+  }
+  return true;
+}
+
+Result<bool> RangeIsZero(platform::File& file, std::uint64_t offset, std::uint64_t length,
+                         std::vector<std::byte>& buffer) {
+  constexpr std::uint64_t kChunk = std::uint64_t{1} << 20;
+  const std::uint64_t end = offset + length;
+  std::uint64_t at = offset;
+  while (at < end) {
+    VDISK_ASSIGN_OR_RETURN(const platform::FileRange data, file.FindData(at, end));
+    if (data.empty()) return true;
+    at = std::max(at, data.begin);
+    const std::uint64_t data_end = std::min(end, data.end);
+    while (at < data_end) {
+      const std::uint64_t n = std::min(kChunk, data_end - at);
+      buffer.resize(static_cast<std::size_t>(n));
+      VDISK_RETURN_IF_ERROR(file.ReadAt(at, buffer));
+      if (!AllZero(buffer)) return false;
+      at += n;
+    }
+  }
+  return true;
+}
+
+}  // namespace vdisk::compaction

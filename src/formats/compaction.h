@@ -1,0 +1,50 @@
+// What the VHD and VHDX compactions (vhd_compact.cpp, vhdx_compact.cpp) share: the zero test of
+// a block's bytes and the plan of block moves that lets the file shrink.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "base/status.h"
+#include "platform/file.h"
+
+namespace vdisk::compaction {
+
+// Something that occupies a range of the image file: a block the compaction may move, or
+// metadata it must leave where it is.
+struct LayoutItem {
+  std::uint64_t start = 0;
+  std::uint64_t length = 0;
+  std::uint64_t id = 0;  // the format's name for it (a BAT index)
+  bool movable = false;
+};
+
+struct PlannedMove {
+  std::uint64_t id = 0;
+  std::uint64_t from = 0;
+  std::uint64_t to = 0;
+  std::uint64_t length = 0;
+};
+
+// Plans moves of the movable items from the end of the file into the holes nearest its start,
+// so that everything ends as early as possible. The highest item goes first into the lowest
+// hole that holds it, and only if that is below where it is now. `items` must not overlap;
+// nothing goes below `floor`; `place(cursor, length)` is the first position at or after
+// `cursor` where an item of `length` bytes may start (the format's alignment). The moves never
+// overlap their own source, and no move's target is the source of an earlier one.
+std::vector<PlannedMove> PlanBlockMoves(
+    std::vector<LayoutItem> items, std::uint64_t floor,
+    const std::function<std::uint64_t(std::uint64_t, std::uint64_t)>& place);
+
+// Whether every byte of `bytes` is zero.
+bool AllZero(std::span<const std::byte> bytes);
+
+// Whether `length` bytes of `file` at `offset` all read as zero. Holes (File::FindData) are
+// skipped unread; the rest is read through `buffer` (resized as needed).
+Result<bool> RangeIsZero(platform::File& file, std::uint64_t offset, std::uint64_t length,
+                         std::vector<std::byte>& buffer);
+
+}  // namespace vdisk::compaction
