@@ -97,8 +97,12 @@ DWORD EnumerateImpl(HANDLE handle, PULONG count, GUID* items) {
   if (!list.ok()) return Fail(list.status());
   const auto n = static_cast<ULONG>(list->size());
   if (*count < n) {
+    // ERROR_MORE_DATA, although the function's page says ERROR_INSUFFICIENT_BUFFER: Microsoft's
+    // storage sample (Samples/Hyper-V/Storage/cpp/EnumerateUserMetaData.cpp) asks with a count
+    // of 0 and goes on only on ERROR_MORE_DATA ("more data available"), so that is what the real
+    // DLL answers. GetVirtualDiskMetadata keeps its documented ERROR_INSUFFICIENT_BUFFER.
     *count = n;
-    return ERROR_INSUFFICIENT_BUFFER;
+    return ERROR_MORE_DATA;
   }
   for (ULONG i = 0; i < n; ++i) items[i] = ToGuid((*list)[i]);
   *count = n;

@@ -228,7 +228,9 @@ Status WriteNewImage(platform::File& file, const std::filesystem::path& path, co
   std::memcpy(identifier.creator.data(), creator.data(), creator.size());
   VDISK_RETURN_IF_ERROR(file.WriteAt(0, std::as_bytes(std::span(&identifier, 1))));
   const Guid file_write = Guid::Random();
-  const Guid data_write = Guid::Random();
+  // GET_VIRTUAL_DISK_INFO_IDENTIFIER of a VHDX is its DataWriteGuid (VhdxImage::unique_id), so a
+  // UniqueId given at creation is both that and the Page 83 id until the first data write.
+  const Guid data_write = plan.page83;
   VDISK_RETURN_IF_ERROR(file.WriteAt(kHeader1Offset, MakeHeader(1, file_write, data_write)));
   VDISK_RETURN_IF_ERROR(file.WriteAt(kHeader2Offset, MakeHeader(2, file_write, data_write)));
   const auto region_table = MakeRegionTable(bat_length);
