@@ -31,8 +31,9 @@ Status CopyOneImage(Image& source, Image& target, std::uint64_t offset, std::uin
     const std::uint64_t n = std::min(e.length, end - offset);
     if (n == 0) return Status(Code::kInternal, "image mapped an empty extent");
     if (e.kind == Extent::Kind::kData && source.data_in_file()) {
-      VDISK_RETURN_IF_ERROR(
-          target.WriteFromFile(offset, n, source.file(), e.file_offset).status());
+      VDISK_ASSIGN_OR_RETURN(const auto method,
+                             target.WriteFromFile(offset, n, source.file(), e.file_offset));
+      (void)method;
     } else if (e.kind != Extent::Kind::kParent) {
       for (std::uint64_t done = 0; done < n;) {
         const auto piece_size = std::min<std::uint64_t>(buffer.size(), n - done);
