@@ -17,26 +17,12 @@
 #include "api/error_map.h"
 #include "api/strings.h"
 #include "api/trace.h"
+#include "core/disk_operation.h"
 #include "core/merge.h"
 #include "formats/registry/registry.h"
 
 namespace vdisk::api {
 namespace {
-
-// Stand-in for the shared operation plumbing (core/disk_operation.h, RunDiskOperation in
-// api/disk_api_support.h, LIFECYCLE.md) until it lands: the work runs on the caller's thread and
-// an OVERLAPPED is completed afterwards.
-class OperationContext {
- public:
-  bool cancelled() const noexcept { return false; }
-  void SetProgress(std::uint64_t, std::uint64_t) noexcept {}
-};
-DWORD RunDiskOperation(DiskHandle& disk, LPOVERLAPPED overlapped,
-                       const std::function<Status(OperationContext&)>& work) {
-  OperationContext context;
-  const Status status = work(context);
-  return CompleteNow(overlapped, status.ok() ? ERROR_SUCCESS : Fail(status), &disk);
-}
 
 DWORD MergeImpl(HANDLE handle, DWORD flags, PMERGE_VIRTUAL_DISK_PARAMETERS parameters,
                 LPOVERLAPPED overlapped) {

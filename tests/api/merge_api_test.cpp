@@ -243,6 +243,63 @@ TEST_P(MergeApiTest, CompletesThroughAnOverlapped) {
   EXPECT_EQ(ReadDisk("l0"), before);
 }
 
+TEST_P(MergeApiTest, AsynchronousMergeReportsItsProgress) {
+  MakeChain(1);
+  const Bytes before = ReadDisk("l1");
+  HANDLE h = nullptr;
+  ASSERT_EQ(OpenV2(Path("l1"), false, &h), ERROR_SUCCESS);
+  OVERLAPPED ov{};
+  ov.hEvent = CreateEventW(nullptr, TRUE, FALSE, nullptr);
+  ASSERT_EQ(MergeV2(h, 1, 2, &ov), static_cast<DWORD>(ERROR_IO_PENDING));
+  ASSERT_EQ(WaitForSingleObject(ov.hEvent, INFINITE), WAIT_OBJECT_0);
+  VIRTUAL_DISK_PROGRESS progress{};
+  ASSERT_EQ(GetVirtualDiskOperationProgress(h, &ov, &progress), ERROR_SUCCESS);
+  EXPECT_EQ(progress.OperationStatus, static_cast<DWORD>(ERROR_SUCCESS));
+  EXPECT_EQ(progress.CompletionValue, kSize) << "progress counts bytes of the disk";
+  EXPECT_EQ(progress.CurrentValue, progress.CompletionValue);
+  DWORD bytes = 0;
+  EXPECT_TRUE(GetOverlappedResult(h, &ov, &bytes, TRUE));
+  CloseHandle(ov.hEvent);
+  ASSERT_TRUE(CloseHandle(h));
+  EXPECT_EQ(ReadDisk("l0"), before);
+}
+
+// Cancelled at once, the merge stops with ERROR_OPERATION_ABORTED; the chain reads as before and
+// a new merge completes it (MergeVirtualDisk's remarks: "the child disk is still usable. The
+// MergeVirtualDisk function can be rerun to complete the merge").
+TEST_P(MergeApiTest, CancelledMergeLeavesTheChainReadableAndARerunCompletes) {
+  MakeChain(1);
+  {
+    // Enough data in the child that the merge is still copying when the cancel arrives.
+    HANDLE h = nullptr;
+    ASSERT_EQ(OpenV2(Path("l1"), false, &h), ERROR_SUCCESS);
+    ASSERT_EQ(AttachRaw(h), ERROR_SUCCESS);
+    const auto fill = Pattern(kMiB, 77);
+    for (ULONGLONG at = 0; at < kSize; at += 2 * kMiB)
+      ASSERT_EQ(WriteAt(h, at, fill.data(), kMiB), ERROR_SUCCESS);
+    ASSERT_TRUE(CloseHandle(h));
+  }
+  const Bytes before = ReadDisk("l1");
+  HANDLE h = nullptr;
+  ASSERT_EQ(OpenV2(Path("l1"), false, &h), ERROR_SUCCESS);
+  OVERLAPPED ov{};
+  ov.hEvent = CreateEventW(nullptr, TRUE, FALSE, nullptr);
+  ASSERT_EQ(MergeV2(h, 1, 2, &ov), static_cast<DWORD>(ERROR_IO_PENDING));
+  ASSERT_TRUE(CancelIo(h));
+  DWORD bytes = 0;
+  EXPECT_FALSE(GetOverlappedResult(h, &ov, &bytes, TRUE));
+  EXPECT_EQ(GetLastError(), static_cast<DWORD>(ERROR_OPERATION_ABORTED));
+  CloseHandle(ov.hEvent);
+  ASSERT_TRUE(CloseHandle(h));
+  EXPECT_EQ(ReadDisk("l1"), before) << "the chain reads as before the merge";
+  const Bytes parent_after_cancel = ReadDisk("l0");
+  EXPECT_NE(parent_after_cancel, before) << "the cancel stopped the merge before its end";
+  ASSERT_EQ(OpenV2(Path("l1"), false, &h), ERROR_SUCCESS);
+  ASSERT_EQ(MergeV2(h, 1, 2), ERROR_SUCCESS);
+  ASSERT_TRUE(CloseHandle(h));
+  EXPECT_EQ(ReadDisk("l0"), before);
+}
+
 // A merge needs the disk detached ("Merging a disk requires that the affected disks be
 // detached during the operation", MergeVirtualDisk's remarks).
 TEST_P(MergeApiTest, RefusesAnAttachedDisk) {
