@@ -185,9 +185,13 @@ Result<std::unique_ptr<VirtualDisk>> VirtualDisk::Create(const ProviderRegistry&
     if (options.virtual_size == 0) options.virtual_size = parent->size();
     if (options.logical_sector_size == 0)
       options.logical_sector_size = parent->top().logical_sector_size();
-    // Block size 0 takes the parent's (CREATE_VIRTUAL_DISK_PARAMETERS: "0 ... the block size of
-    // the parent for a differencing disk"), when the parent has blocks of the same format.
-    if (options.block_size == 0 && parent->top().format() == request.format)
+    // Block size 0 of a differencing VHD is the parent's when the parent has blocks, as
+    // Microsoft's storage sample states Windows' defaults (Samples/Hyper-V/Storage/cpp/
+    // CreateVirtualDisk.cpp: "Differencing VHD: ... if parent is fixed, default is 2mb; if parent
+    // is dynamic or differencing, default is parent blocksize"; "Differencing VHDX: ... 2mb
+    // (default)", which vhdx_create.cpp applies).
+    if (options.block_size == 0 && request.format == DiskFormat::kVhd &&
+        parent->top().format() == DiskFormat::kVhd)
       options.block_size = parent->top().block_size();
   }
   std::unique_ptr<VirtualDisk> source;

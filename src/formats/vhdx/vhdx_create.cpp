@@ -95,7 +95,12 @@ Result<Plan> CheckOptions(const CreateOptions& options) {
                                                std::to_string(plan.logical_sector_size) +
                                                "-byte logical sector of at most 64 TiB");
   }
-  plan.block_size = options.block_size == 0 ? kDefaultBlockSize : options.block_size;
+  // Windows' defaults as Microsoft's storage sample lists them (CreateVirtualDisk.cpp):
+  // "Dynamic VHDX: ... 32mb (default)", "Differencing VHDX: ... 2mb (default)".
+  constexpr std::uint32_t kDefaultDifferencingBlockSize = 2u << 20;
+  plan.block_size = options.block_size != 0 ? options.block_size
+                    : options.subtype == DiskSubtype::kDifferencing ? kDefaultDifferencingBlockSize
+                                                                   : kDefaultBlockSize;
   if (!IsPowerOfTwo(plan.block_size) || plan.block_size < kMinBlockSize ||
       plan.block_size > kMaxBlockSize) {
     return Status(Code::kVhdInvalidBlockSize,
