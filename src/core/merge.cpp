@@ -1,6 +1,7 @@
 #include "core/merge.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -129,6 +130,77 @@ Status CopyMergedData(VirtualDisk& chain, const MergeRequest& request,
   return target.Flush();
 }
 
+namespace {
+
+// Reopens `disk` with the same files, those at `writable` levels open for writing (a merge target
+// keeping its DataWriteGuid when `keep_guid_level` names it).
+Status ReopenWritable(OpenDisk& disk, const ProviderRegistry& registry,
+                      const DiskOpenRequest& asked, const std::vector<std::filesystem::path>& paths,
+                      const std::vector<DiskFormat>& formats,
+                      const std::vector<std::size_t>& writable, std::size_t keep_guid_level) {
+  return disk.Reopen([&]() -> Result<std::unique_ptr<VirtualDisk>> {
+    std::vector<std::unique_ptr<Image>> chain;
+    for (std::size_t level = 0; level < paths.size(); ++level) {
+      OpenOptions options = asked.options;
+      const bool write = std::find(writable.begin(), writable.end(), level) != writable.end() ||
+                         (level == 0 && !asked.options.read_only);
+      options.read_only = !write;
+      options.keep_data_write_guid = level == keep_guid_level;
+      VDISK_ASSIGN_OR_RETURN(auto image, VirtualDisk::OpenImageFile(registry, paths[level],
+                                                                    formats[level], options,
+                                                                    /*lock=*/true));
+      chain.push_back(std::move(image));
+    }
+    return std::make_unique<VirtualDisk>(std::move(chain));
+  });
+}
+
+void ChainFiles(const VirtualDisk& disk, std::vector<std::filesystem::path>& paths,
+                std::vector<DiskFormat>& formats) {
+  for (const auto& image : disk.chain()) {
+    paths.push_back(image->file().path());
+    formats.push_back(image->format());
+  }
+}
+
+}  // namespace
+
+Status RepointLevel(OpenDisk& disk, const ProviderRegistry& registry, std::size_t level,
+                    const std::filesystem::path& parent_path) {
+  const DiskOpenRequest asked = disk.request();
+  std::vector<std::filesystem::path> paths;
+  std::vector<DiskFormat> formats;
+  {
+    const auto current = disk.disk();
+    if (level >= current->chain().size() || !current->chain()[level]->parent()) {
+      return Status(Code::kInvalidParameter,
+                    current->top().file().path().string() + ": no differencing disk at depth " +
+                        std::to_string(level + 1) + " of its chain (" +
+                        std::to_string(current->chain().size()) + " files open)");
+    }
+    ChainFiles(*current, paths, formats);
+  }
+  DiskOpenRequest parent_request;
+  parent_request.path = parent_path;
+  parent_request.no_parents = true;
+  VDISK_ASSIGN_OR_RETURN(auto parent, VirtualDisk::Open(registry, parent_request));
+  // The re-pointed image's old parents are not opened again: they may be what moved.
+  paths.resize(level + 1);
+  formats.resize(level + 1);
+  VDISK_RETURN_IF_ERROR(ReopenWritable(disk, registry, asked, paths, formats, {level},
+                                       /*keep_guid_level=*/paths.size()));
+  Status status;
+  {
+    const auto chain = disk.disk();
+    Image& child = *chain->chain()[level];
+    status = child.SetParentLocation(parent_path, parent->top());
+    if (status.ok()) status = child.Flush();
+  }
+  parent.reset();
+  const Status reopened = disk.Reopen([&]() { return VirtualDisk::Open(registry, asked); });
+  return status.ok() ? reopened : status;
+}
+
 Status MergeDisk(OpenDisk& disk, const ProviderRegistry& registry, const MergeRequest& request,
                  const OperationControl& control) {
   const DiskOpenRequest asked = disk.request();
@@ -137,37 +209,14 @@ Status MergeDisk(OpenDisk& disk, const ProviderRegistry& registry, const MergeRe
   {
     const auto current = disk.disk();  // released before Reopen, which closes the images
     VDISK_RETURN_IF_ERROR(CheckMerge(*current, request));
-    for (const auto& image : current->chain()) {
-      paths.push_back(image->file().path());
-      formats.push_back(image->format());
-    }
+    ChainFiles(*current, paths, formats);
   }
   const bool relink = request.source_level > 0;
   // The same files, the target (and the image to re-point) writable.
-  VDISK_RETURN_IF_ERROR(disk.Reopen([&]() -> Result<std::unique_ptr<VirtualDisk>> {
-    std::vector<std::unique_ptr<Image>> chain;
-    for (std::size_t level = 0; level <= request.target_level; ++level) {
-      OpenOptions options = asked.options;
-      const bool writable = level == request.target_level ||
-                            (relink && level == request.source_level - 1) ||
-                            (level == 0 && !asked.options.read_only);
-      options.read_only = !writable;
-      options.keep_data_write_guid = level == request.target_level;
-      VDISK_ASSIGN_OR_RETURN(auto image, VirtualDisk::OpenImageFile(registry, paths[level],
-                                                                    formats[level], options,
-                                                                    /*lock=*/true));
-      chain.push_back(std::move(image));
-    }
-    for (std::size_t level = request.target_level + 1; level < paths.size(); ++level) {
-      OpenOptions options = asked.options;
-      options.read_only = true;
-      VDISK_ASSIGN_OR_RETURN(auto image, VirtualDisk::OpenImageFile(registry, paths[level],
-                                                                    formats[level], options,
-                                                                    /*lock=*/true));
-      chain.push_back(std::move(image));
-    }
-    return std::make_unique<VirtualDisk>(std::move(chain));
-  }));
+  std::vector<std::size_t> writable = {request.target_level};
+  if (relink) writable.push_back(request.source_level - 1);
+  VDISK_RETURN_IF_ERROR(
+      ReopenWritable(disk, registry, asked, paths, formats, writable, request.target_level));
 
   Status status;
   {

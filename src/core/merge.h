@@ -61,6 +61,13 @@ Status CheckMerge(const VirtualDisk& disk, const MergeRequest& request);
 Status MergeDisk(OpenDisk& disk, const ProviderRegistry& registry, const MergeRequest& request,
                  const OperationControl& control);
 
+// SET_VIRTUAL_DISK_INFO_PARENT_PATH_WITH_DEPTH below the top: re-points the image at `level`
+// (0 is the top) of the disk's chain to `parent_path` (Image::SetParentLocation), reopening the
+// disk with that image writable (OpenDisk::Reopen's refusals) and then as it was asked for.
+// kInvalidParameter if the chain has no differencing image at `level`.
+Status RepointLevel(OpenDisk& disk, const ProviderRegistry& registry, std::size_t level,
+                    const std::filesystem::path& parent_path);
+
 // The copy step alone, over an opened chain whose target image is writable (tests and the
 // crash harness use it to stop at chosen points). Progress is reported in bytes of the disk.
 Status CopyMergedData(VirtualDisk& chain, const MergeRequest& request,

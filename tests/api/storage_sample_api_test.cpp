@@ -211,6 +211,37 @@ TEST_P(StorageSample, SetIdentifierAndV1ParentPath) {
   CloseHandle(h);
 }
 
+// PARENT_PATH_WITH_DEPTH below the top ("ChildDepth: the depth to the child from the leaf"):
+// through a handle on the top, the middle image is re-pointed to a copy of the base.
+TEST_P(StorageSample, SetParentPathWithDepthBelowTheTop) {
+  ASSERT_EQ(SampleCreate(Path("base"), {}, CREATE_VIRTUAL_DISK_FLAG_NONE, 16 * kMiB, 0, 0, 0),
+            ERROR_SUCCESS);
+  WriteSome(Path("base"), 11);
+  ASSERT_EQ(SampleCreate(Path("mid"), Path("base"), CREATE_VIRTUAL_DISK_FLAG_NONE, 0, 0, 0, 0),
+            ERROR_SUCCESS);
+  WriteSome(Path("mid"), 12);
+  ASSERT_EQ(SampleCreate(Path("top"), Path("mid"), CREATE_VIRTUAL_DISK_FLAG_NONE, 0, 0, 0, 0),
+            ERROR_SUCCESS);
+  WriteSome(Path("top"), 13);
+  const Bytes before = ReadAll(Path("top"), 16 * kMiB);
+  fs::copy_file(dir_ / (std::string("base") + GetParam().ext),
+                dir_ / (std::string("copy") + GetParam().ext));
+  HANDLE h = nullptr;
+  ASSERT_EQ(OpenSample(Path("top"), OPEN_VIRTUAL_DISK_FLAG_NONE, false, false, &h), ERROR_SUCCESS);
+  const WString copy = Path("copy");
+  SET_VIRTUAL_DISK_INFO set{};
+  set.Version = SET_VIRTUAL_DISK_INFO_PARENT_PATH_WITH_DEPTH;
+  set.ParentPathWithDepthInfo.ChildDepth = 4;
+  set.ParentPathWithDepthInfo.ParentFilePath = copy.c_str();
+  EXPECT_EQ(SetVirtualDiskInformation(h, &set), static_cast<DWORD>(ERROR_INVALID_PARAMETER))
+      << "the chain has three files";
+  set.ParentPathWithDepthInfo.ChildDepth = 2;
+  ASSERT_EQ(SetVirtualDiskInformation(h, &set), ERROR_SUCCESS);
+  ASSERT_TRUE(CloseHandle(h));
+  fs::remove(dir_ / (std::string("base") + GetParam().ext));
+  EXPECT_EQ(ReadAll(Path("top"), 16 * kMiB), before) << "the chain goes through the copy";
+}
+
 // MergeVirtualDisk.cpp: V2 open of the leaf, MergeSourceDepth 1, MergeTargetDepth 2.
 TEST_P(StorageSample, MergeAsTheSampleDoes) {
   ASSERT_EQ(SampleCreate(Path("parent"), {}, CREATE_VIRTUAL_DISK_FLAG_NONE, 16 * kMiB, 0, 0, 0),
