@@ -160,9 +160,10 @@ int main(int argc, char** argv) {
     }
     Run(command + " '" + tqcow.string() + "' > /dev/null");
   }
-  std::printf("merge_bench: %s parent of 4 GiB holding 512 MiB, child holding 1 GiB (half of it "
-              "over the parent's data); %d run(s)\n",
-              format.c_str(), runs);
+  std::printf(
+      "merge_bench: %s parent of 4 GiB holding 512 MiB, child holding 1 GiB (half of it "
+      "over the parent's data); %d run(s)\n",
+      format.c_str(), runs);
 
   std::vector<double> ours, qemu;
   Sizes ours_size, qemu_size;
@@ -237,8 +238,8 @@ int main(int argc, char** argv) {
   }
   const Summary o = Summarize(ours);
   const Summary q = Summarize(qemu);
-  std::printf("%-28s %9s %9s %9s %14s %14s\n", "", "median s", "fastest", "slowest",
-              "parent bytes", "allocated");
+  std::printf("%-28s %9s %9s %9s %14s %14s\n", "", "median s", "fastest", "slowest", "parent bytes",
+              "allocated");
   std::printf("%-28s %9.3f %9.3f %9.3f %14llu %14llu\n", "MergeVirtualDisk", o.median, o.fastest,
               o.slowest, static_cast<unsigned long long>(ours_size.apparent),
               static_cast<unsigned long long>(ours_size.allocated));

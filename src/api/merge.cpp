@@ -49,12 +49,11 @@ DWORD MergeImpl(HANDLE handle, DWORD flags, PMERGE_VIRTUAL_DISK_PARAMETERS param
       // Depths from the leaf, which is at depth 1.
       if (parameters->Version2.MergeSourceDepth == 0 ||
           parameters->Version2.MergeTargetDepth <= parameters->Version2.MergeSourceDepth) {
-        return Fail(Status(Code::kInvalidParameter,
-                           "MergeSourceDepth " +
-                               std::to_string(parameters->Version2.MergeSourceDepth) +
-                               " and MergeTargetDepth " +
-                               std::to_string(parameters->Version2.MergeTargetDepth) +
-                               ": the source must be at depth 1 or more and above the target"));
+        return Fail(Status(
+            Code::kInvalidParameter,
+            "MergeSourceDepth " + std::to_string(parameters->Version2.MergeSourceDepth) +
+                " and MergeTargetDepth " + std::to_string(parameters->Version2.MergeTargetDepth) +
+                ": the source must be at depth 1 or more and above the target"));
       }
       request.source_level = parameters->Version2.MergeSourceDepth - 1;
       request.target_level = parameters->Version2.MergeTargetDepth - 1;
@@ -90,10 +89,10 @@ DWORD AddParentImpl(HANDLE handle, PCWSTR parent_path) {
   OpenDisk& open_disk = disk->open_disk();
   DiskOpenRequest request = open_disk.request();
   if (!request.custom_chain) {
-    return Fail(Status(Code::kVhdInvalidState,
-                       open_disk.key().string() +
-                           ": AddVirtualDiskParent needs a handle opened with "
-                           "OPEN_VIRTUAL_DISK_FLAG_CUSTOM_DIFF_CHAIN"));
+    return Fail(
+        Status(Code::kVhdInvalidState, open_disk.key().string() +
+                                           ": AddVirtualDiskParent needs a handle opened with "
+                                           "OPEN_VIRTUAL_DISK_FLAG_CUSTOM_DIFF_CHAIN"));
   }
   request.custom_parents.push_back(ToPath(parent_path));
   const Status status = open_disk.ReopenAs(BuiltinProviders(), request);
@@ -123,9 +122,8 @@ VIRTDISK_API DWORD WINAPI MergeVirtualDisk(HANDLE VirtualDiskHandle, MERGE_VIRTU
 VIRTDISK_API DWORD WINAPI AddVirtualDiskParent(HANDLE VirtualDiskHandle, PCWSTR ParentPath) {
   using namespace vdisk::api;  // NOLINT: export definition
   ClearLastFailureMessage();
-  const DWORD result = GuardedCall("AddVirtualDiskParent", [&] {
-    return AddParentImpl(VirtualDiskHandle, ParentPath);
-  });
+  const DWORD result = GuardedCall("AddVirtualDiskParent",
+                                   [&] { return AddParentImpl(VirtualDiskHandle, ParentPath); });
   TraceCall("AddVirtualDiskParent", Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle)), result);
   return result;
 }

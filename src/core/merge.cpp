@@ -12,9 +12,7 @@ namespace {
 // between windows, and a window of several merged images is read through the chain at once.
 constexpr std::uint64_t kWindow = 4u << 20;
 
-bool Cancelled(const OperationControl& control) {
-  return control.cancelled && control.cancelled();
-}
+bool Cancelled(const OperationControl& control) { return control.cancelled && control.cancelled(); }
 
 Status Aborted(const VirtualDisk& chain) {
   return Status(Code::kOperationAborted,
@@ -146,9 +144,9 @@ Status ReopenWritable(OpenDisk& disk, const ProviderRegistry& registry,
                          (level == 0 && !asked.options.read_only);
       options.read_only = !write;
       options.keep_data_write_guid = level == keep_guid_level;
-      VDISK_ASSIGN_OR_RETURN(auto image, VirtualDisk::OpenImageFile(registry, paths[level],
-                                                                    formats[level], options,
-                                                                    /*lock=*/true));
+      VDISK_ASSIGN_OR_RETURN(
+          auto image, VirtualDisk::OpenImageFile(registry, paths[level], formats[level], options,
+                                                 /*lock=*/true));
       chain.push_back(std::move(image));
     }
     return std::make_unique<VirtualDisk>(std::move(chain));
@@ -230,8 +228,7 @@ Status MergeDisk(OpenDisk& disk, const ProviderRegistry& registry, const MergeRe
     }
   }
   // Every handle sees the chain as it opens now.
-  const Status reopened =
-      disk.Reopen([&]() { return VirtualDisk::Open(registry, asked); });
+  const Status reopened = disk.Reopen([&]() { return VirtualDisk::Open(registry, asked); });
   return status.ok() ? reopened : status;
 }
 

@@ -45,8 +45,8 @@ struct MergeRequest {
 
 // Cancellation and progress of a long operation (polled between steps).
 struct OperationControl {
-  std::function<bool()> cancelled;                               // may be empty
-  std::function<void(std::uint64_t, std::uint64_t)> progress;    // (current, completion)
+  std::function<bool()> cancelled;                             // may be empty
+  std::function<void(std::uint64_t, std::uint64_t)> progress;  // (current, completion)
 };
 
 // Checks `request` against `disk`'s chain: kInvalidParameter (naming the depths) unless

@@ -101,9 +101,9 @@ TEST_P(StorageSample, CreateEveryKind) {
             ERROR_SUCCESS);
   EXPECT_EQ(SampleCreate(Path("diff"), Path("dynamic"), CREATE_VIRTUAL_DISK_FLAG_NONE, 0, 0, 0, 0),
             ERROR_SUCCESS);
-  EXPECT_EQ(SampleCreate(Path("diff-fixed"), Path("fixed"), CREATE_VIRTUAL_DISK_FLAG_NONE, 0, 0, 0,
-                         0),
-            ERROR_SUCCESS);
+  EXPECT_EQ(
+      SampleCreate(Path("diff-fixed"), Path("fixed"), CREATE_VIRTUAL_DISK_FLAG_NONE, 0, 0, 0, 0),
+      ERROR_SUCCESS);
   HANDLE h = nullptr;
   ASSERT_EQ(OpenSample(Path("diff"), OPEN_VIRTUAL_DISK_FLAG_NONE, true, false, &h), ERROR_SUCCESS);
   // The sample's table of defaults: a differencing VHD takes a dynamic parent's block size; a
@@ -205,9 +205,9 @@ TEST_P(StorageSample, SetIdentifierAndV1ParentPath) {
   info->Version = GET_VIRTUAL_DISK_INFO_PARENT_LOCATION;
   ULONG size = static_cast<ULONG>(buffer.size());
   ASSERT_EQ(GetVirtualDiskInformation(h, &size, info, nullptr), ERROR_SUCCESS);
-  EXPECT_NE(Narrow(info->ParentLocation.ParentLocationBuffer).find(std::string("copy") +
-                                                                   GetParam().ext),
-            std::string::npos);
+  EXPECT_NE(
+      Narrow(info->ParentLocation.ParentLocationBuffer).find(std::string("copy") + GetParam().ext),
+      std::string::npos);
   CloseHandle(h);
 }
 
@@ -287,7 +287,8 @@ TEST_P(StorageSample, AddVirtualDiskParentAsTheSampleDoes) {
       << "the base is not the parent the top was created against";
   ASSERT_EQ(AddVirtualDiskParent(h, Path("mid").c_str()), ERROR_SUCCESS);
   ASSERT_EQ(AddVirtualDiskParent(h, Path("base").c_str()), ERROR_SUCCESS);
-  EXPECT_EQ(AddVirtualDiskParent(h, Path("base").c_str()), static_cast<DWORD>(ERROR_VHD_INVALID_TYPE))
+  EXPECT_EQ(AddVirtualDiskParent(h, Path("base").c_str()),
+            static_cast<DWORD>(ERROR_VHD_INVALID_TYPE))
       << "the base has no parent";
   ASSERT_EQ(AttachRaw(h, true), ERROR_SUCCESS);
   Bytes data(16 * kMiB);

@@ -126,7 +126,8 @@ TEST_P(MergeInterop, ParentAfterMergeEqualsTheChainBeforeForQemuAndLibvhdi) {
 
   ASSERT_OK(Merge(File("l2"), 1, 3));
 
-  const CommandResult compare = QemuCompare(File("l0"), GetParam().qemu_format, dir_ / "before.raw");
+  const CommandResult compare =
+      QemuCompare(File("l0"), GetParam().qemu_format, dir_ / "before.raw");
   EXPECT_EQ(compare.exit_code, 0) << compare.Describe();
   if (std::string(GetParam().extension) == ".vhdx") {
     const CommandResult check = RunTool({"qemu-img", "check", "-f", "vhdx", File("l0").string()});
@@ -154,7 +155,8 @@ TEST_P(MergeInterop, MiddleMergeLeavesAChainLibvhdiAndQemuRead) {
   const auto after = ReadImageThroughApi(File("l2"), &error);
   ASSERT_TRUE(after) << error;
   EXPECT_EQ(CompareBytes(*after, *before), "equal");
-  const CommandResult compare = QemuCompare(File("l0"), GetParam().qemu_format, dir_ / "middle.raw");
+  const CommandResult compare =
+      QemuCompare(File("l0"), GetParam().qemu_format, dir_ / "middle.raw");
   EXPECT_EQ(compare.exit_code, 0) << compare.Describe();
 #if VIRTDISK_HAVE_LIBVHDI
   if (std::string(GetParam().extension) == ".vhd") {
@@ -230,8 +232,8 @@ RunnerRun RunMerge(const fs::path& top, int source, int target, std::chrono::mic
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
   }
-  run.elapsed =
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
+  run.elapsed = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - start);
   run.status = status;
   return run;
 }
@@ -328,7 +330,8 @@ TEST_P(MergeKilledWithSigkill, ChainReadsAsBeforeAndARerunCompletes) {
     ASSERT_TRUE(after_rerun) << error;
     ASSERT_EQ(CompareBytes(*after_rerun, *before), "equal");
     const fs::path target = dir / ("l" + std::to_string(3 - c.target) + ext);
-    const CommandResult compare = QemuCompare(target, c.format.qemu_format, templates / "target.raw");
+    const CommandResult compare =
+        QemuCompare(target, c.format.qemu_format, templates / "target.raw");
     ASSERT_EQ(compare.exit_code, 0) << compare.Describe();
     if (std::string(ext) == ".vhdx") {
       const CommandResult check = RunTool({"qemu-img", "check", "-f", "vhdx", target.string()});
@@ -339,17 +342,17 @@ TEST_P(MergeKilledWithSigkill, ChainReadsAsBeforeAndARerunCompletes) {
   EXPECT_GE(killed, kTrials / 2) << completed_before_kill << " merges ended before their kill";
   RecordProperty("killed", killed);
   RecordProperty("relinked_before_kill", relinked_before_kill);
-  std::printf("%s: %d of %d trials killed mid-merge (%d had re-pointed the top); merge takes %lld us\n",
-              c.name, killed, kTrials, relinked_before_kill, static_cast<long long>(whole.count()));
+  std::printf(
+      "%s: %d of %d trials killed mid-merge (%d had re-pointed the top); merge takes %lld us\n",
+      c.name, killed, kTrials, relinked_before_kill, static_cast<long long>(whole.count()));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Cases, MergeKilledWithSigkill,
-    ::testing::Values(KillCase{{".vhd", "vpc"}, 1, 3, "VhdTopIntoBase"},
-                      KillCase{{".vhdx", "vhdx"}, 1, 3, "VhdxTopIntoBase"},
-                      KillCase{{".vhd", "vpc"}, 2, 3, "VhdMiddleIntoBase"},
-                      KillCase{{".vhdx", "vhdx"}, 2, 3, "VhdxMiddleIntoBase"}),
-    [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Cases, MergeKilledWithSigkill,
+                         ::testing::Values(KillCase{{".vhd", "vpc"}, 1, 3, "VhdTopIntoBase"},
+                                           KillCase{{".vhdx", "vhdx"}, 1, 3, "VhdxTopIntoBase"},
+                                           KillCase{{".vhd", "vpc"}, 2, 3, "VhdMiddleIntoBase"},
+                                           KillCase{{".vhdx", "vhdx"}, 2, 3, "VhdxMiddleIntoBase"}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace vdisk_interop

@@ -65,7 +65,8 @@ class MergeCore : public ::testing::TestWithParam<DiskFormat> {
     base.reset();
     auto child = MustCreate(File("child"), GetParam(), File("base"));
     ASSERT_NE(child, nullptr);
-    for (std::uint64_t at = kMiB / 2; at + kMiB <= kSize; at += 3 * kMiB) WriteFill(*child, at, kMiB, 0x22);
+    for (std::uint64_t at = kMiB / 2; at + kMiB <= kSize; at += 3 * kMiB)
+      WriteFill(*child, at, kMiB, 0x22);
   }
   TempDir dir_;
 };
@@ -113,8 +114,7 @@ TEST_P(MergeCore, RefusesDepthsOutsideTheChain) {
   EXPECT_EQ(MergeDisk(**open, BuiltinProviders(), {1, 1}, {}).code(), Code::kInvalidParameter);
 }
 
-INSTANTIATE_TEST_SUITE_P(Formats, MergeCore,
-                         ::testing::Values(DiskFormat::kVhd, DiskFormat::kVhdx),
+INSTANTIATE_TEST_SUITE_P(Formats, MergeCore, ::testing::Values(DiskFormat::kVhd, DiskFormat::kVhdx),
                          [](const auto& info) {
                            return std::string(info.param == DiskFormat::kVhd ? "Vhd" : "Vhdx");
                          });

@@ -25,18 +25,17 @@ std::string Where(const platform::File& file) { return file.path().string(); }
 
 }  // namespace
 
-Status VhdImage::SetParentLocation(const std::filesystem::path& parent_path,
-                                   const Image& parent) {
+Status VhdImage::SetParentLocation(const std::filesystem::path& parent_path, const Image& parent) {
   if (read_only_) return Status(Code::kWriteProtect, Where(*file_) + ": opened read-only");
   if (subtype_ != DiskSubtype::kDifferencing) {
     return Status(Code::kVhdInvalidType,
                   Where(*file_) + " is not a differencing disk: it has no parent to locate");
   }
   if (parent.virtual_size() != size_) {
-    return Status(Code::kVhdChildParentSizeMismatch,
-                  Where(*file_) + ": the new parent " + parent_path.string() + " has size " +
-                      std::to_string(parent.virtual_size()) + ", this disk " +
-                      std::to_string(size_));
+    return Status(Code::kVhdChildParentSizeMismatch, Where(*file_) + ": the new parent " +
+                                                         parent_path.string() + " has size " +
+                                                         std::to_string(parent.virtual_size()) +
+                                                         ", this disk " + std::to_string(size_));
   }
   std::vector<std::byte> name;
   std::vector<Locator> locators;
@@ -82,7 +81,8 @@ Status VhdImage::SetParentLocation(const std::filesystem::path& parent_path,
     ParentLocatorEntry& e = h.parent_locators[i];
     e.platform_code.set(locators[i].platform_code);
     // Space in bytes, as Windows writes it (vhd_format.h).
-    e.platform_data_space.set(static_cast<std::uint32_t>(RoundUpTo(locators[i].data.size(), kSectorSize)));
+    e.platform_data_space.set(
+        static_cast<std::uint32_t>(RoundUpTo(locators[i].data.size(), kSectorSize)));
     e.platform_data_length.set(static_cast<std::uint32_t>(locators[i].data.size()));
     e.platform_data_offset.set(offsets[i]);
   }
@@ -95,8 +95,8 @@ Status VhdImage::SetParentLocation(const std::filesystem::path& parent_path,
   OpenOptions options;
   options.ignore_relative_parent_locator = ignore_relative_parent_locator_;
   std::uint64_t used_end = 0;
-  VDISK_ASSIGN_OR_RETURN(auto ref, ReadParentReference(*file_, end + kFooterSize, h, options,
-                                                       used_end));
+  VDISK_ASSIGN_OR_RETURN(auto ref,
+                         ReadParentReference(*file_, end + kFooterSize, h, options, used_end));
   std::lock_guard identity(identity_mutex_);
   parent_ = std::move(ref);
   return Status::Ok();
