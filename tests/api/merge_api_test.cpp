@@ -313,6 +313,30 @@ TEST_P(MergeApiTest, RefusesAnAttachedDisk) {
   EXPECT_EQ(ReadDisk("l0"), parent_before);
 }
 
+// Handles: another handle on the same disk shares it and reads the same afterwards; a handle
+// that holds the target file open elsewhere keeps the merge from writing it.
+TEST_P(MergeApiTest, OtherHandlesOfTheDiskReadTheSameAndAHeldTargetIsASharingViolation) {
+  MakeChain(2);
+  const Bytes before = ReadDisk("l2");
+  HANDLE holder = nullptr;
+  ASSERT_EQ(OpenV2(Path("l0"), true, &holder), ERROR_SUCCESS);
+  HANDLE h = nullptr;
+  ASSERT_EQ(OpenV2(Path("l2"), false, &h), ERROR_SUCCESS);
+  EXPECT_EQ(MergeV2(h, 1, 3), static_cast<DWORD>(ERROR_SHARING_VIOLATION))
+      << "the base is open through another handle";
+  ASSERT_TRUE(CloseHandle(holder));
+  HANDLE second = nullptr;
+  ASSERT_EQ(OpenV2(Path("l2"), true, &second), ERROR_SUCCESS);
+  ASSERT_EQ(MergeV2(h, 2, 3), ERROR_SUCCESS);
+  ASSERT_TRUE(CloseHandle(h));
+  ASSERT_EQ(AttachRaw(second, true), ERROR_SUCCESS);
+  Bytes data(kSize);
+  for (ULONGLONG at = 0; at < kSize; at += 4 * kMiB)
+    ASSERT_EQ(ReadAt(second, at, data.data() + at, 4 * kMiB), ERROR_SUCCESS);
+  ASSERT_TRUE(CloseHandle(second));
+  EXPECT_EQ(data, before);
+}
+
 INSTANTIATE_TEST_SUITE_P(Formats, MergeApiTest,
                          ::testing::Values(Format{VIRTUAL_STORAGE_TYPE_DEVICE_VHD, ".vhd"},
                                            Format{VIRTUAL_STORAGE_TYPE_DEVICE_VHDX, ".vhdx"}),
