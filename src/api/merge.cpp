@@ -32,15 +32,17 @@ DWORD MergeImpl(HANDLE handle, DWORD flags, PMERGE_VIRTUAL_DISK_PARAMETERS param
   if (parameters == nullptr) return ERROR_INVALID_PARAMETER;
   if (flags != MERGE_VIRTUAL_DISK_FLAG_NONE) {
     return Fail(Status(Code::kInvalidParameter,
-                       "flags " + Hex(flags) + ": MERGE_VIRTUAL_DISK_FLAG_NONE is the only flag"));
+                       disk->open_disk().key().string() + ": MergeVirtualDisk: flags " +
+                           Hex(flags) + ": MERGE_VIRTUAL_DISK_FLAG_NONE is the only flag"));
   }
+  const std::string where = disk->open_disk().key().string() + ": MergeVirtualDisk: ";
   MergeRequest request;
   switch (Raw(parameters->Version)) {
     case MERGE_VIRTUAL_DISK_VERSION_1:
       // "the number of parent disks in the differencing chain to merge together": the top and
       // MergeDepth - 1 parents go into parent number MergeDepth.
       if (parameters->Version1.MergeDepth == 0) {
-        return Fail(Status(Code::kInvalidParameter, "MergeDepth 0: at least 1 is needed"));
+        return Fail(Status(Code::kInvalidParameter, where + "MergeDepth 0: at least 1 is needed"));
       }
       request.source_level = 0;
       request.target_level = parameters->Version1.MergeDepth;
@@ -51,7 +53,7 @@ DWORD MergeImpl(HANDLE handle, DWORD flags, PMERGE_VIRTUAL_DISK_PARAMETERS param
           parameters->Version2.MergeTargetDepth <= parameters->Version2.MergeSourceDepth) {
         return Fail(Status(
             Code::kInvalidParameter,
-            "MergeSourceDepth " + std::to_string(parameters->Version2.MergeSourceDepth) +
+            where + "MergeSourceDepth " + std::to_string(parameters->Version2.MergeSourceDepth) +
                 " and MergeTargetDepth " + std::to_string(parameters->Version2.MergeTargetDepth) +
                 ": the source must be at depth 1 or more and above the target"));
       }
@@ -66,7 +68,7 @@ DWORD MergeImpl(HANDLE handle, DWORD flags, PMERGE_VIRTUAL_DISK_PARAMETERS param
   if (!disk->Allows(VIRTUAL_DISK_ACCESS_METAOPS) || disk->options().get_info_only ||
       disk->disk()->read_only()) {
     return Fail(Status(Code::kAccessDenied,
-                       "MergeVirtualDisk needs a handle opened for writing (METAOPS)"));
+                       where + "the handle is not open for writing (V1: METAOPS access)"));
   }
   if (const Status depths = CheckMerge(*disk->disk(), request); !depths.ok()) return Fail(depths);
 
