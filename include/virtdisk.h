@@ -228,8 +228,9 @@ VIRTDISK_API DWORD WINAPI OpenVirtualDisk(PVIRTUAL_STORAGE_TYPE VirtualStorageTy
  * CreateVirtualDisk
  */
 
-/* Block size 0: the provider's default (fixed VHD: must be 0; dynamic: 2 MB; differencing:
- * the parent's). Sector size 0: the default logical sector size of 512 bytes. */
+/* Block size 0: the provider's default (fixed VHD: must be 0; dynamic VHD: 2 MB; differencing
+ * VHD: the parent's, 2 MB under a fixed parent; dynamic VHDX: 32 MB; differencing VHDX: 2 MB).
+ * Sector size 0: the default logical sector size of 512 bytes. */
 #define CREATE_VIRTUAL_DISK_PARAMETERS_DEFAULT_BLOCK_SIZE 0
 #define CREATE_VIRTUAL_DISK_PARAMETERS_DEFAULT_SECTOR_SIZE 0
 

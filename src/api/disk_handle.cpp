@@ -39,6 +39,24 @@ DWORD DiskHandle::DoTransfer(Direction direction, void* buffer, DWORD length,
   return status.ok() ? ERROR_SUCCESS : Fail(status);
 }
 
+// A read that starts inside the disk and runs past its end reads the sectors up to the end and
+// reports that shorter count, as a read crossing the end of a file does (ReadFile). On Windows a
+// whole-disk request crossing the end is not refused by the disk class driver: it is sent down
+// for the device to decide ("This failed because we think the physical disk is too small. Send it
+// down to the drive", DiskReadWriteVerification, Windows-driver-samples
+// storage/class/disk/src/disk.c), and the virtual disk serves what it has. Storage sample's RawIO
+// copies 1 MiB at a time until the offset reaches the size, so it ends on a disk whose size is no
+// multiple of 1 MiB (qemu's CHS-sized VHDs) only with this short read. A read that starts at or
+// past the end, and any write crossing it, stay ERROR_INVALID_PARAMETER.
+DWORD DiskHandle::ReadableLength(std::uint64_t offset, DWORD length) const {
+  const auto disk = disk_->disk();
+  const std::uint64_t size = disk->size();
+  // A misaligned request fails whole, as disk.sys checks the length against the sector first.
+  if (length % disk->sector_size() != 0) return length;
+  if (offset >= size || length <= size - offset) return length;
+  return static_cast<DWORD>(size - offset);
+}
+
 DWORD DiskHandle::Transfer(Direction direction, void* buffer, DWORD length, DWORD* done,
                            OVERLAPPED* overlapped) {
   // Raw I/O needs an attachment (AttachVirtualDisk with NO_LOCAL_HOST): a disk that is not
@@ -46,6 +64,13 @@ DWORD DiskHandle::Transfer(Direction direction, void* buffer, DWORD length, DWOR
   if (!disk_->attached()) return ERROR_NOT_READY;
   if (direction == Direction::kWrite && disk_->attached_read_only()) return ERROR_WRITE_PROTECT;
   if (buffer == nullptr && length != 0) return ERROR_INVALID_PARAMETER;
+  if (direction == Direction::kRead) {
+    const std::uint64_t at =
+        overlapped == nullptr
+            ? position_.load()
+            : (static_cast<std::uint64_t>(overlapped->OffsetHigh) << 32) | overlapped->Offset;
+    length = ReadableLength(at, length);
+  }
   if (overlapped == nullptr) {
     const std::uint64_t offset = position_.load();
     const DWORD error = DoTransfer(direction, buffer, length, offset);

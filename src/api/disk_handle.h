@@ -97,6 +97,8 @@ class DiskHandle final : public KernelObject {
   DWORD Transfer(Direction direction, void* buffer, DWORD length, DWORD* done,
                  OVERLAPPED* overlapped);
   DWORD DoTransfer(Direction direction, void* buffer, DWORD length, std::uint64_t offset);
+  // `length`, shortened to end at the disk's end when the range starts inside the disk.
+  DWORD ReadableLength(std::uint64_t offset, DWORD length) const;
   void Finish(std::list<std::shared_ptr<Request>>::iterator it, DWORD error, DWORD bytes);
 
   std::shared_ptr<OpenDisk> disk_;

@@ -10,6 +10,7 @@
 #include "api/error_map.h"
 #include "api/strings.h"
 #include "api/trace.h"
+#include "core/merge.h"
 #include "core/virtual_disk.h"
 #include "formats/registry/registry.h"
 
@@ -53,18 +54,29 @@ DWORD SetInformationImpl(HANDLE handle, PSET_VIRTUAL_DISK_INFO info) {
   DWORD error = ERROR_SUCCESS;
   auto disk = WritableDisk(handle, &error);
   if (!disk) return error;
+  if (Raw(info->Version) == SET_VIRTUAL_DISK_INFO_PARENT_PATH_WITH_DEPTH &&
+      info->ParentPathWithDepthInfo.ChildDepth > 1) {
+    // An image below the top: the disk is reopened with it writable (core/merge.h).
+    PCWSTR path = info->ParentPathWithDepthInfo.ParentFilePath;
+    if (path == nullptr || *path == 0) return ERROR_INVALID_PARAMETER;
+    const Status status = RepointLevel(disk->open_disk(), BuiltinProviders(),
+                                       info->ParentPathWithDepthInfo.ChildDepth - 1, ToPath(path));
+    return status.ok() ? ERROR_SUCCESS : Fail(status);
+  }
   const auto active = disk->disk();
   Image& top = active->top();
   Status status;
   switch (Raw(info->Version)) {
     case SET_VIRTUAL_DISK_INFO_PARENT_PATH:
       return SetParent(top, info->ParentFilePath);
-    case SET_VIRTUAL_DISK_INFO_PARENT_PATH_WITH_DEPTH:
-      // Depth 1 is the disk itself; deeper images of the chain are open read-only.
-      if (info->ParentPathWithDepthInfo.ChildDepth != 1) {
-        return Fail(Status(Code::kNotSupported, "only ChildDepth 1 (this disk) can be changed"));
-      }
+    case SET_VIRTUAL_DISK_INFO_PARENT_PATH_WITH_DEPTH: {
+      // "ChildDepth: Specifies the depth to the child from the leaf. The leaf itself is at
+      // depth 1" (SET_VIRTUAL_DISK_INFO). Deeper images of the chain are reopened writable.
+      // Deeper ones were handled above, without holding the disk.
+      const ULONG depth = info->ParentPathWithDepthInfo.ChildDepth;
+      if (depth == 0) return ERROR_INVALID_PARAMETER;
       return SetParent(top, info->ParentPathWithDepthInfo.ParentFilePath);
+    }
     case SET_VIRTUAL_DISK_INFO_PARENT_LOCATOR:
       return SetParent(top, info->ParentLocator.ParentFilePath);
     case SET_VIRTUAL_DISK_INFO_IDENTIFIER:
@@ -97,8 +109,12 @@ DWORD EnumerateImpl(HANDLE handle, PULONG count, GUID* items) {
   if (!list.ok()) return Fail(list.status());
   const auto n = static_cast<ULONG>(list->size());
   if (*count < n) {
+    // ERROR_MORE_DATA, although the function's page says ERROR_INSUFFICIENT_BUFFER: Microsoft's
+    // storage sample (Samples/Hyper-V/Storage/cpp/EnumerateUserMetaData.cpp) asks with a count
+    // of 0 and goes on only on ERROR_MORE_DATA ("more data available"), so that is what the real
+    // DLL answers. GetVirtualDiskMetadata keeps its documented ERROR_INSUFFICIENT_BUFFER.
     *count = n;
-    return ERROR_INSUFFICIENT_BUFFER;
+    return ERROR_MORE_DATA;
   }
   for (ULONG i = 0; i < n; ++i) items[i] = ToGuid((*list)[i]);
   *count = n;

@@ -107,6 +107,9 @@ DWORD OpenDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, DWORD mask, DWORD fl
       (flags & OPEN_VIRTUAL_DISK_FLAG_IGNORE_RELATIVE_PARENT_LOCATOR) != 0;
   // A get-info-only handle must open even when the chain is broken, to let tools repair it.
   request.no_parents = (flags & OPEN_VIRTUAL_DISK_FLAG_NO_PARENTS) != 0 || options.get_info_only;
+  // The caller builds the chain with AddVirtualDiskParent (Microsoft's storage sample,
+  // Samples/Hyper-V/Storage/cpp/AddVirtualDiskParent.cpp: open with this flag, then add).
+  request.custom_chain = (flags & OPEN_VIRTUAL_DISK_FLAG_CUSTOM_DIFF_CHAIN) != 0 && !request.no_parents;
 
   auto disk = OpenDisk::Open(BuiltinProviders(), request, options.get_info_only);
   if (!disk.ok() && disk.status().code() == Code::kSharingViolation &&

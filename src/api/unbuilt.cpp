@@ -44,10 +44,6 @@ using vdisk::api::Refuse;
 
 extern "C" {
 
-VIRTDISK_API DWORD WINAPI MergeVirtualDisk(HANDLE VirtualDiskHandle, MERGE_VIRTUAL_DISK_FLAG,
-                                           PMERGE_VIRTUAL_DISK_PARAMETERS, LPOVERLAPPED) {
-  return Planned("MergeVirtualDisk", VirtualDiskHandle);
-}
 VIRTDISK_API DWORD WINAPI ExpandVirtualDisk(HANDLE VirtualDiskHandle, EXPAND_VIRTUAL_DISK_FLAG,
                                             PEXPAND_VIRTUAL_DISK_PARAMETERS, LPOVERLAPPED) {
   return Planned("ExpandVirtualDisk", VirtualDiskHandle);
@@ -55,9 +51,6 @@ VIRTDISK_API DWORD WINAPI ExpandVirtualDisk(HANDLE VirtualDiskHandle, EXPAND_VIR
 VIRTDISK_API DWORD WINAPI ResizeVirtualDisk(HANDLE VirtualDiskHandle, RESIZE_VIRTUAL_DISK_FLAG,
                                             PRESIZE_VIRTUAL_DISK_PARAMETERS, LPOVERLAPPED) {
   return Planned("ResizeVirtualDisk", VirtualDiskHandle);
-}
-VIRTDISK_API DWORD WINAPI AddVirtualDiskParent(HANDLE VirtualDiskHandle, PCWSTR) {
-  return Planned("AddVirtualDiskParent", VirtualDiskHandle);
 }
 VIRTDISK_API DWORD WINAPI QueryChangesVirtualDisk(HANDLE VirtualDiskHandle, PCWSTR, ULONG64,
                                                   ULONG64, QUERY_CHANGES_VIRTUAL_DISK_FLAG,

@@ -59,7 +59,7 @@ Result<std::shared_ptr<OpenDisk>> OpenDisk::Open(const ProviderRegistry& registr
   const auto key = KeyFor(request.path);
   // A handle that asked for only part of the chain (or only information) gets a disk of its own:
   // another handle's full disk must not be handed a partial one, nor the other way round.
-  const bool unshared = get_info_only || request.no_parents;
+  const bool unshared = get_info_only || request.no_parents || request.custom_chain;
   // Declared before the lock: a disk that dies here (a failed step below) unregisters itself
   // under that lock in its destructor, which must run after the lock is released.
   std::shared_ptr<OpenDisk> open;
@@ -226,9 +226,58 @@ Status OpenDisk::Drained(const std::function<Status()>& action) {
   return action();
 }
 
+Status OpenDisk::Reopen(const std::function<Result<std::unique_ptr<VirtualDisk>>()>& open) {
+  std::lock_guard attach_lock(attach_mutex_);
+  std::unique_lock lock(io_mutex_);
+  if (attached_ || handed_over_) {
+    return Status(Code::kDiskAlreadyOwned, key_.string() + ": attached; detach it first");
+  }
+  if (fanout_) return Status(Code::kVhdInvalidState, key_.string() + ": a mirror is running");
+  if (providers_ == nullptr) {
+    return Status(Code::kNotSupported, key_.string() + ": this disk cannot be reopened");
+  }
+  if (disk_.use_count() != 1) {
+    return Status(Code::kSharingViolation,
+                  key_.string() + ": an operation in progress still uses the disk");
+  }
+  VDISK_RETURN_IF_ERROR(disk_->Flush());
+  disk_.reset();  // the images close (and release their lock) here
+  auto opened = open();
+  if (opened.ok()) {
+    disk_ = std::shared_ptr<VirtualDisk>(std::move(opened).value());
+    return Status::Ok();
+  }
+  auto restored = VirtualDisk::Open(*providers_, request_);
+  // Last resort, so that the handles keep a disk to answer about: the read-only view.
+  if (!restored.ok()) restored = VirtualDisk::Open(*providers_, ViewOf(request_));
+  if (!restored.ok()) {
+    return Status(opened.status().code(),
+                  std::string(opened.status().message()) + "; reopening " + key_.string() +
+                      " failed too: " + std::string(restored.status().message()));
+  }
+  disk_ = std::shared_ptr<VirtualDisk>(std::move(restored).value());
+  return opened.status();
+}
+
+Status OpenDisk::ReopenAs(const ProviderRegistry& registry, const DiskOpenRequest& request) {
+  VDISK_RETURN_IF_ERROR(Reopen([&]() { return VirtualDisk::Open(registry, request); }));
+  std::unique_lock lock(io_mutex_);
+  request_ = request;
+  return Status::Ok();
+}
+
 Status OpenDisk::CheckDataAvailable() const {
   const auto active = disk();
-  if (request().no_parents && active->chain().size() == 1 && active->top().parent()) {
+  const auto asked = request();
+  if (asked.custom_chain && active->chain().back()->parent()) {
+    return Status(Code::kVhdInvalidState,
+                  active->top().file().path().string() +
+                      ": opened with OPEN_VIRTUAL_DISK_FLAG_CUSTOM_DIFF_CHAIN and its chain is not "
+                      "complete: add the parent of " +
+                      active->chain().back()->file().path().string() +
+                      " with AddVirtualDiskParent first");
+  }
+  if (asked.no_parents && active->chain().size() == 1 && active->top().parent()) {
     return Status(Code::kVhdInvalidState,
                   active->top().file().path().string() +
                       ": opened without its parents (OPEN_VIRTUAL_DISK_FLAG_NO_PARENTS): such a "

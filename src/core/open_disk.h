@@ -106,6 +106,15 @@ class OpenDisk {
   // Runs `action` with the I/O path drained (nothing in flight, nothing starting).
   Status Drained(const std::function<Status()>& action);
 
+  // Closes the disk's images and makes `open`'s disk the active one (an operation that needs
+  // images of the chain open for writing, core/merge.h). With the I/O path drained; fails,
+  // changing nothing, with kDiskAlreadyOwned if the disk is attached or handed over,
+  // kVhdInvalidState while a mirror runs, kSharingViolation if another holder still uses the
+  // disk. If `open` fails the disk is reopened as request() asks and `open`'s error returned.
+  Status Reopen(const std::function<Result<std::unique_ptr<VirtualDisk>>()>& open);
+  // Reopens the disk as `request` asks (Reopen's checks) and keeps `request` as request().
+  Status ReopenAs(const ProviderRegistry& registry, const DiskOpenRequest& request);
+
   // Raw-I/O attachment (ATTACH_VIRTUAL_DISK_FLAG_NO_LOCAL_HOST).
   Status AttachRaw(bool read_only);
   // An attachment surfaced by `make_surface` (called with the attach lock held, only if the disk

@@ -119,7 +119,36 @@ Result<std::unique_ptr<VirtualDisk>> VirtualDisk::Open(const ProviderRegistry& r
   const bool lock = !request.without_lock;
   VDISK_ASSIGN_OR_RETURN(auto top, OpenImage(registry, request.path, request.format, options, lock));
   chain.push_back(std::move(top));
-  if (!request.no_parents) VDISK_RETURN_IF_ERROR(OpenParents(registry, chain, options, lock));
+  if (request.custom_chain) {
+    OpenOptions parent_options = options;
+    parent_options.read_only = true;
+    for (const auto& path : request.custom_parents) {
+      const Image& child = *chain.back();
+      if (!child.parent()) {
+        return Status(Code::kVhdInvalidType, child.file().path().string() +
+                                                 " is not a differencing disk: it has no parent");
+      }
+      if (chain.size() >= kMaxChainDepth) {
+        return Status(Code::kVhdChainTooDeep,
+                      request.path.string() + ": differencing chain too deep: more than " +
+                          std::to_string(kMaxChainDepth) + " files");
+      }
+      const auto id = platform::IdentifyFile(path);
+      for (const auto& image : chain) {
+        const auto other = platform::IdentifyFile(image->file().path());
+        if (id && other ? *id == *other : SameFile(image->file().path(), path)) {
+          return Status(Code::kVhdChainCycle, child.file().path().string() + ": parent " +
+                                                  path.string() + " is already in the chain");
+        }
+      }
+      VDISK_ASSIGN_OR_RETURN(auto parent, OpenImage(registry, path, DiskFormat::kUnknown,
+                                                    parent_options, lock));
+      VDISK_RETURN_IF_ERROR(child.CheckParent(*parent));
+      chain.push_back(std::move(parent));
+    }
+  } else if (!request.no_parents) {
+    VDISK_RETURN_IF_ERROR(OpenParents(registry, chain, options, lock));
+  }
   return std::make_unique<VirtualDisk>(std::move(chain));
 }
 
@@ -156,6 +185,14 @@ Result<std::unique_ptr<VirtualDisk>> VirtualDisk::Create(const ProviderRegistry&
     if (options.virtual_size == 0) options.virtual_size = parent->size();
     if (options.logical_sector_size == 0)
       options.logical_sector_size = parent->top().logical_sector_size();
+    // Block size 0 of a differencing VHD is the parent's when the parent has blocks, as
+    // Microsoft's storage sample states Windows' defaults (Samples/Hyper-V/Storage/cpp/
+    // CreateVirtualDisk.cpp: "Differencing VHD: ... if parent is fixed, default is 2mb; if parent
+    // is dynamic or differencing, default is parent blocksize"; "Differencing VHDX: ... 2mb
+    // (default)", which vhdx_create.cpp applies).
+    if (options.block_size == 0 && request.format == DiskFormat::kVhd &&
+        parent->top().format() == DiskFormat::kVhd)
+      options.block_size = parent->top().block_size();
   }
   std::unique_ptr<VirtualDisk> source;
   if (!request.source_path.empty()) {
@@ -246,6 +283,19 @@ Status VirtualDisk::ReadLayer(std::size_t level, std::uint64_t offset, std::span
     out = out.subspan(n);
   }
   return Status::Ok();
+}
+
+Result<std::unique_ptr<Image>> VirtualDisk::OpenImageFile(const ProviderRegistry& registry,
+                                                         const std::filesystem::path& path,
+                                                         DiskFormat format,
+                                                         const OpenOptions& options, bool lock) {
+  return OpenImage(registry, path, format, options, lock);
+}
+
+Status VirtualDisk::ReadFromLevel(std::size_t level, std::uint64_t offset,
+                                  std::span<std::byte> out) {
+  VDISK_RETURN_IF_ERROR(CheckRange(offset, out.size()));
+  return ReadLayer(level, offset, out);
 }
 
 Status VirtualDisk::Read(std::uint64_t offset, std::span<std::byte> out) {

@@ -35,6 +35,11 @@ struct DiskOpenRequest {
   // Open read-only without taking the images' lock: a view of a disk that another process
   // serves (OpenDisk::HandOver). Its metadata is right; its data may change underneath it.
   bool without_lock = false;
+  // OPEN_VIRTUAL_DISK_FLAG_CUSTOM_DIFF_CHAIN: the parents are not found through the locators
+  // but given by the caller (AddVirtualDiskParent), top's parent first. Each must be the image
+  // its child was created against (Image::CheckParent).
+  bool custom_chain = false;
+  std::vector<std::filesystem::path> custom_parents;
 };
 
 struct DiskCreateRequest {
@@ -54,6 +59,12 @@ class VirtualDisk {
                                                      const DiskCreateRequest& request);
 
   explicit VirtualDisk(std::vector<std::unique_ptr<Image>> chain);
+  // Opens one image file as Open opens each file of a chain (format detected when kUnknown,
+  // the images' lock taken when `lock`), without its parents.
+  static Result<std::unique_ptr<Image>> OpenImageFile(const ProviderRegistry& registry,
+                                                      const std::filesystem::path& path,
+                                                      DiskFormat format,
+                                                      const OpenOptions& options, bool lock);
 
   Image& top() const { return *chain_.front(); }
   // Top first; the last one is the base.
@@ -69,6 +80,10 @@ class VirtualDisk {
   Status Flush();
   // kInvalidParameter unless [offset, offset+length) is sector-aligned and inside the disk.
   Status CheckRange(std::uint64_t offset, std::uint64_t length) const;
+  // Reads the disk as the chain from `level` down shows it (level 0: as Read), without the
+  // range lock: for operations that own the disk (a merge reads the images it merges).
+  // REQUIRES: level < chain().size(), range as for Read.
+  Status ReadFromLevel(std::size_t level, std::uint64_t offset, std::span<std::byte> out);
 
  private:
   Status ReadLayer(std::size_t level, std::uint64_t offset, std::span<std::byte> out);

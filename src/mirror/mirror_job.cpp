@@ -88,7 +88,7 @@ Result<std::unique_ptr<VirtualDisk>> OpenOrCreateTarget(const ProviderRegistry& 
   request.options.block_size = top.block_size();
   request.options.logical_sector_size = top.logical_sector_size();
   request.options.physical_sector_size = top.physical_sector_size();
-  request.options.unique_id = top.unique_id();
+  request.options.unique_id = top.virtual_disk_id();
   request.options.no_write_hardening = true;  // the target is flushed at the switch
   if (top.subtype() == DiskSubtype::kDifferencing && source.chain().size() > 1) {
     request.parent_path = source.chain()[1]->file().path();

@@ -97,8 +97,29 @@ TEST_F(RawIoTest, MisalignedOrOutOfRangeRequestsAreInvalid) {
   unsigned char buffer[1024] = {};
   EXPECT_EQ(ReadAt(h_, 100, buffer, 512), static_cast<DWORD>(ERROR_INVALID_PARAMETER));
   EXPECT_EQ(ReadAt(h_, 0, buffer, 100), static_cast<DWORD>(ERROR_INVALID_PARAMETER));
-  EXPECT_EQ(ReadAt(h_, kSize - 512, buffer, 1024), static_cast<DWORD>(ERROR_INVALID_PARAMETER));
+  EXPECT_EQ(ReadAt(h_, kSize, buffer, 512), static_cast<DWORD>(ERROR_INVALID_PARAMETER));
+  EXPECT_EQ(ReadAt(h_, kSize - 512, buffer, 1000), static_cast<DWORD>(ERROR_INVALID_PARAMETER));
   EXPECT_EQ(WriteAt(h_, kSize, buffer, 512), static_cast<DWORD>(ERROR_INVALID_PARAMETER));
+  EXPECT_EQ(WriteAt(h_, kSize - 512, buffer, 1024), static_cast<DWORD>(ERROR_INVALID_PARAMETER));
+}
+
+// A read crossing the end reads up to the end and says how much (see DiskHandle::ReadableLength).
+TEST_F(RawIoTest, ReadCrossingTheEndIsShort) {
+  std::vector<unsigned char> last(512, 0x5A);
+  ASSERT_EQ(WriteAt(h_, kSize - 512, last.data(), 512), ERROR_SUCCESS);
+  std::vector<unsigned char> buffer(4096, 0xEE);
+  OVERLAPPED ov{};
+  ov.Offset = static_cast<DWORD>((kSize - 512) & 0xFFFFFFFF);
+  ov.OffsetHigh = static_cast<DWORD>((kSize - 512) >> 32);
+  ov.hEvent = CreateEventW(nullptr, TRUE, FALSE, nullptr);
+  DWORD n = 0;
+  if (!ReadFile(h_, buffer.data(), 4096, &n, &ov)) {
+    ASSERT_EQ(GetLastError(), static_cast<DWORD>(ERROR_IO_PENDING));
+  }
+  ASSERT_TRUE(GetOverlappedResult(h_, &ov, &n, TRUE));
+  EXPECT_EQ(n, 512u) << "expected the 512 bytes up to the end";
+  EXPECT_EQ(std::vector<unsigned char>(buffer.begin(), buffer.begin() + 512), last);
+  CloseHandle(ov.hEvent);
 }
 
 TEST_F(RawIoTest, ManyRequestsInFlightFromSeveralThreads) {

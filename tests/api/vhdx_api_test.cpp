@@ -103,7 +103,7 @@ TEST(VhdxApi, UserMetadataRoundTrips) {
 
   ASSERT_EQ(OpenV2(dir.Wide("m.vhdx"), false, &h), ERROR_SUCCESS);
   count = 0;
-  EXPECT_EQ(EnumerateVirtualDiskMetadata(h, &count, nullptr), ERROR_INSUFFICIENT_BUFFER);
+  EXPECT_EQ(EnumerateVirtualDiskMetadata(h, &count, nullptr), ERROR_MORE_DATA);
   ASSERT_EQ(count, 1u);
   GUID items[1];
   ASSERT_EQ(EnumerateVirtualDiskMetadata(h, &count, items), ERROR_SUCCESS);

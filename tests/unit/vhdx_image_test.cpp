@@ -703,7 +703,8 @@ TEST(VhdxMetadata, IdentityAndPhysicalSectorSizeChangesPersist) {
   auto disk = MustOpen(dir / "d.vhdx");
   ASSERT_NE(disk, nullptr);
   EXPECT_EQ(disk->top().unique_id(), id);
-  EXPECT_EQ(disk->top().virtual_disk_id(), id);
+  EXPECT_NE(disk->top().virtual_disk_id(), id) << "IDENTIFIER (DataWriteGuid) and VIRTUAL_DISK_ID "
+                                                  "(Page 83) are separate";
   EXPECT_EQ(disk->top().physical_sector_size(), 512u);
 }
 

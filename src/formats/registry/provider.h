@@ -24,6 +24,10 @@ struct OpenOptions {
   bool no_write_hardening = false;
   // OPEN_VIRTUAL_DISK_FLAG_IGNORE_RELATIVE_PARENT_LOCATOR.
   bool ignore_relative_parent_locator = false;
+  // A merge target (core/merge.h): it receives data its children already show, so the identity
+  // they recorded of it stays valid. VHDX keeps its DataWriteGuid (the parent_linkage of its
+  // children) instead of changing it before the first data write (MS-VHDX §2.2.2).
+  bool keep_data_write_guid = false;
 };
 
 struct CreateOptions {

@@ -111,10 +111,7 @@ std::string WindowsStyle(const std::filesystem::path& path) {
   return text;
 }
 
-struct Locator {
-  std::uint32_t platform_code;
-  std::vector<std::byte> data;  // UTF-16LE, no terminator
-};
+}  // namespace
 
 // The parent's paths as a differencing header records them: the name field (UTF-16BE) and the
 // W2ru (relative, ".\name" style) and W2ku (absolute) locators (UTF-16LE), as Windows does.
@@ -143,6 +140,8 @@ Status DescribeParent(const std::filesystem::path& child_path,
   if (name.size() > kNameBytes) name.resize(kNameBytes);
   return Status::Ok();
 }
+
+namespace {
 
 // Everything of a dynamic or differencing image before its end footer, the BAT empty.
 Result<std::vector<std::byte>> BuildDynamicImage(const std::filesystem::path& path,

@@ -115,57 +115,6 @@ bool Overlap(std::uint64_t a_start, std::uint64_t a_end, const Region& b) {
   return a_start < b.end && b.start < a_end;
 }
 
-// Reads the parent locators (spec "Parent Locator Entries") and the parent name of a
-// differencing image. Locators whose data lies outside the file are ignored.
-Result<ParentReference> ReadParentReference(platform::File& file, std::uint64_t file_size,
-                                            const DynamicHeader& header, const OpenOptions& options,
-                                            std::uint64_t& used_end) {
-  ParentReference ref;
-  std::memcpy(ref.parent_id.bytes.data(), header.parent_unique_id.data(), 16);
-  ref.parent_timestamp = header.parent_time_stamp.get();
-
-  std::string relative;
-  std::string absolute;
-  for (const ParentLocatorEntry& entry : header.parent_locators) {
-    const std::uint32_t code = entry.platform_code.get();
-    if (code != kPlatformW2ru && code != kPlatformW2ku) continue;
-    std::string& target = code == kPlatformW2ru ? relative : absolute;
-    if (!target.empty()) continue;
-    const std::uint32_t length = entry.platform_data_length.get();
-    const std::uint64_t offset = entry.platform_data_offset.get();
-    if (length == 0 || length > kMaxLocatorBytes || offset > file_size ||
-        file_size - offset < length) {
-      continue;
-    }
-    std::vector<std::byte> data(length);
-    VDISK_RETURN_IF_ERROR(file.ReadAt(offset, data));
-    target = Utf16ToUtf8(data, /*big_endian=*/false);
-    used_end = std::max(used_end, offset + length);
-  }
-  const std::string name =
-      Utf16ToUtf8(std::as_bytes(std::span(header.parent_unicode_name)), /*big_endian=*/true);
-
-  const std::filesystem::path dir = file.path().parent_path();
-  if (!relative.empty()) {
-    ref.stored_locations.push_back(relative);
-    std::string_view rel = relative;
-    if (rel.starts_with(".\\") || rel.starts_with("./")) rel.remove_prefix(2);
-    if (!options.ignore_relative_parent_locator) AddCandidate(ref, dir / ToPath(std::string(rel)));
-  }
-  if (!absolute.empty()) {
-    ref.stored_locations.push_back(absolute);
-    // A Windows path ("C:\...") is not absolute elsewhere; it cannot name a file here.
-    if (auto path = ToPath(absolute); path.is_absolute()) AddCandidate(ref, std::move(path));
-  }
-  if (!name.empty()) {
-    ref.stored_locations.push_back(name);
-    auto path = ToPath(name);
-    if (!path.is_absolute() && HasDrivePrefix(name)) path = path.filename();
-    if (path.is_absolute() || !options.ignore_relative_parent_locator)
-      AddCandidate(ref, dir / path);
-  }
-  return ref;
-}
 
 // Validates the dynamic header and the BAT of a dynamic or differencing image and fills in
 // `m`. `data_limit`: where metadata and blocks must end (the end footer's offset, or the file
@@ -310,6 +259,58 @@ Status ReadDynamicMetadata(platform::File& file, std::uint64_t file_size, std::u
 
 }  // namespace
 
+// Reads the parent locators (spec "Parent Locator Entries") and the parent name of a
+// differencing image. Locators whose data lies outside the file are ignored.
+Result<ParentReference> ReadParentReference(platform::File& file, std::uint64_t file_size,
+                                            const DynamicHeader& header, const OpenOptions& options,
+                                            std::uint64_t& used_end) {
+  ParentReference ref;
+  std::memcpy(ref.parent_id.bytes.data(), header.parent_unique_id.data(), 16);
+  ref.parent_timestamp = header.parent_time_stamp.get();
+
+  std::string relative;
+  std::string absolute;
+  for (const ParentLocatorEntry& entry : header.parent_locators) {
+    const std::uint32_t code = entry.platform_code.get();
+    if (code != kPlatformW2ru && code != kPlatformW2ku) continue;
+    std::string& target = code == kPlatformW2ru ? relative : absolute;
+    if (!target.empty()) continue;
+    const std::uint32_t length = entry.platform_data_length.get();
+    const std::uint64_t offset = entry.platform_data_offset.get();
+    if (length == 0 || length > kMaxLocatorBytes || offset > file_size ||
+        file_size - offset < length) {
+      continue;
+    }
+    std::vector<std::byte> data(length);
+    VDISK_RETURN_IF_ERROR(file.ReadAt(offset, data));
+    target = Utf16ToUtf8(data, /*big_endian=*/false);
+    used_end = std::max(used_end, offset + length);
+  }
+  const std::string name =
+      Utf16ToUtf8(std::as_bytes(std::span(header.parent_unicode_name)), /*big_endian=*/true);
+
+  const std::filesystem::path dir = file.path().parent_path();
+  if (!relative.empty()) {
+    ref.stored_locations.push_back(relative);
+    std::string_view rel = relative;
+    if (rel.starts_with(".\\") || rel.starts_with("./")) rel.remove_prefix(2);
+    if (!options.ignore_relative_parent_locator) AddCandidate(ref, dir / ToPath(std::string(rel)));
+  }
+  if (!absolute.empty()) {
+    ref.stored_locations.push_back(absolute);
+    // A Windows path ("C:\...") is not absolute elsewhere; it cannot name a file here.
+    if (auto path = ToPath(absolute); path.is_absolute()) AddCandidate(ref, std::move(path));
+  }
+  if (!name.empty()) {
+    ref.stored_locations.push_back(name);
+    auto path = ToPath(name);
+    if (!path.is_absolute() && HasDrivePrefix(name)) path = path.filename();
+    if (path.is_absolute() || !options.ignore_relative_parent_locator)
+      AddCandidate(ref, dir / path);
+  }
+  return ref;
+}
+
 Result<std::unique_ptr<VhdImage>> VhdImage::Open(std::unique_ptr<platform::File> file,
                                                  const OpenOptions& options) {
   const std::string path = file->path().string();
@@ -407,6 +408,7 @@ VhdImage::VhdImage(std::unique_ptr<platform::File> file, Metadata metadata,
       subtype_(metadata.subtype),
       size_(metadata.virtual_size),
       timestamp_(metadata.timestamp),
+      ignore_relative_parent_locator_(options.ignore_relative_parent_locator),
       unique_id_(metadata.unique_id),
       footer_(metadata.footer),
       parent_(std::move(metadata.parent)),
@@ -417,6 +419,16 @@ VhdImage::VhdImage(std::unique_ptr<platform::File> file, Metadata metadata,
       footer_offset_(metadata.footer_offset) {
   for (std::size_t i = 0; i < metadata.bat.size(); ++i)
     bat_[i].store(metadata.bat[i], std::memory_order_relaxed);
+}
+
+Guid VhdImage::unique_id() const {
+  std::lock_guard lock(identity_mutex_);
+  return unique_id_;
+}
+
+std::optional<ParentReference> VhdImage::parent() const {
+  std::lock_guard lock(identity_mutex_);
+  return parent_;
 }
 
 Status VhdImage::RepairFooters(bool end_footer, bool head_footer) {
@@ -542,7 +554,12 @@ Status VhdImage::AllocateAndWrite(std::uint32_t block, std::uint32_t within,
   }
   // (a) The footer copy at the new end of file; the block's space becomes a hole that reads
   // as zeros.
-  VDISK_RETURN_IF_ERROR(file_->WriteAt(new_footer_offset, footer_));
+  std::array<std::byte, kFooterSize> footer;
+  {
+    std::lock_guard identity(identity_mutex_);
+    footer = footer_;
+  }
+  VDISK_RETURN_IF_ERROR(file_->WriteAt(new_footer_offset, footer));
   // The old footer, where the alignment gap leaves it uncovered, is cleared: no stale footer
   // stays inside the file.
   if (block_offset >= footer_offset_ + kFooterSize) {

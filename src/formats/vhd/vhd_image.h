@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <filesystem>
 #include <optional>
 #include <span>
 #include <unordered_map>
@@ -37,6 +38,21 @@
 #include "formats/vhd/vhd_format.h"
 
 namespace vdisk::vhd {
+
+// The parent's paths as a differencing header records them (vhd_create.cpp): the name field
+// (UTF-16BE) and the W2ru and W2ku locators (UTF-16LE), as Windows writes them.
+struct Locator {
+  std::uint32_t platform_code;
+  std::vector<std::byte> data;  // UTF-16LE, no terminator
+};
+Status DescribeParent(const std::filesystem::path& child_path,
+                      const std::filesystem::path& parent_path, std::vector<std::byte>& name,
+                      std::vector<Locator>& locators);
+// Reads the parent locators and name of a differencing image (vhd_image.cpp). `used_end`
+// receives the end of the locator data read.
+Result<ParentReference> ReadParentReference(platform::File& file, std::uint64_t file_size,
+                                            const DynamicHeader& header,
+                                            const OpenOptions& options, std::uint64_t& used_end);
 
 class VhdImage final : public Image {
  public:
@@ -73,12 +89,12 @@ class VhdImage final : public Image {
   std::uint32_t logical_sector_size() const override { return kSectorSize; }
   std::uint32_t physical_sector_size() const override { return kSectorSize; }
   std::uint32_t block_size() const override { return block_size_; }
-  Guid unique_id() const override { return unique_id_; }
+  Guid unique_id() const override;
   std::uint32_t timestamp() const override { return timestamp_; }
   bool read_only() const override { return read_only_; }
   // Every allocated block's data starts on a 4 KiB boundary (always so for blocks we allocate).
   bool is_4k_aligned() const override;
-  std::optional<ParentReference> parent() const override { return parent_; }
+  std::optional<ParentReference> parent() const override;
 
   Result<Extent> Map(std::uint64_t offset, std::uint64_t length) override;
   Status Write(std::uint64_t offset, std::span<const std::byte> data) override;
@@ -94,6 +110,18 @@ class VhdImage final : public Image {
   // vhd_compact.cpp: zero blocks go back to unallocated (a differencing block only where the
   // parent reads zeros there too), blocks from the end move into holes, the footer moves last.
   Result<CompactReport> Compact(const CompactOptions& options, CompactEnvironment& env) override;
+
+  // SetVirtualDiskInformation (vhd_set_info.cpp). Each change is durable when it returns; a
+  // process killed during one leaves the image as before or as after it.
+  // PARENT_PATH(_WITH_DEPTH): new locators (W2ru, W2ku) and name for `parent_path`, and the
+  // parent's unique id and time stamp. The locator data goes to new space before the end footer
+  // (as a block allocation does), then the dynamic header names it in one write.
+  Status SetParentLocation(const std::filesystem::path& parent_path, const Image& parent) override;
+  // IDENTIFIER: the footer's unique id, end footer first, then the copy at offset 0.
+  Status SetUniqueId(const Guid& id) override;
+  // PHYSICAL_SECTOR_SIZE: a VHD records no physical sector size; 512 (what it reports) is
+  // accepted and changes nothing, anything else is kNotSupported (see the .cpp).
+  Status SetPhysicalSectorSize(std::uint32_t bytes) override;
 
  private:
   struct BitmapRun {
@@ -140,9 +168,13 @@ class VhdImage final : public Image {
   const DiskSubtype subtype_;
   const std::uint64_t size_;
   const std::uint32_t timestamp_;
-  const Guid unique_id_;
-  const std::array<std::byte, kFooterSize> footer_;
-  const std::optional<ParentReference> parent_;
+  const bool ignore_relative_parent_locator_;
+  // The identity and parent link; SetUniqueId and SetParentLocation change them. footer_ is
+  // also written by allocations, so it changes with allocation_mutex_ held too.
+  mutable std::mutex identity_mutex_;
+  Guid unique_id_;                               // GUARDED_BY(identity_mutex_)
+  std::array<std::byte, kFooterSize> footer_;    // GUARDED_BY(identity_mutex_, allocation_mutex_)
+  std::optional<ParentReference> parent_;        // GUARDED_BY(identity_mutex_)
 
   // Dynamic and differencing.
   const std::uint32_t block_size_;

@@ -95,7 +95,12 @@ Result<Plan> CheckOptions(const CreateOptions& options) {
                                                std::to_string(plan.logical_sector_size) +
                                                "-byte logical sector of at most 64 TiB");
   }
-  plan.block_size = options.block_size == 0 ? kDefaultBlockSize : options.block_size;
+  // Windows' defaults as Microsoft's storage sample lists them (CreateVirtualDisk.cpp):
+  // "Dynamic VHDX: ... 32mb (default)", "Differencing VHDX: ... 2mb (default)".
+  constexpr std::uint32_t kDefaultDifferencingBlockSize = 2u << 20;
+  plan.block_size = options.block_size != 0 ? options.block_size
+                    : options.subtype == DiskSubtype::kDifferencing ? kDefaultDifferencingBlockSize
+                                                                   : kDefaultBlockSize;
   if (!IsPowerOfTwo(plan.block_size) || plan.block_size < kMinBlockSize ||
       plan.block_size > kMaxBlockSize) {
     return Status(Code::kVhdInvalidBlockSize,
@@ -228,7 +233,9 @@ Status WriteNewImage(platform::File& file, const std::filesystem::path& path, co
   std::memcpy(identifier.creator.data(), creator.data(), creator.size());
   VDISK_RETURN_IF_ERROR(file.WriteAt(0, std::as_bytes(std::span(&identifier, 1))));
   const Guid file_write = Guid::Random();
-  const Guid data_write = Guid::Random();
+  // GET_VIRTUAL_DISK_INFO_IDENTIFIER of a VHDX is its DataWriteGuid (VhdxImage::unique_id), so a
+  // UniqueId given at creation is both that and the Page 83 id until the first data write.
+  const Guid data_write = plan.page83;
   VDISK_RETURN_IF_ERROR(file.WriteAt(kHeader1Offset, MakeHeader(1, file_write, data_write)));
   VDISK_RETURN_IF_ERROR(file.WriteAt(kHeader2Offset, MakeHeader(2, file_write, data_write)));
   const auto region_table = MakeRegionTable(bat_length);

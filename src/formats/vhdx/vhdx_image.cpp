@@ -72,6 +72,7 @@ VhdxImage::VhdxImage(std::unique_ptr<platform::File> file, const OpenOptions& op
       read_only_(options.read_only || !file_->writable()),
       write_hardening_(!options.no_write_hardening),
       ignore_relative_parent_locator_(options.ignore_relative_parent_locator),
+      keep_data_write_guid_(options.keep_data_write_guid),
       reader_(*file_) {}
 
 Result<std::unique_ptr<VhdxImage>> VhdxImage::Open(std::unique_ptr<platform::File> file,
@@ -419,7 +420,15 @@ std::uint32_t VhdxImage::physical_sector_size() const {
   return metadata_.physical_sector_size;
 }
 
-Guid VhdxImage::unique_id() const {
+// GET_VIRTUAL_DISK_INFO_IDENTIFIER: the DataWriteGuid, the one identifier a VHDX child records of
+// its parent (parent_linkage, MS-VHDX §2.6.2.6). Microsoft's storage sample
+// (Samples/Hyper-V/Storage/cpp/SetVirtualDiskInformation.cpp) compares a parent's IDENTIFIER with
+// its child's PARENT_IDENTIFIER and refuses to re-point the child when they differ, so the two
+// must be the same GUID; the Page 83 id, which GET_VIRTUAL_DISK_INFO_VIRTUAL_DISK_ID returns,
+// is not recorded in the child.
+Guid VhdxImage::unique_id() const { return data_write_guid(); }
+
+Guid VhdxImage::virtual_disk_id() const {
   std::lock_guard lock(metadata_mutex_);
   return metadata_.page83;
 }
@@ -512,7 +521,7 @@ Status VhdxImage::BeginSession(bool user_data) {
   const bool new_file_guid = !file_session_.load(std::memory_order_relaxed);
   VDISK_RETURN_IF_ERROR(UpdateHeadersLocked([&](Header& h) {
     if (new_file_guid) h.file_write_guid = Guid::Random();
-    if (user_data) h.data_write_guid = Guid::Random();
+    if (user_data && !keep_data_write_guid_) h.data_write_guid = Guid::Random();
   }));
   file_session_.store(true, std::memory_order_release);
   if (user_data) data_session_.store(true, std::memory_order_release);
@@ -1026,14 +1035,22 @@ Status VhdxImage::WriteSystemItem(const Guid& id, std::span<const std::byte> byt
   return Status(Code::kInternal, "metadata item " + MetadataItemName(id) + " missing");
 }
 
+// SET_VIRTUAL_DISK_INFO_IDENTIFIER sets what IDENTIFIER returns, the DataWriteGuid, through the
+// two-header protocol. A child that recorded the old one no longer matches (as on VHD).
 Status VhdxImage::SetUniqueId(const Guid& id) {
+  if (read_only_) return Status(Code::kWriteProtect, file_->path().string() + ": opened read-only");
+  // The session's own first-write change must not replace the id afterwards.
+  VDISK_RETURN_IF_ERROR(BeginSession(/*user_data=*/true));
+  std::lock_guard lock(header_mutex_);
+  return UpdateHeadersLocked([&](Header& h) { h.data_write_guid = id; });
+}
+
+Status VhdxImage::SetVirtualDiskId(const Guid& id) {
   VDISK_RETURN_IF_ERROR(WriteSystemItem(kPage83DataGuid, std::as_bytes(std::span(id.bytes))));
   std::lock_guard lock(metadata_mutex_);
   metadata_.page83 = id;
   return Status::Ok();
 }
-
-Status VhdxImage::SetVirtualDiskId(const Guid& id) { return SetUniqueId(id); }
 
 Status VhdxImage::SetPhysicalSectorSize(std::uint32_t bytes) {
   if ((bytes != 512 && bytes != 4096) || bytes < geometry_.logical_sector_size) {

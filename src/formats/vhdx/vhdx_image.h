@@ -79,9 +79,10 @@ class VhdxImage final : public Image {
   std::uint32_t block_size() const override {
     return subtype_ == DiskSubtype::kFixed ? 0 : geometry_.block_size;
   }
-  // The Page 83 Data (Virtual Disk ID) item, for both identifiers.
+  // IDENTIFIER: the header's DataWriteGuid, what a child records as parent_linkage.
   Guid unique_id() const override;
-  Guid virtual_disk_id() const override { return unique_id(); }
+  // VIRTUAL_DISK_ID: the Page 83 Data item.
+  Guid virtual_disk_id() const override;
   bool read_only() const override { return read_only_; }
   bool is_4k_aligned() const override { return true; }
   std::optional<ParentReference> parent() const override;
@@ -199,6 +200,7 @@ class VhdxImage final : public Image {
   const bool read_only_;
   std::atomic<bool> write_hardening_;
   const bool ignore_relative_parent_locator_;
+  const bool keep_data_write_guid_;  // OpenOptions::keep_data_write_guid
   StructureReader reader_;
 
   // Layout, fixed after Load.
