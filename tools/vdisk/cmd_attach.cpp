@@ -76,11 +76,15 @@ int RunAttach(const AttachOptions& o) {
 #endif
   }
   OwnedHandle disk = OpenDisk(o.path, o.read_only ? OpenMode::kReadOnly : OpenMode::kReadWrite);
+  // Both kinds are PERMANENT_LIFETIME attachments, served by the library's attach host: other
+  // processes can then read the disk's information (info -U) and detach it through the API.
+  // Without --permanent, vdisk stays in the foreground and detaches on Ctrl-C, SIGTERM or
+  // SIGHUP (a SIGKILL leaves it attached: vdisk detach ends it).
   ATTACH_VIRTUAL_DISK_PARAMETERS parameters{};
   parameters.Version = ATTACH_VIRTUAL_DISK_VERSION_1;
-  ATTACH_VIRTUAL_DISK_FLAG flags = ATTACH_VIRTUAL_DISK_FLAG_NONE;
+  ATTACH_VIRTUAL_DISK_FLAG flags = ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME;
   if (o.read_only) flags = flags | ATTACH_VIRTUAL_DISK_FLAG_READ_ONLY;
-  if (o.permanent) flags = flags | ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME;
+  if (!o.permanent) InstallInterruptHandlers();
   Check(AttachVirtualDisk(disk.get(), nullptr, flags, 0, &parameters, nullptr), o.path, "attaching");
   const std::string uri = PhysicalPath(disk.get(), o.path);
   fmt::print("attached {} at {}\n", o.path, uri);
@@ -93,13 +97,12 @@ int RunAttach(const AttachOptions& o) {
   }
   fmt::print("attached until Ctrl-C (or vdisk detach {} from another shell)\n", o.path);
   std::fflush(stdout);
-  InstallInterruptHandlers();
-  // A detach from elsewhere ends the attachment too: the URI leaves this process's listing.
-  while (!WaitForInterrupt(std::chrono::milliseconds(500))) {
+  // A detach from elsewhere ends the attachment too: the disk then has no physical path.
+  while (!WaitForInterrupt(std::chrono::milliseconds(250))) {
     DWORD error = ERROR_SUCCESS;
     const std::string now = PhysicalPath(disk.get(), o.path, &error);
     if (error != ERROR_SUCCESS || now != uri) {
-      fmt::print("detached {}\n", o.path);
+      fmt::print("detached {} (by another process)\n", o.path);
       return 0;
     }
   }
@@ -113,11 +116,6 @@ int RunDetach(const std::string& path) {
   OwnedHandle disk;
   DWORD error = TryOpen(path, OpenMode::kReadOnly, &disk);
   if (error != ERROR_SUCCESS) error = TryOpen(path, OpenMode::kInfoOnly, &disk, OPEN_VIRTUAL_DISK_FLAG_NO_PARENTS);
-  if (error == ERROR_SHARING_VIOLATION) {
-    throw Failure(path, "opening", error,
-                  LastReason() + " (attached by a vdisk attach in the foreground? end that one "
-                                 "with Ctrl-C)");
-  }
   Check(error, path, "opening");
   Check(DetachVirtualDisk(disk.get(), DETACH_VIRTUAL_DISK_FLAG_NONE, 0), path, "detaching");
   disk.Close(path);

@@ -119,6 +119,7 @@ void InstallInterruptHandlers() {
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGHUP, &action, nullptr);
 #else
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
