@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <virtdisk/extensions.h>
 
@@ -113,9 +114,29 @@ DWORD CheckImageImpl(PCWSTR path, ULONG flags, VIRTDISK_CHECK_CALLBACK callback,
     writable.no_parents = true;
     auto opened = VirtualDisk::Open(BuiltinProviders(), writable);
     if (opened.ok()) {
-      const Status flushed = (*opened)->Flush();
-      if (!flushed.ok()) return Fail(flushed);
-      report(CheckFinding::Kind::kNote, "repair: opened read-write and flushed", 0);
+      // A writer's first write begins its session, which rewrites a damaged VHDX header (the
+      // spec's header update) and a damaged VHD footer copy: rewrite the first sector that holds
+      // data with its own bytes (or, on a disk without data, the first sector, as zeros).
+      VirtualDisk& disk = **opened;
+      std::uint64_t at = 0;
+      for (std::uint64_t offset = 0; offset < disk.size();) {
+        auto extent = disk.top().Map(offset, disk.size() - offset);
+        if (!extent.ok()) return Fail(extent.status());
+        if (extent->kind == Extent::Kind::kData) {
+          at = offset;
+          break;
+        }
+        offset += extent->length;
+      }
+      std::vector<std::byte> sector(disk.sector_size());
+      Status status = disk.Read(at, sector);
+      if (status.ok()) status = disk.Write(at, sector);
+      if (status.ok()) status = disk.Flush();
+      if (!status.ok()) return Fail(status);
+      report(CheckFinding::Kind::kNote,
+             "repair: opened read-write and rewrote the sector at offset " + std::to_string(at) +
+                 " with its own bytes",
+             0);
     }
   }
   // The file alone first: a failure here is damage to the file itself.

@@ -101,7 +101,7 @@ CheckFindings CheckVhdxStructures(const Image& image) {
   }
   if (!regions) return findings;
 
-  std::uint64_t bat_offset = 0, bat_length = 0;
+  std::uint64_t bat_offset = 0, bat_length = 0, metadata_offset = 0;
   const auto table = Load<RegionTableHeader>(*regions);
   for (std::uint32_t i = 0; i < std::min(table.entry_count.get(), kMaxRegionEntries); ++i) {
     const auto entry =
@@ -113,14 +113,35 @@ CheckFindings CheckVhdxStructures(const Image& image) {
       bat_length = entry.length.get();
       used.push_back({begin, end, "BAT region"});
     } else if (entry.guid == kMetadataRegionGuid) {
+      metadata_offset = begin;
       used.push_back({begin, end, "metadata region"});
     } else {
       used.push_back({begin, end, "region " + std::to_string(i)});
     }
   }
 
-  // §2.5: payload blocks and sector bitmap blocks that the BAT points at.
-  const auto geometry = BatGeometry::Compute(image.virtual_size(), image.block_size(),
+  // §2.5: payload blocks and sector bitmap blocks that the BAT points at. The block size is the
+  // file parameters item's (§2.6.2.1; a fixed disk reports none through the Image).
+  std::uint32_t block_size = image.block_size();
+  if (block_size == 0) {
+    std::vector<std::byte> table_bytes(kMetadataTableSize);
+    if (!file.ReadAt(metadata_offset, table_bytes).ok()) {
+      corrupt("cannot read the metadata table at " + KiB(metadata_offset));
+      return findings;
+    }
+    const auto header = Load<MetadataTableHeader>(table_bytes);
+    for (std::uint32_t i = 0; i < std::min<std::uint32_t>(header.entry_count.get(), kMaxMetadataEntries); ++i) {
+      const auto item = Load<MetadataTableEntry>(
+          table_bytes, sizeof(MetadataTableHeader) + i * sizeof(MetadataTableEntry));
+      if (item.item_id != kFileParametersGuid) continue;
+      std::vector<std::byte> parameters(4);
+      if (file.ReadAt(metadata_offset + item.offset.get(), parameters).ok()) {
+        block_size = Load<Le32>(parameters).get();
+      }
+    }
+    if (block_size < kMinBlockSize || block_size > kMaxBlockSize) return findings;
+  }
+  const auto geometry = BatGeometry::Compute(image.virtual_size(), block_size,
                                              image.logical_sector_size(),
                                              image.subtype() == DiskSubtype::kDifferencing);
   const std::uint64_t entries = std::min(geometry.entry_count, bat_length / 8);
@@ -138,7 +159,7 @@ CheckFindings CheckVhdxStructures(const Image& image) {
                                        state == kPayloadPartiallyPresent;
     if (!has_data) continue;
     const std::uint64_t begin = BatFileOffset(entry);
-    const std::uint64_t length = bitmap ? kSectorBitmapBlockSize : image.block_size();
+    const std::uint64_t length = bitmap ? kSectorBitmapBlockSize : block_size;
     const std::string what =
         (bitmap ? "sector bitmap block of BAT entry " : "payload block of BAT entry ") +
         std::to_string(i);
@@ -160,12 +181,14 @@ CheckFindings CheckVhdxStructures(const Image& image) {
     end = std::max(end, used[i].end);
   }
   // Structures are 1 MiB aligned (§2.2.3.2, §2.5): a file may end anywhere inside the last MiB.
+  // Space after the last structure is room for new blocks, as Windows and qemu leave it (VHDX
+  // writers grow the file ahead of need): a note, not a leak.
   end = (end + kAlignment - 1) / kAlignment * kAlignment;
   if (*size > end) {
-    findings.push_back({CheckFinding::Kind::kLeak,
+    findings.push_back({CheckFinding::Kind::kNote,
                         std::to_string(*size - end) + " bytes after offset " + std::to_string(end) +
-                            " that no structure uses",
-                        *size - end});
+                            " are not in use yet (room for new blocks)",
+                        0});
   }
   return findings;
 }
