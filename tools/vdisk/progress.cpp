@@ -152,10 +152,8 @@ OperationOutcome FollowOperation(HANDLE disk, OVERLAPPED* overlapped, ProgressBa
           "GetVirtualDiskOperationProgress");
     const auto& progress = outcome.progress;
     if (bar != nullptr) bar->Update(progress.CurrentValue, progress.CompletionValue);
-    if (progress.OperationStatus != ERROR_IO_PENDING) {
-      outcome.status = progress.OperationStatus;
-      return outcome;
-    }
+    outcome.status = progress.OperationStatus;
+    if (progress.OperationStatus != ERROR_IO_PENDING) return outcome;
     if (!cancelled && stop && stop(progress)) return outcome;
     if (!cancelled && InterruptSignal() != 0) {
       outcome.signal = InterruptSignal();
