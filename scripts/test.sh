@@ -123,7 +123,7 @@ if [[ "${SKIP_WINDOWS:-0}" != 1 ]]; then
   finish_fuzz
 
   # The 32-bit DLL is built and checked, never run: these machines cannot start 32-bit
-  # programs (README.md says why). Only what the checks need is built: the DLL, its attach host,
+  # programs (docs/testing-under-wine.md says why). Only what the checks need is built: the DLL, its attach host,
   # the C client, the layout tests (their x86 numbers are static assertions), and the C API
   # suite and vdisk, which must compile and link for i686. It compiles alongside the Wine tests,
   # at a lower priority: Wine's processes wait on wineserver often enough to leave idle time.
