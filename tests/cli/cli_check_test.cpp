@@ -62,6 +62,9 @@ struct Damage {
   const char* named;   // what the message must name
 };
 
+// GoogleTest prints a parameter in the test's CTest name: its name, not its bytes.
+void PrintTo(const Damage& damage, std::ostream* out) { *out << damage.name; }
+
 class VdiskCheckDamage : public ::testing::TestWithParam<Damage> {};
 
 const Damage kDamages[] = {

@@ -1,6 +1,7 @@
 // vdisk info [--output=json] [-U] PATH...
 #include <fmt/format.h>
 
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,6 +35,11 @@ std::optional<std::uint64_t> DiskUsage(const fs::path& path) {
   (void)path;
 #endif
   return std::nullopt;
+}
+
+bool IsNullGuid(const GUID& guid) {
+  static const GUID kNull{};
+  return std::memcmp(&guid, &kNull, sizeof guid) == 0;
 }
 
 struct ParentInfo {
@@ -124,8 +130,8 @@ Description Describe(const fs::path& path, bool shared, std::vector<std::string>
           Json::Number(physical->VhdPhysicalSectorSize),
           fmt::format("{} bytes", physical->VhdPhysicalSectorSize));
   }
-  if (InfoReply id;
-      QueryInfo(disk.get(), GET_VIRTUAL_DISK_INFO_IDENTIFIER, &id) == ERROR_SUCCESS) {
+  if (InfoReply id; QueryInfo(disk.get(), GET_VIRTUAL_DISK_INFO_IDENTIFIER, &id) == ERROR_SUCCESS &&
+                    !IsNullGuid(id->Identifier)) {  // an ISO has none
     d.Add("identifier", "identifier", Json::String(GuidString(id->Identifier)),
           GuidString(id->Identifier));
   }
