@@ -74,6 +74,25 @@ TEST(VdiskConvert, TellsRawByContentAndReadsAndWritesStandardStreams) {
   EXPECT_FALSE(fs::exists(dir / "-"));
 }
 
+TEST(VdiskReadWrite, DashIsStandardInputAndOutput) {
+  TempDir dir;
+  const auto disk = (dir / "io.vhdx").string();
+  ASSERT_EQ(Vdisk({"create", disk, "--size", "8M"}).exit_code, 0);
+  WriteRandom(dir / "in.bin", 0, kMiB, 7);
+  const Result write = Vdisk({"write", disk, "--offset", "1M", "--from", "-", "--length", "1M"},
+                             (dir / "in.bin").string());
+  ASSERT_EQ(write.exit_code, 0) << write.err;
+  const auto out = (dir / "out.bin").string();
+  const Result read = Vdisk({"read", disk, "--offset", "1M", "--length", "1M", "--to", "-"}, {}, out);
+  ASSERT_EQ(read.exit_code, 0) << read.err;
+  EXPECT_EQ(Exec({"cmp", (dir / "in.bin").string(), out}).exit_code, 0);
+  EXPECT_FALSE(fs::exists(dir / "-"));
+  // qemu-img, the referee, finds the same bytes at 1 MiB of the disk.
+  const auto full = (dir / "full.raw").string();
+  ASSERT_EQ(Exec({"qemu-img", "convert", "-f", "vhdx", "-O", "raw", disk, full}).exit_code, 0);
+  EXPECT_EQ(ReadBytes(full, kMiB, kMiB), ReadBytes(dir / "in.bin", 0, kMiB));
+}
+
 TEST(VdiskConvert, RefusesAnExistingTarget) {
   TempDir dir;
   const fs::path raw = MakeSparseRaw(dir);
