@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # demo.sh - build the vdisk tool and show the library at work, with qemu as the referee.
 #
-# Runs non-interactively on a fresh Debian 12 as root: installs what is missing, builds the
-# `linux` preset, then in a temporary directory creates a dynamic VHD, writes and reads it back
-# through the VirtDisk API (raw I/O on an attached handle), and has qemu-img / qemu-io confirm
-# that the file is a VHD they read the same way. Any disagreement stops the demo with a nonzero
-# exit status; the last line of a good run is "demo: OK".
+# Runs non-interactively on a fresh Debian 12 as root (or with sudo): installs what is missing,
+# builds vdisk with the `linux` preset, then in a temporary directory creates a VHDX, writes and
+# reads it, converts a sparse raw image, attaches the disk and reads it with qemu-io through its
+# NBD URI, mirrors it with the progress bar, and checks it; qemu-img / qemu-io confirm each step.
+# Any disagreement stops the demo with a nonzero exit status; a good run ends with where vdisk
+# is, three commands to try, and "demo: OK".
 set -euo pipefail
 set -o errtrace
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VDISK="$ROOT/build/linux/tools/vdisk/vdisk"
-SIZE=$((64 << 20))          # the disk: 64 MiB
-RANDOM_SIZE=$((3 << 20))    # random data at 10 MiB: 3 MiB, across a 2 MiB block boundary
+SIZE=$((256 << 20))         # the disk: 256 MiB
 
 WORK=""
 ok=0
+attach_pid=""
 cleanup() {
+  if [[ -n "$attach_pid" ]]; then kill -INT "$attach_pid" 2>/dev/null || true; wait "$attach_pid" 2>/dev/null || true; fi
   if [[ -n "$WORK" && -d "$WORK" ]]; then
     if ((ok)); then rm -rf "$WORK"; else echo "demo: files kept in $WORK" >&2; fi
   fi
@@ -27,7 +29,7 @@ trap cleanup EXIT
 on_error() {
   ((BASH_SUBSHELL == 0)) || return 0
   local line="${BASH_LINENO[-2]}"
-  echo "demo: FAILED at line $line: $(sed -n "${line}s/^ *//p" "${BASH_SOURCE[-1]}")" >&2
+  echo "demo: FAILED at line $line: $(sed -n "${line}s/^ *//p" "$ROOT/scripts/demo.sh")" >&2
 }
 trap on_error ERR
 
@@ -46,112 +48,106 @@ vdisk() { "$VDISK" "$@"; }
 # expect_in TEXT NEEDLE WHAT: fails unless TEXT contains NEEDLE.
 expect_in() { [[ "$1" == *"$2"* ]] || fail "$3: expected to find '$2'"; }
 
-as_root() {
-  if ((EUID == 0)); then
-    "$@"
-  elif command -v sudo >/dev/null; then
-    sudo "$@"
-  else
-    fail "must run as root (or with sudo) to install: $*"
-  fi
-}
-
 section "1. Dependencies"
-packages=(cmake ninja-build g++ pkg-config libgtest-dev libgmock-dev libmsgsl-dev liburing-dev
-          qemu-utils)
-missing=()
-for package in "${packages[@]}"; do
-  status="$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)"
-  [[ "$status" == "install ok installed" ]] || missing+=("$package")
-done
-if ((${#missing[@]} > 0)); then
-  echo "installing: ${missing[*]}"
-  as_root apt-get update
-  as_root env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y --no-install-recommends "${missing[@]}"
-else
-  echo "all present: ${packages[*]}"
+source "$ROOT/scripts/packages.sh"
+if ((EUID != 0)) && ! command -v sudo >/dev/null; then
+  echo "note: not root and no sudo: the packages must already be installed" >&2
 fi
+ensure_packages "${BUILD_PACKAGES[@]}" qemu-utils libnbd-bin
+echo "build packages, qemu-utils and libnbd-bin present"
 
 section "2. Build (preset linux)"
 cd "$ROOT"
 run cmake --preset linux
-run cmake --build --preset linux --target vdisk
+run cmake --build --preset linux --target vdisk virtdisk-attach-host
 [[ -x "$VDISK" ]] || fail "the build did not produce $VDISK"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/vdisk-demo.XXXXXX")"
 cd "$WORK"
 echo "working in $WORK"
 
-section "3. Create a 64 MiB dynamic VHD"
-run vdisk create disk.vhd --size 64M
-
-section "4. Write: 64 KiB of 0xAB at 1 MiB, 3 MiB of random data at 10 MiB"
-head -c "$RANDOM_SIZE" /dev/urandom >random.bin
-run vdisk write disk.vhd --offset 1M --length 64K --pattern 0xAB
-run vdisk write disk.vhd --offset 10M --from random.bin
-
-section "5. Read back"
-out="$(run vdisk read disk.vhd --offset 1M --length 64K)"
+section "3. A 256 MiB dynamic VHDX: create, write, read, info"
+run vdisk create disk.vhdx --size 256M
+run vdisk write disk.vhdx --offset 1M --length 64K --pattern 0xAB
+out="$(run vdisk read disk.vhdx --offset 1M --length 64K)"
 echo "$out"
 expect_in "$out" "all 65536 bytes = 0xAB" "pattern read back"
-run vdisk read disk.vhd --offset 10M --length 3M --to back.bin
-run cmp random.bin back.bin
-echo "random data read back identical"
-out="$(run vdisk read disk.vhd --offset 32M --length 1M)"
+out="$(run vdisk info disk.vhdx)"
 echo "$out"
-expect_in "$out" "all 1048576 bytes = 0x00" "never-written space reads as zeros"
-
-section "6. vdisk info"
-out="$(run vdisk info disk.vhd)"
-echo "$out"
-expect_in "$out" "virtual size:            $SIZE bytes" "vdisk info virtual size"
-expect_in "$out" "provider subtype:        dynamic" "vdisk info subtype"
-expect_in "$out" "storage type:            VHD" "vdisk info storage type"
-
-section "7. qemu agrees"
-run qemu-img info -f vpc disk.vhd
-qemu_size="$(qemu-img info -f vpc --output=json disk.vhd |
+expect_in "$out" "virtual size:         $SIZE bytes" "vdisk info virtual size"
+expect_in "$out" "type:                 dynamic" "vdisk info type"
+qemu_size="$(qemu-img info -f vhdx --output=json disk.vhdx |
              sed -n 's/.*"virtual-size": *\([0-9]*\).*/\1/p')"
-[[ "$qemu_size" == "$SIZE" ]] ||
-  fail "qemu-img sees virtual size '$qemu_size', expected exactly $SIZE"
+[[ "$qemu_size" == "$SIZE" ]] || fail "qemu-img sees virtual size '$qemu_size', expected $SIZE"
 echo "qemu-img: virtual size $qemu_size bytes, exactly as requested"
-out="$(run qemu-io -r -f vpc -c 'read -P 0xab 1M 64k' disk.vhd)"
-echo "$out"
-[[ "$out" != *"verification failed"* ]] || fail "qemu-io does not see 0xAB at 1 MiB"
-out="$(run qemu-io -r -f vpc -c 'read -P 0 32M 1M' disk.vhd)"
-echo "$out"
-[[ "$out" != *"verification failed"* ]] || fail "qemu-io does not see zeros at 32 MiB"
+run qemu-io -r -f vhdx -c 'read -P 0xab 1M 64k' disk.vhdx
 
-section "8. Export to raw; qemu-img compare"
-run vdisk export disk.vhd disk.raw
-raw_size="$(stat -c %s disk.raw)"
-[[ "$raw_size" == "$SIZE" ]] || fail "disk.raw is $raw_size bytes, expected $SIZE"
-echo "disk.raw: $raw_size bytes, $(du -k disk.raw | cut -f1) KiB allocated (sparse)"
-run cmp -n "$RANDOM_SIZE" disk.raw random.bin $((10 << 20)) 0
-out="$(run qemu-img compare -f vpc -F raw disk.vhd disk.raw)"
+section "4. Convert a sparse raw image (64 MiB, 16 MiB of data) to VHDX and back"
+truncate -s 64M data.raw
+head -c $((16 << 20)) /dev/urandom | dd of=data.raw bs=1M seek=20 conv=notrunc status=none
+run vdisk convert data.raw data.vhdx -p
+echo "data.vhdx: $(stat -c %s data.vhdx) bytes"
+out="$(run qemu-img compare -f raw -F vhdx data.raw data.vhdx)"
 echo "$out"
-expect_in "$out" "Images are identical" "qemu-img compare"
+expect_in "$out" "Images are identical" "qemu-img compare raw/VHDX"
+run vdisk convert data.vhdx back.raw
+run cmp data.raw back.raw
+echo "back.raw: $(du -k back.raw | cut -f1) KiB allocated of 65536 KiB (holes kept)"
 
-section "9. A differencing child"
-run vdisk create child.vhd --parent disk.vhd
-out="$(run vdisk info child.vhd)"
+section "5. Attach: the disk as an NBD export, read and written by qemu-io"
+mkfifo attach.out
+"$VDISK" attach disk.vhdx >attach.out 2>&1 &
+attach_pid=$!
+uri=""
+while IFS= read -r line; do
+  echo "$line"
+  [[ "$line" == "attached "*" at "* ]] && uri="${line##* at }"
+  [[ "$line" == *"until Ctrl-C"* ]] && break
+done <attach.out
+[[ -n "$uri" ]] || fail "vdisk attach printed no URI"
+cat attach.out >/dev/null &   # keep draining what it prints
+run qemu-io -f raw -c 'read -P 0xab 1M 64k' -c 'write -P 0x5a 8M 1M' "$uri"
+run nbdinfo "$uri"
+run vdisk list
+kill -INT "$attach_pid"
+wait "$attach_pid" || fail "vdisk attach did not end cleanly on Ctrl-C"
+attach_pid=""
+run qemu-io -r -f vhdx -c 'read -P 0x5a 8M 1M' disk.vhdx
+echo "the write through the NBD export is in the file"
+
+section "6. Mirror with the progress bar (a copy made while the disk stays usable)"
+run qemu-io -f vhdx -c 'write -P 0x3c 16M 128M' disk.vhdx >/dev/null
+run vdisk mirror -p disk.vhdx copy.vhdx
+out="$(run qemu-img compare -f vhdx -F vhdx disk.vhdx copy.vhdx)"
 echo "$out"
-expect_in "$out" "provider subtype:        differencing" "child subtype"
-expect_in "$out" "parent location:         $WORK/disk.vhd" "child parent location"
-expect_in "$out" "virtual size:            $SIZE bytes" "child virtual size"
-out="$(run vdisk read child.vhd --offset 1M --length 64K)"
-echo "$out"
-expect_in "$out" "all 65536 bytes = 0xAB" "the child reads its parent's data"
-run vdisk write child.vhd --offset 1M --length 4K --pattern 0xCD
-out="$(run vdisk read child.vhd --offset 1M --length 4K)"
-echo "$out"
-expect_in "$out" "all 4096 bytes = 0xCD" "the child reads its own write"
-out="$(run qemu-io -r -f vpc -c 'read -P 0xab 1M 64k' disk.vhd)"
-echo "$out"
-[[ "$out" != *"verification failed"* ]] || fail "writing the child changed its parent"
-echo "the parent still holds 0xAB: the child's write went to the child"
+expect_in "$out" "Images are identical" "qemu-img compare after mirror"
+
+section "7. Resize and compact (when the library has them)"
+# ResizeVirtualDisk and CompactVirtualDisk are being built: until then they answer
+# ERROR_CALL_NOT_IMPLEMENTED and this section says so instead of failing.
+for step in "resize copy.vhdx 512M" "compact copy.vhdx"; do
+  # shellcheck disable=SC2086
+  if out="$(run vdisk $step 2>&1)"; then
+    echo "$out"
+  elif [[ "$out" == *ERROR_CALL_NOT_IMPLEMENTED* ]]; then
+    echo "$out"
+    echo ">>> SKIPPED: vdisk ${step%% *} needs the library's ${step%% *} (not implemented yet)"
+  else
+    fail "vdisk $step: $out"
+  fi
+done
+
+section "8. Check, with qemu-img as the referee"
+run vdisk check disk.vhdx
+run vdisk check copy.vhdx
+run qemu-img check -f vhdx copy.vhdx
 
 ok=1
+echo
+echo "vdisk is $VDISK"
+echo "try:"
+echo "  $VDISK create my.vhdx --size 1G"
+echo "  $VDISK attach my.vhdx          # then: qemu-io -f raw -c 'read -v 0 512' '<the URI it prints>'"
+echo "  $VDISK --help                  # every command; vdisk COMMAND --help for one"
 echo
 echo "demo: OK"

@@ -2,7 +2,7 @@
 # (apt-get update runs at most once per invocation). Sourced by test.sh and demo.sh.
 
 BUILD_PACKAGES=(cmake ninja-build g++ pkg-config libgtest-dev libgmock-dev googletest
-                libmsgsl-dev liburing-dev libgnutls28-dev)
+                libmsgsl-dev liburing-dev libgnutls28-dev libcli11-dev libfmt-dev)
 TEST_PACKAGES=(qemu-utils libvhdi-dev libvhdi-utils genisoimage xorriso udftools libnbd-bin
                clang libclang-rt-14-dev)
 WINDOWS_PACKAGES=(mingw-w64 g++-mingw-w64-x86-64-posix gcc-mingw-w64-x86-64-posix wine wine64

@@ -20,25 +20,27 @@ virtdisk_sources(VIRTDISK_PLATFORM_WIN32_SOURCES platform/win32 file_win32.cpp p
 # formats: the Image contract, the provider registry, VHD, VHDX, ISO
 virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats compaction.cpp image.cpp)
 virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats/registry builtin.cpp registry.cpp)
-virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats/vhd vhd_compact.cpp vhd_create.cpp vhd_format.cpp vhd_image.cpp
-  vhd_provider.cpp vhd_set_info.cpp)
-virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats/vhdx vhdx_bat.cpp vhdx_compact.cpp vhdx_create.cpp
-  vhdx_format.cpp vhdx_image.cpp vhdx_log.cpp vhdx_metadata.cpp vhdx_provider.cpp)
+virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats/vhd vhd_check.cpp vhd_compact.cpp vhd_create.cpp
+  vhd_format.cpp vhd_image.cpp vhd_provider.cpp vhd_set_info.cpp)
+virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats/vhdx vhdx_bat.cpp vhdx_check.cpp
+  vhdx_compact.cpp vhdx_create.cpp vhdx_format.cpp vhdx_image.cpp vhdx_log.cpp vhdx_metadata.cpp
+  vhdx_provider.cpp)
 virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats/iso iso_provider.cpp iso_structures.cpp
   iso_volume.cpp)
-# core: open disks and differencing chains, long operations
+# core: open disks and differencing chains, long operations (compact, merge)
 virtdisk_sources(VIRTDISK_CORE_SOURCES core compact.cpp disk_operation.cpp merge.cpp open_disk.cpp
   virtual_disk.cpp work_queue.cpp)
 # mirror: the block-copy engine; attach: NBD exports, the attach host and its registry
 virtdisk_sources(VIRTDISK_MIRROR_SOURCES mirror mirror_job.cpp)
 virtdisk_sources(VIRTDISK_ATTACH_SOURCES attach attach_host.cpp attach_registry.cpp
   disk_export_target.cpp nbd_attachment.cpp nbd_server.cpp security_descriptor.cpp tls_psk.cpp)
-# api: the C exports over the layers; the kernel32 subset per OS, and on Windows disk handles as
-# kernel handles
-virtdisk_sources(VIRTDISK_API_SOURCES api attach.cpp compact.cpp disk_api_support.cpp disk_handle.cpp
-  error_map.cpp guids.cpp handle_table.cpp information.cpp merge.cpp metadata.cpp mirror.cpp
-  open_create.cpp operations.cpp overlapped.cpp storage_dependency.cpp strings.cpp trace.cpp unbuilt.cpp)
-virtdisk_sources(VIRTDISK_API_POSIX_SOURCES api kernel32_posix.cpp)
+# api: the C exports over the layers; per OS the kernel32 subset (POSIX, with libvirtdisk.so's
+# non-SDK extensions) or disk handles as kernel handles (Windows)
+virtdisk_sources(VIRTDISK_API_SOURCES api attach.cpp compact.cpp disk_api_support.cpp
+  disk_handle.cpp error_map.cpp guids.cpp handle_table.cpp information.cpp merge.cpp metadata.cpp
+  mirror.cpp open_create.cpp operations.cpp overlapped.cpp storage_dependency.cpp strings.cpp
+  trace.cpp unbuilt.cpp)
+virtdisk_sources(VIRTDISK_API_POSIX_SOURCES api extensions.cpp kernel32_posix.cpp)
 virtdisk_sources(VIRTDISK_API_WIN32_SOURCES api kernel32_win32.cpp)
 virtdisk_sources(VIRTDISK_API_WIN32_SOURCES api/win32 disk_pipe.cpp function_hooks.cpp
   kernel32_hooks.cpp)

@@ -5,7 +5,7 @@
 // no lock (raw I/O looks a handle up on every call).
 // Windows: a HANDLE is a real kernel handle mapped to the object: for a disk handle, the client
 // end of a named pipe (win32/disk_pipe.h). The caller's kernel32 calls on it reach the object
-// through the hooks of win32/kernel32_hooks.h; see README "Windows handles".
+// through the hooks of win32/kernel32_hooks.h; see docs/architecture.md, "Windows handles".
 #pragma once
 
 #include <functional>

@@ -1,5 +1,5 @@
-// The attach host: the process that serves a PERMANENT_LIFETIME attachment (DESIGN.md,
-// "Attach / Detach").
+// The attach host: the process that serves a PERMANENT_LIFETIME attachment (docs/attach.md,
+// "Permanent attachments").
 //
 // An attachment made with ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME outlives the handle and
 // the process that made it, so it cannot live in that process. The attaching process hands the

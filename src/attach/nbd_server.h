@@ -1,6 +1,6 @@
 // NbdServer: serves one ExportTarget over the NBD protocol, on a Unix socket or TCP.
 //
-// This is how an attached disk is surfaced (DESIGN.md, "Attach / Detach"): standard clients
+// This is how an attached disk is surfaced (docs/attach.md): standard clients
 // (qemu-io, qemu-img, nbdinfo, nbdcopy, the kernel's nbd-client) connect to uri().
 //
 // Protocol (doc/proto.md of the NBD project): fixed newstyle handshake only, with

@@ -1,5 +1,5 @@
 // The kernel32 calls a caller makes on a disk handle, intercepted in the process (Windows
-// builds only). See README "Windows handles" for the model; function_hooks.h for how.
+// builds only). See docs/architecture.md, "Windows handles", for the model; function_hooks.h for how.
 //
 // A disk handle is the client end of a named pipe (disk_pipe.h). The hooks look every handle up
 // in the HandleTable; a handle that is not a disk handle goes straight to the original function

@@ -1,0 +1,196 @@
+#include "formats/vhdx/vhdx_check.h"
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "formats/vhdx/vhdx_format.h"
+#include "platform/file.h"
+
+namespace vdisk::vhdx {
+namespace {
+
+std::string KiB(std::uint64_t offset) { return std::to_string(offset / kKiB) + " KiB"; }
+
+template <typename T>
+T Load(const std::vector<std::byte>& bytes, std::size_t at = 0) {
+  T value;
+  std::memcpy(&value, bytes.data() + at, sizeof value);
+  return value;
+}
+
+}  // namespace
+
+CheckFindings CheckVhdxStructures(const Image& image) {
+  CheckFindings findings;
+  platform::File& file = image.file();
+  auto corrupt = [&](std::string message) {
+    findings.push_back({CheckFinding::Kind::kCorruption, std::move(message), 0});
+  };
+  auto size = file.Size();
+  if (!size.ok()) {
+    corrupt("cannot read the file's size");
+    return findings;
+  }
+
+  // §2.2.2: two headers; the valid one with the higher sequence number is current.
+  std::optional<Header> current;
+  for (auto [number, offset] : {std::pair{1, kHeader1Offset}, std::pair{2, kHeader2Offset}}) {
+    std::vector<std::byte> bytes(kHeaderSize);
+    if (!file.ReadAt(offset, bytes).ok()) {
+      corrupt("cannot read header " + std::to_string(number) + " at " + KiB(offset));
+      continue;
+    }
+    const auto header = Load<Header>(bytes);
+    std::string problem;
+    if (header.signature.get() != kHeaderSignature) {
+      problem = "no 'head' signature";
+    } else if (Crc32cWithZeroedField(bytes, offsetof(Header, checksum)) != header.checksum.get()) {
+      problem = "bad checksum";
+    }
+    if (!problem.empty()) {
+      corrupt("header " + std::to_string(number) + " at " + KiB(offset) + ": " + problem +
+              "; the other header is in use (--repair rewrites it)");
+      continue;
+    }
+    if (!current || header.sequence_number.get() > current->sequence_number.get()) current = header;
+  }
+  if (!current) return findings;  // the open would have refused; nothing more to check
+  if (current->log_guid != Guid{}) {
+    corrupt("the log holds entries not yet replayed (header log GUID set): the file was not "
+            "closed cleanly (--repair replays the log)");
+  }
+
+  struct Used {
+    std::uint64_t begin, end;
+    std::string what;
+  };
+  std::vector<Used> used;
+  used.push_back({0, kHeaderSectionSize, "header section"});
+  const std::uint64_t log_offset = current->log_offset.get();
+  used.push_back({log_offset, log_offset + current->log_length.get(), "log"});
+
+  // §2.2.3: two region tables, identical when intact.
+  std::optional<std::vector<std::byte>> regions;
+  for (auto [number, offset] :
+       {std::pair{1, kRegionTable1Offset}, std::pair{2, kRegionTable2Offset}}) {
+    std::vector<std::byte> bytes(kRegionTableSize);
+    if (!file.ReadAt(offset, bytes).ok()) {
+      corrupt("cannot read region table " + std::to_string(number) + " at " + KiB(offset));
+      continue;
+    }
+    const auto table = Load<RegionTableHeader>(bytes);
+    std::string problem;
+    if (table.signature.get() != kRegionTableSignature) {
+      problem = "no 'regi' signature";
+    } else if (Crc32cWithZeroedField(bytes, offsetof(RegionTableHeader, checksum)) !=
+               table.checksum.get()) {
+      problem = "bad checksum";
+    } else if (regions && *regions != bytes) {
+      problem = "differs from region table 1";
+    }
+    if (!problem.empty()) {
+      corrupt("region table " + std::to_string(number) + " at " + KiB(offset) + ": " + problem +
+              (number == 1 ? "; region table 2 is in use" : "") + " (--repair rewrites it)");
+      continue;
+    }
+    if (!regions) regions = std::move(bytes);
+  }
+  if (!regions) return findings;
+
+  std::uint64_t bat_offset = 0, bat_length = 0, metadata_offset = 0;
+  const auto table = Load<RegionTableHeader>(*regions);
+  for (std::uint32_t i = 0; i < std::min(table.entry_count.get(), kMaxRegionEntries); ++i) {
+    const auto entry =
+        Load<RegionTableEntry>(*regions, sizeof(RegionTableHeader) + i * sizeof(RegionTableEntry));
+    const std::uint64_t begin = entry.file_offset.get();
+    const std::uint64_t end = begin + entry.length.get();
+    if (entry.guid == kBatRegionGuid) {
+      bat_offset = begin;
+      bat_length = entry.length.get();
+      used.push_back({begin, end, "BAT region"});
+    } else if (entry.guid == kMetadataRegionGuid) {
+      metadata_offset = begin;
+      used.push_back({begin, end, "metadata region"});
+    } else {
+      used.push_back({begin, end, "region " + std::to_string(i)});
+    }
+  }
+
+  // §2.5: payload blocks and sector bitmap blocks that the BAT points at. The block size is the
+  // file parameters item's (§2.6.2.1; a fixed disk reports none through the Image).
+  std::uint32_t block_size = image.block_size();
+  if (block_size == 0) {
+    std::vector<std::byte> table_bytes(kMetadataTableSize);
+    if (!file.ReadAt(metadata_offset, table_bytes).ok()) {
+      corrupt("cannot read the metadata table at " + KiB(metadata_offset));
+      return findings;
+    }
+    const auto header = Load<MetadataTableHeader>(table_bytes);
+    for (std::uint32_t i = 0; i < std::min<std::uint32_t>(header.entry_count.get(), kMaxMetadataEntries); ++i) {
+      const auto item = Load<MetadataTableEntry>(
+          table_bytes, sizeof(MetadataTableHeader) + i * sizeof(MetadataTableEntry));
+      if (item.item_id != kFileParametersGuid) continue;
+      std::vector<std::byte> parameters(4);
+      if (file.ReadAt(metadata_offset + item.offset.get(), parameters).ok()) {
+        block_size = Load<Le32>(parameters).get();
+      }
+    }
+    if (block_size < kMinBlockSize || block_size > kMaxBlockSize) return findings;
+  }
+  const auto geometry = BatGeometry::Compute(image.virtual_size(), block_size,
+                                             image.logical_sector_size(),
+                                             image.subtype() == DiskSubtype::kDifferencing);
+  const std::uint64_t entries = std::min(geometry.entry_count, bat_length / 8);
+  std::vector<std::byte> bat(entries * 8);
+  if (!file.ReadAt(bat_offset, bat).ok()) {
+    corrupt("cannot read the BAT at " + KiB(bat_offset));
+    return findings;
+  }
+  for (std::uint64_t i = 0; i < entries; ++i) {
+    const std::uint64_t entry = Load<Le64>(bat, i * 8).get();
+    const bool bitmap = (i + 1) % (geometry.chunk_ratio + 1) == 0;
+    const std::uint8_t state = BatState(entry);
+    const bool has_data = bitmap ? state == kBitmapPresent
+                                 : state == kPayloadFullyPresent ||
+                                       state == kPayloadPartiallyPresent;
+    if (!has_data) continue;
+    const std::uint64_t begin = BatFileOffset(entry);
+    const std::uint64_t length = bitmap ? kSectorBitmapBlockSize : block_size;
+    const std::string what =
+        (bitmap ? "sector bitmap block of BAT entry " : "payload block of BAT entry ") +
+        std::to_string(i);
+    if (begin + length > *size) {
+      corrupt(what + " at " + std::to_string(begin) + " runs past the end of the file (" +
+              std::to_string(*size) + " bytes)");
+      continue;
+    }
+    used.push_back({begin, begin + length, what});
+  }
+
+  std::sort(used.begin(), used.end(), [](const Used& a, const Used& b) { return a.begin < b.begin; });
+  std::uint64_t end = 0;
+  for (std::size_t i = 0; i < used.size(); ++i) {
+    if (i > 0 && used[i].begin < used[i - 1].end) {
+      corrupt(used[i].what + " at " + std::to_string(used[i].begin) + " overlaps " +
+              used[i - 1].what + " at " + std::to_string(used[i - 1].begin));
+    }
+    end = std::max(end, used[i].end);
+  }
+  // Structures are 1 MiB aligned (§2.2.3.2, §2.5): a file may end anywhere inside the last MiB.
+  // Space after the last structure is room for new blocks, as Windows and qemu leave it (VHDX
+  // writers grow the file ahead of need): a note, not a leak.
+  end = (end + kAlignment - 1) / kAlignment * kAlignment;
+  if (*size > end) {
+    findings.push_back({CheckFinding::Kind::kNote,
+                        std::to_string(*size - end) + " bytes after offset " + std::to_string(end) +
+                            " are not in use yet (room for new blocks)",
+                        0});
+  }
+  return findings;
+}
+
+}  // namespace vdisk::vhdx

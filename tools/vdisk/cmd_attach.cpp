@@ -1,0 +1,162 @@
+// vdisk attach PATH [--read-only] [--permanent] [--tcp], vdisk detach PATH, vdisk list
+//
+// An attached disk is an NBD export (libvirtdisk has no kernel driver): attach prints its URI
+// (GetVirtualDiskPhysicalPath) with ready qemu-io and nbdinfo lines.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "client.h"
+#include "commands.h"
+#include "errors.h"
+#include "json.h"
+#include "progress.h"
+
+namespace vdisk_tool {
+namespace {
+
+struct AttachOptions {
+  std::string path;
+  bool read_only = false;
+  bool permanent = false;
+  bool tcp = false;
+};
+
+std::string PhysicalPath(HANDLE disk, const std::string& file, DWORD* error_out = nullptr) {
+  std::vector<WCHAR> text(4096);
+  ULONG bytes = static_cast<ULONG>(text.size() * sizeof(WCHAR));
+  const DWORD error = GetVirtualDiskPhysicalPath(disk, &bytes, text.data());
+  if (error_out != nullptr) {
+    *error_out = error;
+    if (error != ERROR_SUCCESS) return {};
+  } else {
+    Check(error, file, "GetVirtualDiskPhysicalPath");
+  }
+  return ToNarrow(text.data());
+}
+
+// Every attached disk of this user (GetAllAttachedVirtualDiskPhysicalPaths, a MULTI_SZ).
+std::vector<std::string> AllAttached() {
+  std::vector<WCHAR> text(4096);
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    ULONG bytes = static_cast<ULONG>(text.size() * sizeof(WCHAR));
+    const DWORD error = GetAllAttachedVirtualDiskPhysicalPaths(&bytes, text.data());
+    if (error == ERROR_INSUFFICIENT_BUFFER) {
+      text.resize(bytes / sizeof(WCHAR) + 1);
+      continue;
+    }
+    Check(error, "", "GetAllAttachedVirtualDiskPhysicalPaths");
+    std::vector<std::string> out;
+    const std::size_t count = bytes / sizeof(WCHAR);
+    for (std::size_t i = 0; i < count && text[i] != 0;) {
+      std::size_t end = i;
+      while (end < count && text[end] != 0) ++end;
+      out.push_back(ToNarrow(text.data() + i, end - i));
+      i = end + 1;
+    }
+    return out;
+  }
+  Fail(ERROR_INSUFFICIENT_BUFFER, "", "GetAllAttachedVirtualDiskPhysicalPaths");
+}
+
+std::string Quoted(const std::string& text) { return "'" + text + "'"; }
+
+int RunAttach(const AttachOptions& o) {
+  if (o.tcp) {
+    // The library's switch for the export's transport (TCP on 127.0.0.1 instead of a Unix
+    // socket; always TCP on Windows).
+#ifdef _WIN32
+    _putenv_s("VIRTDISK_ATTACH_TRANSPORT", "tcp");
+#else
+    setenv("VIRTDISK_ATTACH_TRANSPORT", "tcp", 1);
+#endif
+  }
+  OwnedHandle disk = OpenDisk(o.path, o.read_only ? OpenMode::kReadOnly : OpenMode::kReadWrite);
+  // Both kinds are PERMANENT_LIFETIME attachments, served by the library's attach host: other
+  // processes can then read the disk's information (info -U) and detach it through the API.
+  // Without --permanent, vdisk stays in the foreground and detaches on Ctrl-C, SIGTERM or
+  // SIGHUP (a SIGKILL leaves it attached: vdisk detach ends it).
+  ATTACH_VIRTUAL_DISK_PARAMETERS parameters{};
+  parameters.Version = ATTACH_VIRTUAL_DISK_VERSION_1;
+  ATTACH_VIRTUAL_DISK_FLAG flags = ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME;
+  if (o.read_only) flags = flags | ATTACH_VIRTUAL_DISK_FLAG_READ_ONLY;
+  if (!o.permanent) InstallInterruptHandlers();
+  Check(AttachVirtualDisk(disk.get(), nullptr, flags, 0, &parameters, nullptr), o.path, "attaching");
+  const std::string uri = PhysicalPath(disk.get(), o.path);
+  fmt::print("attached {} at {}\n", o.path, uri);
+  fmt::print("  nbdinfo {}\n", Quoted(uri));
+  fmt::print("  qemu-io -f raw {}-c 'read -v 0 512' {}\n", o.read_only ? "-r " : "", Quoted(uri));
+  if (o.permanent) {
+    fmt::print("it stays attached after vdisk exits; end it with: vdisk detach {}\n", o.path);
+    disk.Close(o.path);
+    return 0;
+  }
+  fmt::print("attached until Ctrl-C (or vdisk detach {} from another shell)\n", o.path);
+  std::fflush(stdout);
+  // A detach from elsewhere ends the attachment too: the disk then has no physical path.
+  while (!WaitForInterrupt(std::chrono::milliseconds(250))) {
+    DWORD error = ERROR_SUCCESS;
+    const std::string now = PhysicalPath(disk.get(), o.path, &error);
+    if (error != ERROR_SUCCESS || now != uri) {
+      fmt::print("detached {} (by another process)\n", o.path);
+      return 0;
+    }
+  }
+  Check(DetachVirtualDisk(disk.get(), DETACH_VIRTUAL_DISK_FLAG_NONE, 0), o.path, "detaching");
+  disk.Close(o.path);
+  fmt::print("detached {}\n", o.path);
+  return 0;
+}
+
+int RunDetach(const std::string& path) {
+  OwnedHandle disk;
+  DWORD error = TryOpen(path, OpenMode::kReadOnly, &disk);
+  if (error != ERROR_SUCCESS) error = TryOpen(path, OpenMode::kInfoOnly, &disk, OPEN_VIRTUAL_DISK_FLAG_NO_PARENTS);
+  Check(error, path, "opening");
+  Check(DetachVirtualDisk(disk.get(), DETACH_VIRTUAL_DISK_FLAG_NONE, 0), path, "detaching");
+  disk.Close(path);
+  fmt::print("detached {}\n", path);
+  return 0;
+}
+
+int RunList(const std::string& output) {
+  const auto uris = AllAttached();
+  if (output == "json") {
+    Json list = Json::Array();
+    for (const auto& uri : uris) list.Add(Json::Object().Set("uri", Json::String(uri)));
+    fmt::print("{}\n", list.Dump());
+    return 0;
+  }
+  if (uris.empty()) fmt::print("no attached disks\n");
+  for (const auto& uri : uris) fmt::print("{}\n", uri);
+  return 0;
+}
+
+}  // namespace
+
+void AddAttachCommands(CLI::App& app, RunState& state) {
+  auto o = std::make_shared<AttachOptions>();
+  auto* attach = app.add_subcommand("attach", "Export a disk over NBD and print its URI");
+  attach->add_option("PATH", o->path, "The disk")->required();
+  attach->add_flag("-r,--read-only", o->read_only, "Clients may only read");
+  attach->add_flag("--permanent", o->permanent,
+                   "Keep it attached after vdisk exits (until vdisk detach)");
+  attach->add_flag("--tcp", o->tcp, "Export on TCP 127.0.0.1 (TLS-PSK) instead of a Unix socket");
+  attach->callback([o, &state] { state.exit_code = RunAttach(*o); });
+
+  auto path = std::make_shared<std::string>();
+  auto* detach = app.add_subcommand("detach", "End a disk's attachment (made by attach --permanent)");
+  detach->add_option("PATH", *path, "The disk")->required();
+  detach->callback([path, &state] { state.exit_code = RunDetach(*path); });
+
+  auto output = std::make_shared<std::string>("human");
+  auto* list = app.add_subcommand("list", "List this user's attached disks (their URIs)");
+  list->add_option("--output", *output, "human (default) or json")->check(CLI::IsMember({"human", "json"}));
+  list->callback([output, &state] { state.exit_code = RunList(*output); });
+}
+
+}  // namespace vdisk_tool

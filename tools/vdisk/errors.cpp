@@ -1,0 +1,157 @@
+#include "errors.h"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <utility>
+
+#if !defined(_WIN32)
+#include <virtdisk/extensions.h>
+#endif
+
+namespace vdisk_tool {
+namespace {
+
+struct ErrorNameEntry {
+  DWORD code;
+  const char* name;
+};
+#define VDISK_ERROR_NAME(e) \
+  ErrorNameEntry { static_cast<DWORD>(e), #e }
+const ErrorNameEntry kErrorNames[] = {
+    VDISK_ERROR_NAME(ERROR_SUCCESS),
+    VDISK_ERROR_NAME(ERROR_INVALID_FUNCTION),
+    VDISK_ERROR_NAME(ERROR_FILE_NOT_FOUND),
+    VDISK_ERROR_NAME(ERROR_PATH_NOT_FOUND),
+    VDISK_ERROR_NAME(ERROR_ACCESS_DENIED),
+    VDISK_ERROR_NAME(ERROR_INVALID_HANDLE),
+    VDISK_ERROR_NAME(ERROR_NOT_ENOUGH_MEMORY),
+    VDISK_ERROR_NAME(ERROR_INVALID_DATA),
+    VDISK_ERROR_NAME(ERROR_OUTOFMEMORY),
+    VDISK_ERROR_NAME(ERROR_NOT_READY),
+    VDISK_ERROR_NAME(ERROR_WRITE_PROTECT),
+    VDISK_ERROR_NAME(ERROR_CRC),
+    VDISK_ERROR_NAME(ERROR_SEEK),
+    VDISK_ERROR_NAME(ERROR_WRITE_FAULT),
+    VDISK_ERROR_NAME(ERROR_READ_FAULT),
+    VDISK_ERROR_NAME(ERROR_GEN_FAILURE),
+    VDISK_ERROR_NAME(ERROR_SHARING_VIOLATION),
+    VDISK_ERROR_NAME(ERROR_LOCK_VIOLATION),
+    VDISK_ERROR_NAME(ERROR_HANDLE_EOF),
+    VDISK_ERROR_NAME(ERROR_HANDLE_DISK_FULL),
+    VDISK_ERROR_NAME(ERROR_NOT_SUPPORTED),
+    VDISK_ERROR_NAME(ERROR_DEV_NOT_EXIST),
+    VDISK_ERROR_NAME(ERROR_FILE_EXISTS),
+    VDISK_ERROR_NAME(ERROR_INVALID_PARAMETER),
+    VDISK_ERROR_NAME(ERROR_BROKEN_PIPE),
+    VDISK_ERROR_NAME(ERROR_OPEN_FAILED),
+    VDISK_ERROR_NAME(ERROR_DISK_FULL),
+    VDISK_ERROR_NAME(ERROR_CALL_NOT_IMPLEMENTED),
+    VDISK_ERROR_NAME(ERROR_INSUFFICIENT_BUFFER),
+    VDISK_ERROR_NAME(ERROR_INVALID_NAME),
+    VDISK_ERROR_NAME(ERROR_INVALID_LEVEL),
+    VDISK_ERROR_NAME(ERROR_BUSY),
+    VDISK_ERROR_NAME(ERROR_ALREADY_EXISTS),
+    VDISK_ERROR_NAME(ERROR_FILE_TOO_LARGE),
+    VDISK_ERROR_NAME(ERROR_DIRECTORY),
+    VDISK_ERROR_NAME(ERROR_MORE_DATA),
+    VDISK_ERROR_NAME(ERROR_OPERATION_ABORTED),
+    VDISK_ERROR_NAME(ERROR_IO_INCOMPLETE),
+    VDISK_ERROR_NAME(ERROR_IO_PENDING),
+    VDISK_ERROR_NAME(ERROR_NOACCESS),
+    VDISK_ERROR_NAME(ERROR_INVALID_FLAGS),
+    VDISK_ERROR_NAME(ERROR_FILE_INVALID),
+    VDISK_ERROR_NAME(ERROR_IO_DEVICE),
+    VDISK_ERROR_NAME(ERROR_DEVICE_NOT_CONNECTED),
+    VDISK_ERROR_NAME(ERROR_NOT_FOUND),
+    VDISK_ERROR_NAME(ERROR_CANCELLED),
+    VDISK_ERROR_NAME(ERROR_INTERNAL_ERROR),
+    VDISK_ERROR_NAME(ERROR_FILE_CORRUPT),
+    VDISK_ERROR_NAME(ERROR_DISK_CORRUPT),
+    VDISK_ERROR_NAME(ERROR_TIMEOUT),
+    VDISK_ERROR_NAME(ERROR_INVALID_STATE),
+    VDISK_ERROR_NAME(ERROR_VHD_DRIVE_FOOTER_MISSING),
+    VDISK_ERROR_NAME(ERROR_VHD_DRIVE_FOOTER_CHECKSUM_MISMATCH),
+    VDISK_ERROR_NAME(ERROR_VHD_DRIVE_FOOTER_CORRUPT),
+    VDISK_ERROR_NAME(ERROR_VHD_FORMAT_UNKNOWN),
+    VDISK_ERROR_NAME(ERROR_VHD_FORMAT_UNSUPPORTED_VERSION),
+    VDISK_ERROR_NAME(ERROR_VHD_SPARSE_HEADER_CHECKSUM_MISMATCH),
+    VDISK_ERROR_NAME(ERROR_VHD_SPARSE_HEADER_UNSUPPORTED_VERSION),
+    VDISK_ERROR_NAME(ERROR_VHD_SPARSE_HEADER_CORRUPT),
+    VDISK_ERROR_NAME(ERROR_VHD_BLOCK_ALLOCATION_FAILURE),
+    VDISK_ERROR_NAME(ERROR_VHD_BLOCK_ALLOCATION_TABLE_CORRUPT),
+    VDISK_ERROR_NAME(ERROR_VHD_INVALID_BLOCK_SIZE),
+    VDISK_ERROR_NAME(ERROR_VHD_BITMAP_MISMATCH),
+    VDISK_ERROR_NAME(ERROR_VHD_PARENT_VHD_NOT_FOUND),
+    VDISK_ERROR_NAME(ERROR_VHD_CHILD_PARENT_ID_MISMATCH),
+    VDISK_ERROR_NAME(ERROR_VHD_CHILD_PARENT_TIMESTAMP_MISMATCH),
+    VDISK_ERROR_NAME(ERROR_VHD_METADATA_READ_FAILURE),
+    VDISK_ERROR_NAME(ERROR_VHD_METADATA_WRITE_FAILURE),
+    VDISK_ERROR_NAME(ERROR_VHD_INVALID_SIZE),
+    VDISK_ERROR_NAME(ERROR_VHD_INVALID_FILE_SIZE),
+    VDISK_ERROR_NAME(ERROR_VIRTDISK_PROVIDER_NOT_FOUND),
+    VDISK_ERROR_NAME(ERROR_VIRTDISK_NOT_VIRTUAL_DISK),
+    VDISK_ERROR_NAME(ERROR_VHD_PARENT_VHD_ACCESS_DENIED),
+    VDISK_ERROR_NAME(ERROR_VHD_CHILD_PARENT_SIZE_MISMATCH),
+    VDISK_ERROR_NAME(ERROR_VHD_DIFFERENCING_CHAIN_CYCLE_DETECTED),
+    VDISK_ERROR_NAME(ERROR_VHD_DIFFERENCING_CHAIN_ERROR_IN_PARENT),
+    VDISK_ERROR_NAME(ERROR_VIRTUAL_DISK_LIMITATION),
+    VDISK_ERROR_NAME(ERROR_VHD_INVALID_TYPE),
+    VDISK_ERROR_NAME(ERROR_VHD_INVALID_STATE),
+    VDISK_ERROR_NAME(ERROR_VIRTDISK_UNSUPPORTED_DISK_SECTOR_SIZE),
+    VDISK_ERROR_NAME(ERROR_VIRTDISK_DISK_ALREADY_OWNED),
+    VDISK_ERROR_NAME(ERROR_VIRTDISK_DISK_ONLINE_AND_WRITABLE),
+    VDISK_ERROR_NAME(ERROR_VHD_RESIZE_WOULD_TRUNCATE_DATA),
+    VDISK_ERROR_NAME(ERROR_VHD_METADATA_FULL),
+    VDISK_ERROR_NAME(ERROR_VHD_SHARED),
+};
+#undef VDISK_ERROR_NAME
+
+}  // namespace
+
+Failure::Failure(std::string file, std::string what, std::optional<DWORD> code, std::string reason)
+    : std::runtime_error(std::move(what)),
+      file_(std::move(file)),
+      code_(code),
+      reason_(std::move(reason)) {}
+
+std::string ErrorName(DWORD code) {
+  for (const auto& entry : kErrorNames) {
+    if (entry.code == code) return entry.name;
+  }
+  return fmt::format("error 0x{:08X}", static_cast<unsigned long>(code));
+}
+
+std::string LastReason() {
+#if defined(_WIN32)
+  return {};  // VirtDisk.dll has no reason sentences beyond the code
+#else
+  const char* reason = VirtDiskGetLastFailureMessage();
+  return reason != nullptr ? std::string(reason) : std::string();
+#endif
+}
+
+void Fail(DWORD error, const std::string& file, const std::string& what) {
+  throw Failure(file, what, error, LastReason());
+}
+
+void Check(DWORD error, const std::string& file, const std::string& what) {
+  if (error != ERROR_SUCCESS) Fail(error, file, what);
+}
+
+void Report(const Failure& failure) {
+  std::string line = "vdisk: ";
+  if (!failure.file().empty()) line += failure.file() + ": ";
+  if (failure.code()) {
+    line += fmt::format("{} ({}): ", ErrorName(*failure.code()),
+                        static_cast<unsigned long>(*failure.code()));
+    // The library's sentence says why; without one, what vdisk was doing.
+    line += failure.reason().empty() ? std::string(failure.what()) + " failed" : failure.reason();
+  } else {
+    line += failure.what();
+  }
+  std::fflush(stdout);
+  std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+}  // namespace vdisk_tool
