@@ -52,14 +52,6 @@ VIRTDISK_API DWORD WINAPI MergeVirtualDisk(HANDLE VirtualDiskHandle, MERGE_VIRTU
                                            PMERGE_VIRTUAL_DISK_PARAMETERS, LPOVERLAPPED) {
   return Planned("MergeVirtualDisk", VirtualDiskHandle);
 }
-VIRTDISK_API DWORD WINAPI ExpandVirtualDisk(HANDLE VirtualDiskHandle, EXPAND_VIRTUAL_DISK_FLAG,
-                                            PEXPAND_VIRTUAL_DISK_PARAMETERS, LPOVERLAPPED) {
-  return Planned("ExpandVirtualDisk", VirtualDiskHandle);
-}
-VIRTDISK_API DWORD WINAPI ResizeVirtualDisk(HANDLE VirtualDiskHandle, RESIZE_VIRTUAL_DISK_FLAG,
-                                            PRESIZE_VIRTUAL_DISK_PARAMETERS, LPOVERLAPPED) {
-  return Planned("ResizeVirtualDisk", VirtualDiskHandle);
-}
 VIRTDISK_API DWORD WINAPI AddVirtualDiskParent(HANDLE VirtualDiskHandle, PCWSTR) {
   return Planned("AddVirtualDiskParent", VirtualDiskHandle);
 }

@@ -187,6 +187,11 @@ void OpenDisk::ClearWriteFanout() {
   fanout_.reset();
 }
 
+bool OpenDisk::mirroring() const {
+  std::shared_lock lock(io_mutex_);
+  return fanout_ != nullptr;
+}
+
 Status OpenDisk::Activate(std::shared_ptr<VirtualDisk> disk,
                           const std::function<Status()>& before_switch) {
   std::filesystem::path old_key;

@@ -97,6 +97,8 @@ class OpenDisk {
   // in flight. Fails with kVhdInvalidState if another fan-out is installed.
   Status SetWriteFanout(std::shared_ptr<WriteFanout> fanout);
   void ClearWriteFanout();
+  // Whether a fan-out (a running mirror) is installed.
+  bool mirroring() const;
   // Makes `disk` the active disk of every handle (mirror break) and removes the fan-out. Runs
   // `before_switch` with the I/O path drained (nothing in flight), and switches only if it
   // succeeds.

@@ -87,6 +87,10 @@ class VhdImage final : public Image {
                                              platform::File& source,
                                              std::uint64_t source_offset) override;
   Status Flush() override;
+  // The end of the last partition of an MBR or GPT at the start of the disk, else the size.
+  Result<std::uint64_t> SmallestSafeVirtualSize() const override;
+  // Fixed and dynamic images (vhd_resize.cpp); a differencing image answers kVhdInvalidType.
+  Status Resize(std::uint64_t new_size, OperationProgress& progress) override;
   bool write_hardening() const override { return write_hardening_.load(); }
   void SetWriteHardening(bool on) override { write_hardening_.store(on); }
   platform::File& file() const override { return *file_; }
@@ -119,6 +123,13 @@ class VhdImage final : public Image {
   // REQUIRES: bitmap_mutex_ held. The cached bitmap of `block`, loaded from the file if needed.
   Result<std::vector<std::uint8_t>*> CachedBitmapLocked(std::uint32_t block, std::uint32_t entry);
   void CacheBitmapLocked(std::uint32_t block, std::vector<std::uint8_t> bitmap);
+  // Resize of a fixed image, and of a dynamic one (vhd_resize.cpp).
+  Status ResizeFixed(std::uint64_t new_size, const std::array<std::byte, kFooterSize>& footer,
+                     OperationProgress& progress);
+  Status ResizeDynamic(std::uint64_t new_size, const std::array<std::byte, kFooterSize>& footer,
+                       OperationProgress& progress);
+  // Writes `footer` at the end footer's place and as the copy at 0 (dynamic), flushing each.
+  Status WriteFooters(const std::array<std::byte, kFooterSize>& footer);
   std::uint64_t BlockFileOffset(std::uint32_t entry) const {
     return std::uint64_t{entry} * kSectorSize;
   }
@@ -127,16 +138,16 @@ class VhdImage final : public Image {
   const bool read_only_;
   std::atomic<bool> write_hardening_;
   const DiskSubtype subtype_;
-  const std::uint64_t size_;
+  std::uint64_t size_;  // changes only in Resize, with I/O drained
   const std::uint32_t timestamp_;
   const Guid unique_id_;
-  const std::array<std::byte, kFooterSize> footer_;
+  std::array<std::byte, kFooterSize> footer_;  // changes only in Resize
   const std::optional<ParentReference> parent_;
 
   // Dynamic and differencing.
   const std::uint32_t block_size_;
   const std::uint32_t bitmap_bytes_;
-  const std::uint64_t table_offset_;
+  std::uint64_t table_offset_;  // changes only in Resize
   std::vector<std::atomic<std::uint32_t>> bat_;
 
   std::mutex allocation_mutex_;

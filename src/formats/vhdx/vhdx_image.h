@@ -106,6 +106,8 @@ class VhdxImage final : public Image {
   // The end of the last partition of an MBR or GPT at the start of the disk (read through this
   // image; a differencing image's parent ranges read as zeros), else the virtual size.
   Result<std::uint64_t> SmallestSafeVirtualSize() const override;
+  // Fixed and dynamic files (vhdx_resize.cpp); a differencing file answers kVhdInvalidType.
+  Status Resize(std::uint64_t new_size, OperationProgress& progress) override;
   Status SetParentLocation(const std::filesystem::path& parent_path, const Image& parent) override;
   Status SetUniqueId(const Guid& id) override;
   Status SetVirtualDiskId(const Guid& id) override;
@@ -172,10 +174,11 @@ class VhdxImage final : public Image {
   // Metadata region updates: stage the new table and `payload` at its item, commit, publish.
   Status CommitMetadata(std::vector<MetadataItem> items,
                         std::span<const std::pair<std::uint32_t, std::vector<std::byte>>> payload);
+  // Resize's steps. REQUIRES: update_mutex_ held.
+  Status ResizeLocked(std::uint64_t new_size, OperationProgress& progress);
   Result<std::uint32_t> PlaceItem(std::vector<MetadataItem>& items, const Guid& id, bool is_user,
                                   std::uint32_t flags, std::uint32_t length);
   Status WriteSystemItem(const Guid& id, std::span<const std::byte> bytes);
-  Status ReadVirtual(std::uint64_t offset, std::span<std::byte> out) const;
 
   const std::unique_ptr<platform::File> file_;
   const bool read_only_;
