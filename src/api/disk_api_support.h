@@ -6,6 +6,7 @@
 
 #include "api/abi.h"
 #include "api/disk_handle.h"
+#include "core/disk_operation.h"
 #include "core/image.h"
 #include "core/status.h"
 
@@ -24,5 +25,13 @@ Guid FromGuid(const GUID& guid);
 // completes an asynchronous request, so that a caller waiting on it proceeds. On Windows the
 // completion goes through `disk`'s kernel handle (event, port packet), when there is one.
 DWORD CompleteNow(OVERLAPPED* overlapped, DWORD error, DiskHandle* disk);
+
+// Runs `work` for an export (merge, compact, resize...): on this thread when `overlapped` is
+// null (returns its Win32 code), else bound to `overlapped` as MirrorVirtualDisk is: returns
+// ERROR_IO_PENDING; the OVERLAPPED completes with the result (a bound completion port gets a
+// packet); GetVirtualDiskOperationProgress reports it; CancelIo/CancelIoEx/CloseHandle cancel
+// it and it completes with ERROR_OPERATION_ABORTED. One operation at a time per handle: another
+// still running gives ERROR_VHD_INVALID_STATE. Validate parameters before calling it.
+DWORD RunDiskOperation(DiskHandle& disk, LPOVERLAPPED overlapped, OperationWork work);
 
 }  // namespace vdisk::api

@@ -141,16 +141,16 @@ DWORD DiskHandle::Flush() {
   return status.ok() ? ERROR_SUCCESS : Fail(status);
 }
 
-void DiskHandle::SetMirror(OVERLAPPED* overlapped, std::shared_ptr<MirrorJob> job) {
+void DiskHandle::SetOperation(OVERLAPPED* overlapped, std::shared_ptr<DiskOperation> operation) {
   std::lock_guard lock(mutex_);
-  mirror_overlapped_ = overlapped;
-  mirror_ = std::move(job);
+  operation_overlapped_ = overlapped;
+  operation_ = std::move(operation);
 }
 
-std::shared_ptr<MirrorJob> DiskHandle::Mirror(const OVERLAPPED* overlapped) const {
+std::shared_ptr<DiskOperation> DiskHandle::Operation(const OVERLAPPED* overlapped) const {
   std::lock_guard lock(mutex_);
-  if (overlapped != nullptr && overlapped != mirror_overlapped_) return nullptr;
-  return mirror_;
+  if (overlapped != nullptr && overlapped != operation_overlapped_) return nullptr;
+  return operation_;
 }
 
 #ifdef _WIN32
@@ -210,7 +210,7 @@ void DiskHandle::CompleteOperation(OVERLAPPED* overlapped, DWORD error) {
 
 DWORD DiskHandle::Cancel(const OVERLAPPED* overlapped) {
   bool found = false;
-  std::shared_ptr<MirrorJob> mirror;
+  std::shared_ptr<DiskOperation> operation;
   {
     std::lock_guard lock(mutex_);
     for (auto& request : pending_) {
@@ -219,14 +219,15 @@ DWORD DiskHandle::Cancel(const OVERLAPPED* overlapped) {
         found = true;
       }
     }
-    if (mirror_ && (overlapped == nullptr || overlapped == mirror_overlapped_) &&
-        !mirror_->Progress().finished()) {
-      mirror = mirror_;
+    if (operation_ && (overlapped == nullptr || overlapped == operation_overlapped_) &&
+        !operation_->Report().finished) {
+      operation = operation_;
     }
   }
-  if (mirror) {
-    // Completes the mirror's OVERLAPPED with ERROR_OPERATION_ABORTED before returning.
-    mirror->Cancel();
+  if (operation) {
+    // Completes the operation's OVERLAPPED (ERROR_OPERATION_ABORTED, unless it had just ended)
+    // before returning.
+    operation->Cancel();
     found = true;
   }
   return found ? ERROR_SUCCESS : ERROR_NOT_FOUND;
@@ -242,9 +243,9 @@ DWORD DiskHandle::AssociatePort(std::shared_ptr<KernelObject> port, ULONG_PTR ke
 void DiskHandle::OnClose() {
   Cancel(nullptr);
   {
-    // The job's last callback may still be running; it must not outlive the handle.
-    std::shared_ptr<MirrorJob> mirror = Mirror(nullptr);
-    if (mirror) mirror->WaitFinished();
+    // The operation's last callback may still be running; it must not outlive the handle.
+    std::shared_ptr<DiskOperation> operation = Operation(nullptr);
+    if (operation) operation->WaitFinished();
   }
   {
     std::unique_lock lock(mutex_);

@@ -14,6 +14,7 @@
 
 #include "api/abi.h"
 #include "api/handle_table.h"
+#include "core/disk_operation.h"
 #include "core/open_disk.h"
 #include "mirror/mirror_job.h"
 #ifdef _WIN32
@@ -45,13 +46,17 @@ class DiskHandle final : public KernelObject {
   // Attachment made through this handle (raw I/O); ends when this handle closes.
   void set_attached_here(bool value) { attached_here_ = value; }
 
-  // The mirror started through this handle and its OVERLAPPED. It stays after it ends, so that
-  // its final status can still be queried with the same OVERLAPPED.
-  void SetMirror(OVERLAPPED* overlapped, std::shared_ptr<MirrorJob> job);
-  // The mirror whose OVERLAPPED is `overlapped` (any, when NULL), or nullptr.
-  std::shared_ptr<MirrorJob> Mirror(const OVERLAPPED* overlapped) const;
-  // An asynchronous operation (MirrorVirtualDisk) bound to the caller's OVERLAPPED, in this
-  // order: PrepareOperation before the work that ends it can end; then, on the caller's thread,
+  // The last operation started through this handle (a mirror, merge, compaction, resize) and
+  // its OVERLAPPED. It stays after it ends, so that its final status can still be queried with
+  // the same OVERLAPPED.
+  void SetOperation(OVERLAPPED* overlapped, std::shared_ptr<DiskOperation> operation);
+  // The operation whose OVERLAPPED is `overlapped` (any, when NULL), or nullptr.
+  std::shared_ptr<DiskOperation> Operation(const OVERLAPPED* overlapped) const;
+  // The operation, if it is a mirror.
+  std::shared_ptr<MirrorJob> Mirror(const OVERLAPPED* overlapped) const {
+    return std::dynamic_pointer_cast<MirrorJob>(Operation(overlapped));
+  }
+  // An asynchronous operation bound to the caller's OVERLAPPED, in this order: PrepareOperation before the work that ends it can end; then, on the caller's thread,
   // LaunchOperation once the work runs (ERROR_IO_PENDING, or the error that kept the operation
   // from pending: then the caller stops the work), or AbandonOperation if it never started.
   void PrepareOperation(OVERLAPPED* overlapped);
@@ -104,8 +109,8 @@ class DiskHandle final : public KernelObject {
   std::list<std::shared_ptr<Request>> pending_;
   std::shared_ptr<KernelObject> port_;
   ULONG_PTR port_key_ = 0;
-  OVERLAPPED* mirror_overlapped_ = nullptr;
-  std::shared_ptr<MirrorJob> mirror_;
+  OVERLAPPED* operation_overlapped_ = nullptr;
+  std::shared_ptr<DiskOperation> operation_;
 #ifdef _WIN32
   std::shared_ptr<win32::DiskPipe> pipe_;  // set once, by CreateKernelHandle
 #endif

@@ -1,4 +1,4 @@
-// MirrorVirtualDisk, BreakMirrorVirtualDisk and GetVirtualDiskOperationProgress.
+// MirrorVirtualDisk and BreakMirrorVirtualDisk.
 //
 // The mirror is a MirrorJob (src/mirror) bound to the caller's OVERLAPPED: MirrorVirtualDisk
 // returns ERROR_IO_PENDING, and the OVERLAPPED completes only when the job ends: ERROR_SUCCESS
@@ -36,8 +36,8 @@ DWORD MirrorImpl(HANDLE handle, DWORD flags,
   if (!disk) return error;
   if (!disk->Allows(VIRTUAL_DISK_ACCESS_ATTACH_RW) || disk->options().get_info_only)
     return ERROR_ACCESS_DENIED;
-  if (auto running = disk->Mirror(nullptr); running && !running->Progress().finished()) {
-    return Fail(Status(Code::kVhdInvalidState, "a mirror is already running on this handle"));
+  if (auto running = disk->Operation(nullptr); running && !running->Report().finished) {
+    return Fail(Status(Code::kVhdInvalidState, "an operation is already running on this handle"));
   }
 
   MirrorOptions options;
@@ -60,13 +60,13 @@ DWORD MirrorImpl(HANDLE handle, DWORD flags,
     return Fail(job.status());
   }
   std::shared_ptr<MirrorJob> started = std::move(job).value();
-  disk->SetMirror(overlapped, started);
+  disk->SetOperation(overlapped, started);
   // On the caller's thread: on Windows the operation pends in the kernel from here (see
   // win32/disk_pipe.h).
   const DWORD launched = disk->LaunchOperation(overlapped);
   if (launched != ERROR_IO_PENDING) {
     started->Cancel();
-    disk->SetMirror(nullptr, nullptr);
+    disk->SetOperation(nullptr, nullptr);
     *overlapped = saved;
     return launched;
   }
@@ -81,25 +81,6 @@ DWORD BreakImpl(HANDLE handle) {
   if (!job) return Fail(Status(Code::kVhdInvalidState, "no mirror was started on this handle"));
   const Status status = job->Break();
   return status.ok() ? ERROR_SUCCESS : Fail(status);
-}
-
-DWORD ProgressImpl(HANDLE handle, LPOVERLAPPED overlapped, PVIRTUAL_DISK_PROGRESS progress) {
-  if (overlapped == nullptr || progress == nullptr) return ERROR_INVALID_PARAMETER;
-  DWORD error = ERROR_SUCCESS;
-  auto disk = LookupDisk(handle, &error);
-  if (!disk) return error;
-  auto job = disk->Mirror(overlapped);
-  if (!job) {
-    return Fail(Status(Code::kInvalidParameter,
-                       "no operation was started on this handle with this OVERLAPPED"));
-  }
-  const MirrorProgress p = job->Progress();
-  progress->OperationStatus =
-      !p.finished() ? ERROR_IO_PENDING
-                    : (p.final_status.ok() ? ERROR_SUCCESS : ToWin32Error(p.final_status.code()));
-  progress->CurrentValue = p.current;
-  progress->CompletionValue = p.completion;
-  return ERROR_SUCCESS;
 }
 
 std::string HandleArg(HANDLE h) { return Hex(reinterpret_cast<ULONG_PTR>(h)); }
@@ -132,17 +113,6 @@ VIRTDISK_API DWORD WINAPI BreakMirrorVirtualDisk(HANDLE VirtualDiskHandle) {
   const DWORD result =
       GuardedCall("BreakMirrorVirtualDisk", [&] { return BreakImpl(VirtualDiskHandle); });
   TraceCall("BreakMirrorVirtualDisk", HandleArg(VirtualDiskHandle), result);
-  return result;
-}
-
-VIRTDISK_API DWORD WINAPI GetVirtualDiskOperationProgress(HANDLE VirtualDiskHandle,
-                                                          LPOVERLAPPED Overlapped,
-                                                          PVIRTUAL_DISK_PROGRESS Progress) {
-  ClearLastFailureMessage();
-  const DWORD result = GuardedCall("GetVirtualDiskOperationProgress", [&] {
-    return ProgressImpl(VirtualDiskHandle, Overlapped, Progress);
-  });
-  if (result != ERROR_SUCCESS) TraceCall("GetVirtualDiskOperationProgress", HandleArg(VirtualDiskHandle), result);
   return result;
 }
 

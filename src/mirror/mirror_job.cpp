@@ -539,6 +539,16 @@ MirrorProgress MirrorJob::Progress() const {
   return progress;
 }
 
+OperationProgress MirrorJob::Report() const {
+  const MirrorProgress p = Progress();
+  OperationProgress report;
+  report.current = p.current;
+  report.completion = p.completion;
+  report.finished = p.finished();
+  report.final_status = p.final_status;
+  return report;
+}
+
 Status MirrorJob::Break() {
   {
     std::lock_guard lock(mutex_);

@@ -52,6 +52,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/disk_operation.h"
 #include "core/open_disk.h"
 #include "core/virtual_disk.h"
 #include "formats/registry/registry.h"
@@ -93,7 +94,9 @@ struct MirrorCopyStats {
   std::uint64_t skipped_zero_bytes = 0;  // data extents left out as zeros (holes, zero pieces)
 };
 
-class MirrorJob final : public WriteFanout, public std::enable_shared_from_this<MirrorJob> {
+class MirrorJob final : public WriteFanout,
+                        public DiskOperation,
+                        public std::enable_shared_from_this<MirrorJob> {
  public:
   // Creates (or opens) the target, seeds the dirty set, installs the job as the disk's write
   // fan-out and starts copying. On failure nothing is left behind.
@@ -105,13 +108,15 @@ class MirrorJob final : public WriteFanout, public std::enable_shared_from_this<
   MirrorJob& operator=(const MirrorJob&) = delete;
 
   MirrorProgress Progress() const;
+  // Progress() as any operation reports it.
+  OperationProgress Report() const override;
   MirrorCopyStats CopyStats() const;
   // Makes the target the active disk. kVhdInvalidState unless ready; then nothing changes.
   Status Break();
   // Ends the job with kOperationAborted unless it already ended; returns when it has.
-  void Cancel();
+  void Cancel() override;
   // Blocks until the job has ended.
-  void WaitFinished();
+  void WaitFinished() override;
 
   Status Write(VirtualDisk& active, std::uint64_t offset,
                std::span<const std::byte> data) override;
