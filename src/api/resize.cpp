@@ -25,13 +25,6 @@ constexpr DWORD kKnownResizeFlags =
 // disk must be detached to expand, so it changes nothing here.
 constexpr DWORD kKnownExpandFlags = Bits(EXPAND_VIRTUAL_DISK_FLAG_NOTIFY_CHANGE);
 
-// Progress of a resize run on the caller's thread: never cancelled.
-class SynchronousProgress final : public OperationProgress {
- public:
-  bool cancelled() const override { return false; }
-  void SetProgress(std::uint64_t, std::uint64_t) override {}
-};
-
 DWORD Run(HANDLE handle, const ResizeRequest& request, LPOVERLAPPED overlapped) {
   DWORD error = ERROR_SUCCESS;
   auto disk = LookupDisk(handle, &error);
@@ -40,10 +33,10 @@ DWORD Run(HANDLE handle, const ResizeRequest& request, LPOVERLAPPED overlapped) 
       disk->disk()->read_only()) {
     return ERROR_ACCESS_DENIED;
   }
-  SynchronousProgress progress;
-  const Status status = ResizeDisk(disk->open_disk(), request, progress);
-  if (!status.ok()) return Fail(status);
-  return CompleteNow(overlapped, ERROR_SUCCESS, disk.get());
+  return RunDiskOperation(*disk, overlapped,
+                          [open = disk->shared_open_disk(), request](OperationContext& context) {
+                            return ResizeDisk(*open, request, context);
+                          });
 }
 
 DWORD ResizeImpl(HANDLE handle, DWORD flags, PRESIZE_VIRTUAL_DISK_PARAMETERS parameters,

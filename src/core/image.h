@@ -85,9 +85,9 @@ class WritePayload {
 
 // Progress and cancellation of a long operation on an image (the core's OperationContext reaches
 // a format through it). Not thread-safe; lives for one call.
-class OperationProgress {
+class OperationControl {
  public:
-  virtual ~OperationProgress() = default;
+  virtual ~OperationControl() = default;
   // Polled between steps: when true, the format stops at the next point where its file is
   // consistent and returns kOperationAborted.
   virtual bool cancelled() const = 0;
@@ -168,7 +168,7 @@ class Image {
   // the new size, and calling Resize again with the same size completes it.
   // REQUIRES: nothing else uses the image during the call (the caller drains its I/O);
   // new_size > 0 and a multiple of logical_sector_size().
-  virtual Status Resize(std::uint64_t new_size, OperationProgress& progress) {
+  virtual Status Resize(std::uint64_t new_size, OperationControl& progress) {
     (void)new_size;
     (void)progress;
     return Status(Code::kNotSupported, "this format cannot change its size");

@@ -5,6 +5,26 @@
 #include "formats/partition_table.h"
 
 namespace vdisk {
+namespace {
+
+class ContextControl final : public OperationControl {
+ public:
+  explicit ContextControl(OperationContext& context) : context_(context) {}
+  bool cancelled() const override { return context_.cancelled(); }
+  void SetProgress(std::uint64_t current, std::uint64_t completion) override {
+    context_.SetProgress(current, completion);
+  }
+
+ private:
+  OperationContext& context_;
+};
+
+}  // namespace
+
+Status ResizeDisk(OpenDisk& open, const ResizeRequest& request, OperationContext& context) {
+  ContextControl control(context);
+  return ResizeDisk(open, request, control);
+}
 
 Result<std::uint64_t> SmallestSafeSize(VirtualDisk& disk) {
   const VirtualReader read = [&disk](std::uint64_t offset, std::span<std::byte> out) {
@@ -13,7 +33,7 @@ Result<std::uint64_t> SmallestSafeSize(VirtualDisk& disk) {
   return SmallestSafeSize(read, disk.size(), disk.sector_size());
 }
 
-Status ResizeDisk(OpenDisk& open, const ResizeRequest& request, OperationProgress& progress) {
+Status ResizeDisk(OpenDisk& open, const ResizeRequest& request, OperationControl& progress) {
   const std::string path = open.key().string();
   // ExpandVirtualDisk's documentation: "Expanding a virtual disk requires that the virtual disk
   // be detached during the operation"; Resize-VHD's (Hyper-V module): "the virtual hard disk

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "core/disk_operation.h"
 #include "core/image.h"
 #include "core/open_disk.h"
 #include "core/status.h"
@@ -30,7 +31,10 @@ struct ResizeRequest {
 //  kVhdAlreadyAtOrBelowMinimumVirtualSize for to_smallest_safe when nothing can be cut;
 //  kOperationAborted when `progress` asks to stop (the image keeps its old size);
 //  or the image's error.
-Status ResizeDisk(OpenDisk& open, const ResizeRequest& request, OperationProgress& progress);
+Status ResizeDisk(OpenDisk& open, const ResizeRequest& request, OperationControl& progress);
+
+// The same, reporting progress to and polling cancellation from an operation's context.
+Status ResizeDisk(OpenDisk& open, const ResizeRequest& request, OperationContext& context);
 
 // The smallest size that keeps every partition of `disk` (read through its whole chain).
 Result<std::uint64_t> SmallestSafeSize(VirtualDisk& disk);

@@ -52,7 +52,7 @@ const ProviderRegistry& Registry() {
   return registry;
 }
 
-class NoCancel final : public OperationProgress {
+class NoCancel final : public OperationControl {
  public:
   bool cancelled() const override { return false; }
   void SetProgress(std::uint64_t, std::uint64_t) override {}

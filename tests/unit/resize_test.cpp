@@ -164,7 +164,7 @@ int Sh(const std::string& command, std::string* output = nullptr) {
 std::string Q(const fs::path& path) { return vdisk_unit::ShellQuote(path); }
 
 // Cancels once SetProgress has been called `after` times (never when negative).
-class TestProgress final : public OperationProgress {
+class TestProgress final : public OperationControl {
  public:
   explicit TestProgress(int after = -1) : after_(after) {}
   bool cancelled() const override { return after_ >= 0 && calls_ >= after_; }

@@ -90,7 +90,7 @@ class VhdImage final : public Image {
   // The end of the last partition of an MBR or GPT at the start of the disk, else the size.
   Result<std::uint64_t> SmallestSafeVirtualSize() const override;
   // Fixed and dynamic images (vhd_resize.cpp); a differencing image answers kVhdInvalidType.
-  Status Resize(std::uint64_t new_size, OperationProgress& progress) override;
+  Status Resize(std::uint64_t new_size, OperationControl& progress) override;
   bool write_hardening() const override { return write_hardening_.load(); }
   void SetWriteHardening(bool on) override { write_hardening_.store(on); }
   platform::File& file() const override { return *file_; }
@@ -125,9 +125,9 @@ class VhdImage final : public Image {
   void CacheBitmapLocked(std::uint32_t block, std::vector<std::uint8_t> bitmap);
   // Resize of a fixed image, and of a dynamic one (vhd_resize.cpp).
   Status ResizeFixed(std::uint64_t new_size, const std::array<std::byte, kFooterSize>& footer,
-                     OperationProgress& progress);
+                     OperationControl& progress);
   Status ResizeDynamic(std::uint64_t new_size, const std::array<std::byte, kFooterSize>& footer,
-                       OperationProgress& progress);
+                       OperationControl& progress);
   // Writes `footer` at the end footer's place and as the copy at 0 (dynamic), flushing each.
   Status WriteFooters(const std::array<std::byte, kFooterSize>& footer);
   std::uint64_t BlockFileOffset(std::uint32_t entry) const {

@@ -72,7 +72,7 @@ Result<std::uint64_t> VhdImage::SmallestSafeVirtualSize() const {
   return SmallestSafeSizeOf(*this);
 }
 
-Status VhdImage::Resize(std::uint64_t new_size, OperationProgress& progress) {
+Status VhdImage::Resize(std::uint64_t new_size, OperationControl& progress) {
   const std::string path = file_->path().string();
   if (read_only_) return Status(Code::kWriteProtect, path + ": opened read-only");
   if (subtype_ == DiskSubtype::kDifferencing) {
@@ -99,7 +99,7 @@ Status VhdImage::Resize(std::uint64_t new_size, OperationProgress& progress) {
 
 Status VhdImage::ResizeFixed(std::uint64_t new_size,
                              const std::array<std::byte, kFooterSize>& footer,
-                             OperationProgress& progress) {
+                             OperationControl& progress) {
   const bool harden = write_hardening_;
   auto flush = [&] { return harden ? file_->Flush() : Status::Ok(); };
   const std::uint64_t old_size = size_;
@@ -138,7 +138,7 @@ Status VhdImage::WriteFooters(const std::array<std::byte, kFooterSize>& footer) 
 
 Status VhdImage::ResizeDynamic(std::uint64_t new_size,
                                const std::array<std::byte, kFooterSize>& footer,
-                               OperationProgress& progress) {
+                               OperationControl& progress) {
   const bool harden = write_hardening_;
   auto flush = [&] { return harden ? file_->Flush() : Status::Ok(); };
   const std::uint64_t old_size = size_;

@@ -107,7 +107,7 @@ class VhdxImage final : public Image {
   // image; a differencing image's parent ranges read as zeros), else the virtual size.
   Result<std::uint64_t> SmallestSafeVirtualSize() const override;
   // Fixed and dynamic files (vhdx_resize.cpp); a differencing file answers kVhdInvalidType.
-  Status Resize(std::uint64_t new_size, OperationProgress& progress) override;
+  Status Resize(std::uint64_t new_size, OperationControl& progress) override;
   Status SetParentLocation(const std::filesystem::path& parent_path, const Image& parent) override;
   Status SetUniqueId(const Guid& id) override;
   Status SetVirtualDiskId(const Guid& id) override;
@@ -175,7 +175,7 @@ class VhdxImage final : public Image {
   Status CommitMetadata(std::vector<MetadataItem> items,
                         std::span<const std::pair<std::uint32_t, std::vector<std::byte>>> payload);
   // Resize's steps. REQUIRES: update_mutex_ held.
-  Status ResizeLocked(std::uint64_t new_size, OperationProgress& progress);
+  Status ResizeLocked(std::uint64_t new_size, OperationControl& progress);
   Result<std::uint32_t> PlaceItem(std::vector<MetadataItem>& items, const Guid& id, bool is_user,
                                   std::uint32_t flags, std::uint32_t length);
   Status WriteSystemItem(const Guid& id, std::span<const std::byte> bytes);

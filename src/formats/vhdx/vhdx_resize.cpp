@@ -57,7 +57,7 @@ void StoreLe64(std::byte* p, std::uint64_t v) {
 
 }  // namespace
 
-Status VhdxImage::Resize(std::uint64_t new_size, OperationProgress& progress) {
+Status VhdxImage::Resize(std::uint64_t new_size, OperationControl& progress) {
   const std::string path = file_->path().string();
   if (read_only_) return Status(Code::kWriteProtect, path + ": opened read-only");
   if (subtype_ == DiskSubtype::kDifferencing) {
@@ -80,7 +80,7 @@ Status VhdxImage::Resize(std::uint64_t new_size, OperationProgress& progress) {
   return status;
 }
 
-Status VhdxImage::ResizeLocked(std::uint64_t new_size, OperationProgress& progress) {
+Status VhdxImage::ResizeLocked(std::uint64_t new_size, OperationControl& progress) {
   if (journal_failed_) {
     return Status(Code::kIoError,
                   "an earlier metadata update failed half-way; reopen the image to replay its log");
