@@ -490,6 +490,36 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{DiskFormat::kVhdx, DiskSubtype::kDynamic, "VhdxDynamic"}),
     [](const ::testing::TestParamInfo<Case>& info) { return std::string(info.param.name); });
 
+// qemu's VHDs say "qemu" as creator, and qemu sizes such a disk by its CHS geometry: a resize to a
+// size the geometry cannot express must leave a file qemu sizes exactly.
+TEST(VhdResizeInterop, QemuCreatedDiskGrowsToASizeQemuReportsExactly) {
+  if (!HaveTool("qemu-img")) {
+    VDISK_ORACLE_MISSING("qemu-img is not installed");
+  }
+  TempDir dir;
+  const fs::path path = dir / "qemu.vhd";
+  std::string out;
+  ASSERT_EQ(Sh("qemu-img create -q -f vpc -o subformat=dynamic " + Q(path) + " 32M", &out), 0)
+      << out;
+  ASSERT_EQ(Sh("qemu-io -f vpc -c 'write -P 0x5a 0 1M' " + Q(path), &out), 0) << out;
+  DiskOpenRequest request;
+  request.path = path;
+  request.options.read_only = false;
+  auto open = OpenDisk::Open(Registry(), request);
+  ASSERT_TRUE(open.ok()) << open.status().message();
+  const std::uint64_t size = 100 * kMiB + 3 * 512;
+  TestProgress progress;
+  const Status status = ResizeDisk(**open, {.new_size = size}, progress);
+  ASSERT_TRUE(status.ok()) << status.message();
+  open->reset();
+  ASSERT_EQ(Sh("qemu-img info --output=json -f vpc " + Q(path), &out), 0) << out;
+  EXPECT_NE(out.find("\"virtual-size\": " + std::to_string(size) + ","), std::string::npos) << out;
+  ASSERT_EQ(Sh("qemu-io -f vpc -c 'read -P 0x5a 0 1M' -c 'read -P 0 1M 99M' " + Q(path), &out),
+            0)
+      << out;
+  EXPECT_EQ(out.find("fail"), std::string::npos) << out;
+}
+
 TEST(VhdSmallestSafeSize, FollowsThePartitionTable) {
   TempDir dir;
   DiskCreateRequest request;

@@ -43,6 +43,15 @@ std::array<std::byte, kFooterSize> FooterWithSize(const std::array<std::byte, kF
   f.cylinders.set(g.cylinders);
   f.heads = g.heads;
   f.sectors_per_track = g.sectors_per_track;
+  // Readers size a disk by its geometry unless they trust the creator (formats-and-peers.md);
+  // when the geometry cannot say the new size exactly, the creator becomes one they trust, as
+  // this implementation's own files have.
+  const std::uint64_t chs = std::uint64_t{g.cylinders} * g.heads * g.sectors_per_track * kSectorSize;
+  const std::string_view creator(f.creator_application.data(), 4);
+  const bool trusted = creator == "win " || creator == "qem2" || creator == "d2v " ||
+                       creator == "CTXS" || creator == std::string_view("tap\0", 4);
+  if (!trusted && chs != size)
+    std::memcpy(f.creator_application.data(), kCreatorApplication.data(), 4);
   f.checksum.set(0);
   std::array<std::byte, kFooterSize> out;
   std::memcpy(out.data(), &f, kFooterSize);
