@@ -238,6 +238,34 @@ TEST(ResizeApi, CancelledResizeLeavesTheOldOrNewDisk) {
   CloseHandle(h);
 }
 
+TEST(ResizeApi, DiskBeingMirroredIsRefused) {
+  TempDir dir;
+  HANDLE h = nullptr;
+  ASSERT_EQ(CreateVhd(dir.Wide("m.vhd"), 8 * kMiB, false, &h), static_cast<DWORD>(ERROR_SUCCESS));
+  HANDLE other = nullptr;
+  ASSERT_EQ(OpenV2(dir.Wide("m.vhd"), false, &other), static_cast<DWORD>(ERROR_SUCCESS));
+  const WString target = dir.Wide("target.vhd");
+  MIRROR_VIRTUAL_DISK_PARAMETERS p{};
+  p.Version = MIRROR_VIRTUAL_DISK_VERSION_1;
+  p.Version1.MirrorVirtualDiskPath = target.c_str();
+  OVERLAPPED ov{};
+  ov.hEvent = CreateEventW(nullptr, TRUE, FALSE, nullptr);
+  ASSERT_EQ(MirrorVirtualDisk(h, MIRROR_VIRTUAL_DISK_FLAG_NONE, &p, &ov),
+            static_cast<DWORD>(ERROR_IO_PENDING));
+  // Through this handle and through another one of the same disk.
+  EXPECT_EQ(Resize(h, 16 * kMiB), static_cast<DWORD>(ERROR_VHD_INVALID_STATE));
+  EXPECT_EQ(Resize(other, 16 * kMiB), static_cast<DWORD>(ERROR_VHD_INVALID_STATE));
+  EXPECT_EQ(Expand(other, 16 * kMiB), static_cast<DWORD>(ERROR_VHD_INVALID_STATE));
+  ASSERT_TRUE(CancelIoEx(h, &ov));
+  DWORD bytes = 0;
+  EXPECT_FALSE(GetOverlappedResult(h, &ov, &bytes, TRUE));
+  EXPECT_EQ(VirtualSize(other), 8 * kMiB);
+  EXPECT_EQ(Resize(other, 16 * kMiB), static_cast<DWORD>(ERROR_SUCCESS)) << "the mirror ended";
+  CloseHandle(ov.hEvent);
+  CloseHandle(other);
+  CloseHandle(h);
+}
+
 TEST(ExpandApi, GrowsFixedAndDynamicDisksOnly) {
   for (const Format& f : kFormats) {
     SCOPED_TRACE(f.ext);
