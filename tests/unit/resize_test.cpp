@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <ostream>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -186,6 +187,8 @@ struct Case {
   DiskSubtype subtype;
   const char* name;
 };
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
 
 class ResizeDiskTest : public ::testing::TestWithParam<Case> {
  protected:
