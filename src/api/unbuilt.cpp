@@ -3,7 +3,7 @@
 //
 // Each one validates its handle like the real DLL and then says plainly, through the return
 // value and the last-failure message, which it is:
-//   ERROR_CALL_NOT_IMPLEMENTED - planned (compact, merge, expand, resize, ...);
+//   ERROR_CALL_NOT_IMPLEMENTED - planned (compact, merge, ...);
 //   ERROR_NOT_SUPPORTED        - a feature of a disk type this library has no provider for.
 #include <string>
 
