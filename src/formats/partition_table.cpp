@@ -8,6 +8,8 @@ namespace vdisk {
 namespace {
 
 constexpr std::uint64_t kMaxGptEntries = 16384;  // far more than any creator writes (128)
+// At most this much of an entry array is read (a hostile header could ask for 64 MiB).
+constexpr std::uint64_t kMaxGptArrayBytes = 4 << 20;
 
 std::uint64_t Le(std::span<const std::byte> bytes, std::size_t offset, std::size_t width) {
   std::uint64_t v = 0;
@@ -31,7 +33,8 @@ Result<std::optional<std::uint64_t>> GptEnd(const VirtualReader& read, std::uint
     return std::optional<std::uint64_t>();
   // Only the part of the array that lies inside the disk is read.
   const std::uint64_t wanted = (count * entry_size + ls - 1) / ls * ls;
-  const std::uint64_t bytes = std::min(wanted, (sectors - entries_lba) * ls);
+  const std::uint64_t bytes =
+      std::min({wanted, (sectors - entries_lba) * ls, kMaxGptArrayBytes / ls * ls});
   std::vector<std::byte> entries(static_cast<std::size_t>(bytes));
   VDISK_RETURN_IF_ERROR(read(entries_lba * ls, entries));
   std::optional<std::uint64_t> end;
