@@ -19,6 +19,7 @@
 //                 marks them unallocated before the size covers them again.
 // Each step is flushed before the next unless write hardening is off. Resize again with the same
 // size rewrites both footers and the data layout, which completes an interrupted run.
+// Windows shrinks only VHDX files (docs/lifecycle.md); shrinking a VHD here is issue 16's ask.
 #include <algorithm>
 #include <cstring>
 #include <string>
