@@ -1,7 +1,8 @@
 // Resize killed with SIGKILL at random points (Linux: a forked child runs ResizeDisk and is
 // killed after a random delay within the time an uninterrupted resize takes). For VHD and VHDX,
 // fixed and dynamic, growing (VHD dynamic and VHDX dynamic far enough that the BAT moves; VHDX
-// fixed far enough that its new entries take several log entries) and shrinking:
+// fixed far enough that its new entries take several log entries), growing a disk shrunk before
+// (the cut-off tail of its last block must read as zeros) and shrinking:
 //  - the image opens read-write (a VHDX log is replayed);
 //  - its size is the old one or the new one, never anything else;
 //  - the data below the smaller size reads as before; grown space reads as zeros;
@@ -85,8 +86,9 @@ Status ResizeFile(const fs::path& path, std::uint64_t size) {
   return ResizeDisk(*open, {.new_size = size, .allow_unsafe = true}, progress);
 }
 
-// The image at `path` is the disk before (kSize) or after (`target`) the resize; returns its size.
-std::uint64_t ExpectBeforeOrAfter(const fs::path& path, std::uint64_t target) {
+// The image at `path` is the disk before (`from` bytes) or after (`target`) the resize; the
+// pattern below both, zeros above `from`. Returns its size.
+std::uint64_t ExpectBeforeOrAfter(const fs::path& path, std::uint64_t from, std::uint64_t target) {
   DiskOpenRequest request;
   request.path = path;
   request.options.read_only = false;  // replays a VHDX log
@@ -94,8 +96,8 @@ std::uint64_t ExpectBeforeOrAfter(const fs::path& path, std::uint64_t target) {
   EXPECT_TRUE(disk.ok()) << disk.status().message();
   if (!disk.ok()) return 0;
   const std::uint64_t size = (*disk)->size();
-  EXPECT_TRUE(size == kSize || size == target) << "size " << size;
-  const std::uint64_t kept = std::min(size, std::min(kSize, target));
+  EXPECT_TRUE(size == from || size == target) << "size " << size;
+  const std::uint64_t kept = std::min(size, std::min(from, target));
   std::vector<std::byte> data(kept);
   EXPECT_TRUE((*disk)->Read(0, data).ok());
   for (std::uint64_t i = 0; i < kept; ++i) {
@@ -104,10 +106,10 @@ std::uint64_t ExpectBeforeOrAfter(const fs::path& path, std::uint64_t target) {
       break;
     }
   }
-  if (size > kSize) {
-    // The new space: its start, its middle and its end.
-    std::vector<std::byte> piece(kMiB);
-    for (const std::uint64_t at : {kSize, (kSize + size) / 2 / kMiB * kMiB, size - kMiB}) {
+  if (size > from) {
+    // The new space: its start (the rest of the block the old end cut), its middle and its end.
+    std::vector<std::byte> piece(kMiB / 2);
+    for (const std::uint64_t at : {from, (from + size) / 2 / kMiB * kMiB, size - kMiB / 2}) {
       EXPECT_TRUE((*disk)->Read(at, piece).ok());
       EXPECT_TRUE(std::all_of(piece.begin(), piece.end(), [](std::byte b) { return b == std::byte{0}; }))
           << "new space at " << at << " is not zeros";
@@ -151,14 +153,22 @@ TEST(ResizeKilledWithSigkill, EveryImageOpensAtTheOldOrNewSizeAndRerunCompletes)
       span[shrink] = std::chrono::duration_cast<std::chrono::microseconds>(
           std::chrono::steady_clock::now() - start);
     }
+    // A template shrunk first: growing it must zero what the shrink cut off inside its last block.
+    const fs::path shrunk = dir / ("shrunk-" + std::to_string(&config - kConfigs) + ext);
+    fs::copy_file(templ, shrunk);
+    ASSERT_TRUE(ResizeFile(shrunk, kShrunk).ok());
     for (int trial = 0; trial < 15; ++trial) {
-      const bool shrink = trial % 3 == 2;
+      // Grow, grow after a shrink, shrink.
+      const int kind = trial % 3;
+      const bool shrink = kind == 2;
+      const std::uint64_t from = kind == 1 ? kShrunk : kSize;
       const std::uint64_t target = shrink ? kShrunk : config.grown;
-      SCOPED_TRACE(std::string(config.name) + (shrink ? " shrink" : " grow") + ", trial " +
-                   std::to_string(trial));
+      SCOPED_TRACE(std::string(config.name) +
+                   (shrink ? " shrink" : kind == 1 ? " grow after a shrink" : " grow") +
+                   ", trial " + std::to_string(trial));
       const fs::path image = dir / ("disk" + ext);
       fs::remove(image);
-      fs::copy_file(templ, image);
+      fs::copy_file(kind == 1 ? shrunk : templ, image);
       int ready[2];
       ASSERT_EQ(::pipe(ready), 0);
       const pid_t pid = ::fork();
@@ -196,11 +206,11 @@ TEST(ResizeKilledWithSigkill, EveryImageOpensAtTheOldOrNewSizeAndRerunCompletes)
       ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
       ++trials;
 
-      if (ExpectBeforeOrAfter(image, target) == target) ++at_new_size;
+      if (ExpectBeforeOrAfter(image, from, target) == target) ++at_new_size;
       // Running it again completes it.
       const Status rerun = ResizeFile(image, target);
       ASSERT_TRUE(rerun.ok()) << rerun.message();
-      EXPECT_EQ(ExpectBeforeOrAfter(image, target), target);
+      EXPECT_EQ(ExpectBeforeOrAfter(image, from, target), target);
       if (config.format == DiskFormat::kVhdx && have_qemu) {
         std::string out;
         EXPECT_EQ(vdisk_unit::HostShell("qemu-img check -f vhdx " + vdisk_unit::ShellQuote(image),
