@@ -523,6 +523,36 @@ TEST(VhdResizeInterop, QemuCreatedDiskGrowsToASizeQemuReportsExactly) {
   EXPECT_EQ(out.find("fail"), std::string::npos) << out;
 }
 
+TEST(VhdxResize, FourKiBSectorsTakeWholeSectorsOnly) {
+  TempDir dir;
+  DiskCreateRequest request;
+  request.path = dir / "4k.vhdx";
+  request.format = DiskFormat::kVhdx;
+  request.options.subtype = DiskSubtype::kDynamic;
+  request.options.virtual_size = 8 * kMiB;
+  request.options.logical_sector_size = 4096;
+  auto disk = VirtualDisk::Create(Registry(), request);
+  ASSERT_TRUE(disk.ok()) << disk.status().message();
+  std::vector<std::byte> data(4096, std::byte{0x42});
+  ASSERT_TRUE((*disk)->Write(8 * kMiB - 4096, data).ok());
+  auto open = OpenDisk::Adopt(std::move(disk).value(), &Registry());
+  ASSERT_TRUE(open.ok());
+  TestProgress progress;
+  EXPECT_EQ(ResizeDisk(**open, {.new_size = 12 * kMiB + 512}, progress).code(),
+            Code::kInvalidParameter);
+  ASSERT_TRUE(ResizeDisk(**open, {.new_size = 12 * kMiB + 4096}, progress).ok());
+  open->reset();
+  auto reopened = VirtualDisk::Open(Registry(), {.path = dir / "4k.vhdx"});
+  ASSERT_TRUE(reopened.ok()) << reopened.status().message();
+  EXPECT_EQ((*reopened)->size(), 12 * kMiB + 4096);
+  EXPECT_EQ((*reopened)->sector_size(), 4096u);
+  std::vector<std::byte> got(4096);
+  ASSERT_TRUE((*reopened)->Read(8 * kMiB - 4096, got).ok());
+  EXPECT_EQ(got, data);
+  ASSERT_TRUE((*reopened)->Read(12 * kMiB, got).ok());
+  EXPECT_TRUE(AllZero(got));
+}
+
 TEST(VhdSmallestSafeSize, FollowsThePartitionTable) {
   TempDir dir;
   DiskCreateRequest request;
