@@ -186,7 +186,8 @@ class VhdxImage final : public Image {
   const bool ignore_relative_parent_locator_;
   StructureReader reader_;
 
-  // Layout, fixed after Load.
+  // Layout, fixed after Load but for Resize, which changes the BAT's place, the geometry and the
+  // table object with I/O drained.
   std::uint64_t log_offset_ = 0;
   std::uint32_t log_length_ = 0;
   std::uint64_t bat_offset_ = 0;
