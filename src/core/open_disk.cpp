@@ -221,6 +221,10 @@ Status OpenDisk::Activate(std::shared_ptr<VirtualDisk> disk,
   return Status::Ok();
 }
 
+std::shared_lock<platform::SharedMutex> OpenDisk::QueryLock() const {
+  return std::shared_lock(io_mutex_);
+}
+
 Status OpenDisk::Drained(const std::function<Status()>& action) {
   std::unique_lock lock(io_mutex_);
   return action();

@@ -107,6 +107,9 @@ class OpenDisk {
 
   // Runs `action` with the I/O path drained (nothing in flight, nothing starting).
   Status Drained(const std::function<Status()>& action);
+  // Held by a query that reads the images' layout outside Read/Write (GetVirtualDiskInformation),
+  // so that it never sees one that Drained's action (a resize) is changing.
+  std::shared_lock<platform::SharedMutex> QueryLock() const;
 
   // Raw-I/O attachment (ATTACH_VIRTUAL_DISK_FLAG_NO_LOCAL_HOST).
   Status AttachRaw(bool read_only);
