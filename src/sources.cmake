@@ -18,18 +18,18 @@ virtdisk_sources(VIRTDISK_PLATFORM_POSIX_SOURCES platform/posix file_posix.cpp i
 virtdisk_sources(VIRTDISK_PLATFORM_WIN32_SOURCES platform/win32 file_win32.cpp process_win32.cpp
   random_win32.cpp shared_mutex_win32.cpp socket_win32.cpp user_files_win32.cpp volume_win32.cpp)
 # formats: the Image contract, the provider registry, VHD, VHDX, ISO
-virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats compaction.cpp image.cpp)
+virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats compaction.cpp image.cpp partition_table.cpp)
 virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats/registry builtin.cpp registry.cpp)
 virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats/vhd vhd_check.cpp vhd_compact.cpp vhd_create.cpp
-  vhd_format.cpp vhd_image.cpp vhd_provider.cpp vhd_set_info.cpp)
+  vhd_format.cpp vhd_image.cpp vhd_provider.cpp vhd_resize.cpp vhd_set_info.cpp)
 virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats/vhdx vhdx_bat.cpp vhdx_check.cpp
   vhdx_compact.cpp vhdx_create.cpp vhdx_format.cpp vhdx_image.cpp vhdx_log.cpp vhdx_metadata.cpp
-  vhdx_provider.cpp)
+  vhdx_provider.cpp vhdx_resize.cpp)
 virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats/iso iso_provider.cpp iso_structures.cpp
   iso_volume.cpp)
-# core: open disks and differencing chains, long operations (compact, merge)
+# core: open disks and differencing chains, long operations (compact, merge, resize)
 virtdisk_sources(VIRTDISK_CORE_SOURCES core compact.cpp disk_operation.cpp merge.cpp open_disk.cpp
-  virtual_disk.cpp work_queue.cpp)
+  resize.cpp virtual_disk.cpp work_queue.cpp)
 # mirror: the block-copy engine; attach: NBD exports, the attach host and its registry
 virtdisk_sources(VIRTDISK_MIRROR_SOURCES mirror mirror_job.cpp)
 virtdisk_sources(VIRTDISK_ATTACH_SOURCES attach attach_host.cpp attach_registry.cpp
@@ -38,8 +38,8 @@ virtdisk_sources(VIRTDISK_ATTACH_SOURCES attach attach_host.cpp attach_registry.
 # non-SDK extensions) or disk handles as kernel handles (Windows)
 virtdisk_sources(VIRTDISK_API_SOURCES api attach.cpp compact.cpp disk_api_support.cpp
   disk_handle.cpp error_map.cpp guids.cpp handle_table.cpp information.cpp merge.cpp metadata.cpp
-  mirror.cpp open_create.cpp operations.cpp overlapped.cpp storage_dependency.cpp strings.cpp
-  trace.cpp unbuilt.cpp)
+  mirror.cpp open_create.cpp operations.cpp overlapped.cpp resize.cpp storage_dependency.cpp
+  strings.cpp trace.cpp unbuilt.cpp)
 virtdisk_sources(VIRTDISK_API_POSIX_SOURCES api extensions.cpp kernel32_posix.cpp)
 virtdisk_sources(VIRTDISK_API_WIN32_SOURCES api kernel32_win32.cpp)
 virtdisk_sources(VIRTDISK_API_WIN32_SOURCES api/win32 disk_pipe.cpp function_hooks.cpp

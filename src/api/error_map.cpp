@@ -66,6 +66,9 @@ DWORD ToWin32Error(Code code) noexcept {
     case Code::kVhdInvalidState: return ERROR_VHD_INVALID_STATE;
     case Code::kUnsupportedSectorSize: return ERROR_VIRTDISK_UNSUPPORTED_DISK_SECTOR_SIZE;
     case Code::kDiskAlreadyOwned: return ERROR_VIRTDISK_DISK_ALREADY_OWNED;
+    case Code::kVhdResizeWouldTruncateData: return ERROR_VHD_RESIZE_WOULD_TRUNCATE_DATA;
+    case Code::kVhdAlreadyAtOrBelowMinimumVirtualSize:
+      return ERROR_VHD_ALREADY_AT_OR_BELOW_MINIMUM_VIRTUAL_SIZE;
   }
   return ERROR_INTERNAL_ERROR;
 }

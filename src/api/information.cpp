@@ -66,6 +66,8 @@ DWORD GetInformationImpl(HANDLE handle, PULONG size, PGET_VIRTUAL_DISK_INFO info
   if (!disk_handle->Allows(VIRTUAL_DISK_ACCESS_GET_INFO)) return ERROR_ACCESS_DENIED;
 
   const std::shared_ptr<VirtualDisk> active = disk_handle->disk();
+  // Not while a resize on another thread changes the layout the answers come from.
+  const auto query = disk_handle->open_disk().QueryLock();
   VirtualDisk& disk = *active;
   Image& top = disk.top();
   const auto parent = top.parent();

@@ -74,7 +74,7 @@ DWORD MergeImpl(HANDLE handle, DWORD flags, PMERGE_VIRTUAL_DISK_PARAMETERS param
 
   auto open_disk = disk->shared_open_disk();
   return RunDiskOperation(*disk, overlapped, [open_disk, request](OperationContext& context) {
-    OperationControl control;
+    MergeControl control;
     control.cancelled = [&context] { return context.cancelled(); };
     control.progress = [&context](std::uint64_t current, std::uint64_t completion) {
       context.SetProgress(current, completion);

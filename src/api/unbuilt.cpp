@@ -1,10 +1,8 @@
-// Exports whose behaviour is not built yet, and exports for features this library does not have
-// (VHD sets, resilient change tracking, SCSI pass-through, forking).
+// Exports for features this library does not have (VHD sets, resilient change tracking, SCSI
+// pass-through, forking).
 //
-// Each one validates its handle like the real DLL and then says plainly, through the return
-// value and the last-failure message, which it is:
-//   ERROR_CALL_NOT_IMPLEMENTED - planned (merge, expand, resize, ...);
-//   ERROR_NOT_SUPPORTED        - a feature of a disk type this library has no provider for.
+// Each one validates its handle like the real DLL and then answers ERROR_NOT_SUPPORTED (a feature
+// of a disk type this library has no provider for), with the reason as the failure message.
 #include <string>
 
 #include "api/abi.h"
@@ -27,10 +25,6 @@ DWORD Refuse(const char* name, HANDLE handle, DWORD answer, const char* why,
       [&] { return Hex(reinterpret_cast<ULONG_PTR>(handle)); });
 }
 
-DWORD Planned(const char* name, HANDLE handle) {
-  return Refuse(name, handle, ERROR_CALL_NOT_IMPLEMENTED, "not implemented yet");
-}
-
 DWORD NoVhdSet(const char* name, HANDLE handle) {
   return Refuse(name, handle, ERROR_NOT_SUPPORTED, "VHD sets (.vhds) are not supported");
 }
@@ -39,19 +33,10 @@ DWORD NoVhdSet(const char* name, HANDLE handle) {
 }  // namespace vdisk::api
 
 using vdisk::api::NoVhdSet;
-using vdisk::api::Planned;
 using vdisk::api::Refuse;
 
 extern "C" {
 
-VIRTDISK_API DWORD WINAPI ExpandVirtualDisk(HANDLE VirtualDiskHandle, EXPAND_VIRTUAL_DISK_FLAG,
-                                            PEXPAND_VIRTUAL_DISK_PARAMETERS, LPOVERLAPPED) {
-  return Planned("ExpandVirtualDisk", VirtualDiskHandle);
-}
-VIRTDISK_API DWORD WINAPI ResizeVirtualDisk(HANDLE VirtualDiskHandle, RESIZE_VIRTUAL_DISK_FLAG,
-                                            PRESIZE_VIRTUAL_DISK_PARAMETERS, LPOVERLAPPED) {
-  return Planned("ResizeVirtualDisk", VirtualDiskHandle);
-}
 VIRTDISK_API DWORD WINAPI QueryChangesVirtualDisk(HANDLE VirtualDiskHandle, PCWSTR, ULONG64,
                                                   ULONG64, QUERY_CHANGES_VIRTUAL_DISK_FLAG,
                                                   PQUERY_CHANGES_VIRTUAL_DISK_RANGE, PULONG,

@@ -72,6 +72,8 @@ enum class Code : std::uint16_t {
   kVhdInvalidState,
   kUnsupportedSectorSize,
   kDiskAlreadyOwned,
+  kVhdResizeWouldTruncateData,           // a shrink below the partitions' end
+  kVhdAlreadyAtOrBelowMinimumVirtualSize,  // RESIZE_TO_SMALLEST_SAFE_VIRTUAL_SIZE with nothing to cut
 };
 
 class [[nodiscard]] Status {

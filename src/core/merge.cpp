@@ -12,7 +12,7 @@ namespace {
 // between windows, and a window of several merged images is read through the chain at once.
 constexpr std::uint64_t kWindow = 4u << 20;
 
-bool Cancelled(const OperationControl& control) { return control.cancelled && control.cancelled(); }
+bool Cancelled(const MergeControl& control) { return control.cancelled && control.cancelled(); }
 
 Status Aborted(const VirtualDisk& chain) {
   return Status(Code::kOperationAborted,
@@ -103,7 +103,7 @@ Status CheckMerge(const VirtualDisk& disk, const MergeRequest& request) {
 }
 
 Status CopyMergedData(VirtualDisk& chain, const MergeRequest& request,
-                      const OperationControl& control) {
+                      const MergeControl& control) {
   VDISK_RETURN_IF_ERROR(CheckMerge(chain, request));
   Image& target = *chain.chain()[request.target_level];
   if (target.read_only()) {
@@ -200,7 +200,7 @@ Status RepointLevel(OpenDisk& disk, const ProviderRegistry& registry, std::size_
 }
 
 Status MergeDisk(OpenDisk& disk, const ProviderRegistry& registry, const MergeRequest& request,
-                 const OperationControl& control) {
+                 const MergeControl& control) {
   const DiskOpenRequest asked = disk.request();
   std::vector<std::filesystem::path> paths;
   std::vector<DiskFormat> formats;

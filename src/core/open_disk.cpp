@@ -192,6 +192,11 @@ void OpenDisk::ClearWriteFanout() {
   fanout_.reset();
 }
 
+bool OpenDisk::mirroring() const {
+  std::shared_lock lock(io_mutex_);
+  return fanout_ != nullptr;
+}
+
 Status OpenDisk::Activate(std::shared_ptr<VirtualDisk> disk,
                           const std::function<Status()>& before_switch) {
   std::filesystem::path old_key;
@@ -219,6 +224,10 @@ Status OpenDisk::Activate(std::shared_ptr<VirtualDisk> disk,
   }
   if (!self.expired()) table.disks[new_key] = self;
   return Status::Ok();
+}
+
+std::shared_lock<platform::SharedMutex> OpenDisk::QueryLock() const {
+  return std::shared_lock(io_mutex_);
 }
 
 Status OpenDisk::Drained(const std::function<Status()>& action) {

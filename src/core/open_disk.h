@@ -97,6 +97,8 @@ class OpenDisk {
   // in flight. Fails with kVhdInvalidState if another fan-out is installed.
   Status SetWriteFanout(std::shared_ptr<WriteFanout> fanout);
   void ClearWriteFanout();
+  // Whether a fan-out (a running mirror) is installed.
+  bool mirroring() const;
   // Makes `disk` the active disk of every handle (mirror break) and removes the fan-out. Runs
   // `before_switch` with the I/O path drained (nothing in flight), and switches only if it
   // succeeds.
@@ -105,6 +107,9 @@ class OpenDisk {
 
   // Runs `action` with the I/O path drained (nothing in flight, nothing starting).
   Status Drained(const std::function<Status()>& action);
+  // Held by a query that reads the images' layout outside Read/Write (GetVirtualDiskInformation),
+  // so that it never sees one that Drained's action (a resize) is changing.
+  std::shared_lock<platform::SharedMutex> QueryLock() const;
 
   // Closes the disk's images and makes `open`'s disk the active one (an operation that needs
   // images of the chain open for writing, core/merge.h). With the I/O path drained; fails,

@@ -117,6 +117,18 @@ class CompactEnvironment {
   virtual Result<bool> BelowReadsZero(std::uint64_t offset, std::uint64_t length) = 0;
 };
 
+// Progress and cancellation of a long operation on an image (the core's OperationContext reaches
+// a format through it). Not thread-safe; lives for one call.
+class OperationControl {
+ public:
+  virtual ~OperationControl() = default;
+  // Polled between steps: when true, the format stops at the next point where its file is
+  // consistent and returns kOperationAborted.
+  virtual bool cancelled() const = 0;
+  // GetVirtualDiskOperationProgress's CurrentValue and CompletionValue.
+  virtual void SetProgress(std::uint64_t current, std::uint64_t completion) = 0;
+};
+
 class Image {
  public:
   virtual ~Image() = default;
@@ -183,6 +195,17 @@ class Image {
   // GET_VIRTUAL_DISK_INFO_SMALLEST_SAFE_VIRTUAL_SIZE.
   virtual Result<std::uint64_t> SmallestSafeVirtualSize() const {
     return Status(Code::kNotSupported, "smallest safe virtual size is not defined for this format");
+  }
+  // ResizeVirtualDisk / ExpandVirtualDisk: makes the virtual size `new_size`. Data below the
+  // smaller of the two sizes is kept; space added reads as zeros, also where a shrink cut data
+  // off before. Crash-consistent: a process killed at any point leaves the image at the old or
+  // the new size, and calling Resize again with the same size completes it.
+  // REQUIRES: nothing else uses the image during the call (the caller drains its I/O);
+  // new_size > 0 and a multiple of logical_sector_size().
+  virtual Status Resize(std::uint64_t new_size, OperationControl& progress) {
+    (void)new_size;
+    (void)progress;
+    return Status(Code::kNotSupported, "this format cannot change its size");
   }
   // SET_VIRTUAL_DISK_INFO_PARENT_PATH(_WITH_DEPTH) / PARENT_LOCATOR: re-points the locators.
   virtual Status SetParentLocation(const std::filesystem::path& parent_path,

@@ -82,7 +82,7 @@ TEST_P(MergeCore, CancelledMergeLeavesTheChainAsBeforeAndASecondOneCompletes) {
   auto open = OpenDisk::Open(BuiltinProviders(), request);
   ASSERT_TRUE(open.ok());
   int windows = 0;
-  OperationControl control;
+  MergeControl control;
   control.cancelled = [&windows] { return windows >= 1; };
   control.progress = [&windows](std::uint64_t, std::uint64_t) { ++windows; };
   const Status cancelled = MergeDisk(**open, BuiltinProviders(), {0, 1}, control);

@@ -103,6 +103,10 @@ class VhdImage final : public Image {
                                              platform::File& source,
                                              std::uint64_t source_offset) override;
   Status Flush() override;
+  // The end of the last partition of an MBR or GPT at the start of the disk, else the size.
+  Result<std::uint64_t> SmallestSafeVirtualSize() const override;
+  // Fixed and dynamic images (vhd_resize.cpp); a differencing image answers kVhdInvalidType.
+  Status Resize(std::uint64_t new_size, OperationControl& progress) override;
   bool write_hardening() const override { return write_hardening_.load(); }
   void SetWriteHardening(bool on) override { write_hardening_.store(on); }
   platform::File& file() const override { return *file_; }
@@ -158,6 +162,13 @@ class VhdImage final : public Image {
   Status TruncateAfterLastBlock();
   // File ranges that hold metadata: footer copy, dynamic header, BAT, parent locator data.
   Result<std::vector<std::pair<std::uint64_t, std::uint64_t>>> MetadataRanges();
+  // Resize of a fixed image, and of a dynamic one (vhd_resize.cpp).
+  Status ResizeFixed(std::uint64_t new_size, const std::array<std::byte, kFooterSize>& footer,
+                     OperationControl& progress);
+  Status ResizeDynamic(std::uint64_t new_size, const std::array<std::byte, kFooterSize>& footer,
+                       OperationControl& progress);
+  // Writes `footer` at the end footer's place and as the copy at 0 (dynamic), flushing each.
+  Status WriteFooters(const std::array<std::byte, kFooterSize>& footer);
   std::uint64_t BlockFileOffset(std::uint32_t entry) const {
     return std::uint64_t{entry} * kSectorSize;
   }
@@ -166,11 +177,12 @@ class VhdImage final : public Image {
   const bool read_only_;
   std::atomic<bool> write_hardening_;
   const DiskSubtype subtype_;
-  const std::uint64_t size_;
+  std::uint64_t size_;  // changes only in Resize, with I/O drained
   const std::uint32_t timestamp_;
   const bool ignore_relative_parent_locator_;
   // The identity and parent link; SetUniqueId and SetParentLocation change them. footer_ is
-  // also written by allocations, so it changes with allocation_mutex_ held too.
+  // also written by allocations, so it changes with allocation_mutex_ held too, and by Resize
+  // (with the disk's I/O drained).
   mutable std::mutex identity_mutex_;
   Guid unique_id_;                               // GUARDED_BY(identity_mutex_)
   std::array<std::byte, kFooterSize> footer_;    // GUARDED_BY(identity_mutex_, allocation_mutex_)
@@ -179,7 +191,7 @@ class VhdImage final : public Image {
   // Dynamic and differencing.
   const std::uint32_t block_size_;
   const std::uint32_t bitmap_bytes_;
-  const std::uint64_t table_offset_;
+  std::uint64_t table_offset_;  // changes only in Resize
   std::vector<std::atomic<std::uint32_t>> bat_;
 
   std::mutex allocation_mutex_;

@@ -6,6 +6,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "formats/partition_table.h"
 #include "formats/vhdx/vhdx_create.h"
 
 namespace vdisk::vhdx {
@@ -1178,67 +1179,6 @@ Status VhdxImage::DeleteUserMetadata(const Guid& id) {
 
 // --- smallest safe size ------------------------------------------------------------------------
 
-Status VhdxImage::ReadVirtual(std::uint64_t offset, std::span<std::byte> out) const {
-  auto* self = const_cast<VhdxImage*>(this);  // Map and ReadData are logically const
-  while (!out.empty()) {
-    VDISK_ASSIGN_OR_RETURN(const Extent extent, self->Map(offset, out.size()));
-    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(extent.length, out.size()));
-    if (extent.kind == Extent::Kind::kData) {
-      VDISK_RETURN_IF_ERROR(self->ReadData(extent.file_offset, out.first(n)));
-    } else {
-      std::memset(out.data(), 0, n);
-    }
-    offset += n;
-    out = out.subspan(n);
-  }
-  return Status::Ok();
-}
-
-Result<std::uint64_t> VhdxImage::SmallestSafeVirtualSize() const {
-  const std::uint64_t ls = geometry_.logical_sector_size;
-  const std::uint64_t size = geometry_.virtual_size;
-  std::vector<std::byte> sector(static_cast<std::size_t>(ls));
-  VDISK_RETURN_IF_ERROR(ReadVirtual(0, sector));
-  const auto* mbr = reinterpret_cast<const std::uint8_t*>(sector.data());
-  if (mbr[510] != 0x55 || mbr[511] != 0xAA) return size;  // no partition table
-  std::uint64_t end = 0;
-  bool gpt = false;
-  for (int i = 0; i < 4; ++i) {
-    const std::size_t at = 446 + 16 * i;
-    const std::uint8_t type = mbr[at + 4];
-    if (type == 0) continue;
-    if (type == 0xEE) gpt = true;
-    const std::uint64_t first = LoadAs<Le32>(sector, at + 8).get();
-    const std::uint64_t count = LoadAs<Le32>(sector, at + 12).get();
-    end = std::max(end, (first + count) * ls);
-  }
-  if (gpt && 2 * ls <= size) {
-    // UEFI GPT header at LBA 1: entries at PartitionEntryLBA (offset 72), their count (80) and
-    // size (84); each entry's last LBA at offset 40.
-    std::vector<std::byte> header(static_cast<std::size_t>(ls));
-    VDISK_RETURN_IF_ERROR(ReadVirtual(ls, header));
-    if (std::memcmp(header.data(), "EFI PART", 8) == 0) {
-      const std::uint64_t entries_lba = LoadAs<Le64>(header, 72).get();
-      const std::uint64_t count = std::min<std::uint64_t>(LoadAs<Le32>(header, 80).get(), 16384);
-      const std::uint64_t entry_size = LoadAs<Le32>(header, 84).get();
-      if (entry_size >= 128 && entry_size <= 4096 && entries_lba < size / ls) {
-        const std::uint64_t bytes =
-            std::min(RoundUp(count * entry_size, ls), size - entries_lba * ls);
-        std::vector<std::byte> entries(static_cast<std::size_t>(bytes));
-        VDISK_RETURN_IF_ERROR(ReadVirtual(entries_lba * ls, entries));
-        end = 0;
-        for (std::uint64_t i = 0; (i + 1) * entry_size <= bytes; ++i) {
-          const auto entry = std::span(entries).subspan(i * entry_size, entry_size);
-          const bool used = std::any_of(entry.begin(), entry.begin() + 16,
-                                        [](std::byte b) { return b != std::byte{0}; });
-          if (!used) continue;
-          end = std::max(end, (LoadAs<Le64>(entry, 40).get() + 1) * ls);
-        }
-      }
-    }
-  }
-  if (end == 0) return size;
-  return std::min(end, size);
-}
+Result<std::uint64_t> VhdxImage::SmallestSafeVirtualSize() const { return SmallestSafeSizeOf(*this); }
 
 }  // namespace vdisk::vhdx

@@ -107,6 +107,8 @@ class VhdxImage final : public Image {
   // The end of the last partition of an MBR or GPT at the start of the disk (read through this
   // image; a differencing image's parent ranges read as zeros), else the virtual size.
   Result<std::uint64_t> SmallestSafeVirtualSize() const override;
+  // Fixed and dynamic files (vhdx_resize.cpp); a differencing file answers kVhdInvalidType.
+  Status Resize(std::uint64_t new_size, OperationControl& progress) override;
   Status SetParentLocation(const std::filesystem::path& parent_path, const Image& parent) override;
   Status SetUniqueId(const Guid& id) override;
   Status SetVirtualDiskId(const Guid& id) override;
@@ -179,10 +181,11 @@ class VhdxImage final : public Image {
   // Metadata region updates: stage the new table and `payload` at its item, commit, publish.
   Status CommitMetadata(std::vector<MetadataItem> items,
                         std::span<const std::pair<std::uint32_t, std::vector<std::byte>>> payload);
+  // Resize's steps. REQUIRES: update_mutex_ held.
+  Status ResizeLocked(std::uint64_t new_size, OperationControl& progress);
   Result<std::uint32_t> PlaceItem(std::vector<MetadataItem>& items, const Guid& id, bool is_user,
                                   std::uint32_t flags, std::uint32_t length);
   Status WriteSystemItem(const Guid& id, std::span<const std::byte> bytes);
-  Status ReadVirtual(std::uint64_t offset, std::span<std::byte> out) const;
 
   // Compaction steps (vhdx_compact.cpp), each run with the disk's I/O drained.
   Status ReleaseZeroBlocks(std::uint64_t first, std::uint64_t end, CompactEnvironment& env,
@@ -203,7 +206,8 @@ class VhdxImage final : public Image {
   const bool keep_data_write_guid_;  // OpenOptions::keep_data_write_guid
   StructureReader reader_;
 
-  // Layout, fixed after Load.
+  // Layout, fixed after Load but for Resize, which changes the BAT's place, the geometry and the
+  // table object with I/O drained.
   std::uint64_t log_offset_ = 0;
   std::uint32_t log_length_ = 0;
   std::uint64_t bat_offset_ = 0;
