@@ -39,6 +39,7 @@ set(VIRTDISK_SLOW_TESTS
   # times, a fault at every chunk.
   "Crash"
   "KilledWith"
+  "KilledMirror"
   "Sweep"
   "AtEvery"
   "^VhdxMemoryFile\\.EveryFailedWriteLeavesAnImageThatOpens$"
@@ -54,7 +55,9 @@ set(VIRTDISK_SLOW_TESTS
   "^Leak\\.StartAndCancelAMirrorAThousandTimes$"
   "^ChainDepth\\.ChainAtTheLimitOpensAndReadsThroughOnePastItIsRefused$"
   "^MirrorTest\\.SampleSequenceMirrorsDynamicFixedAndDifferencingVhdx$"
+  "^MirrorCancelTest\\.(CancelIoExFromAnotherThreadKeepsTheSource|CloseHandleDuringTheCopyCancelsIt|CancelIoExBeforeReadyKeepsTheSource|BreakBeforeReadyChangesNothing)$"
   "^interop\\.NbdInterop\\.NbdcopyOfTheExportEqualsQemuImgConvertOfTheImage$"
+  "^interop\\.Formats/MirrorInterop\\.LibvhdiReadsADifferencingMirrorLikeItsSource/"
   # The mirror suites again on the engine's other data paths, the Windows handle-model suites
   # with the other form of the kernel32 hooks.
   "^(unit|api)\\.mirror\\.buffer_pool"
