@@ -12,12 +12,13 @@ include(${CMAKE_CURRENT_LIST_DIR}/TestLabels.cmake)
 # Registers a GoogleTest program's tests with CTest. Natively, one CTest test per case
 # (gtest_discover_tests), named PREFIX<Suite>.<Case>. Every test gets LABELS and its tier label
 # (fast, slow, oracle) from cmake/TestLabels.cmake, by its case name (with PREFIX), or in a
-# per-suite test by the case names of its suite. When the program runs through an emulator (the Windows build under
-# Wine), one CTest test per suite instead: each Wine process start costs about a second, which
-# over some 450 cases made most of the Windows run; a suite is named "<suite>.*" and runs its
-# cases with --gtest_filter in one process, as the CTest test "<program>:<suite>.*". The suites
-# are listed at test time, as gtest_discover_tests' PRE_TEST mode does, because the program only
-# runs under the emulator. Each suite also requires the Wine session fixture.
+# per-suite test by the case names of its suite. When the program runs through an emulator (the
+# Windows build under Wine), one CTest test per suite instead: each Wine process start costs
+# about a second, which over some 450 cases made most of the Windows run; a suite is named
+# "<suite>.*" and runs its cases with --gtest_filter in one process, as the CTest test
+# "<program>:<suite>.*". The suites are listed at test time, as gtest_discover_tests' PRE_TEST
+# mode does, because the program only runs under the emulator. Each suite also requires the Wine
+# session fixture.
 #
 # VIRTDISK_TEST_PER_SUITE makes native builds register one test per suite too (the sanitizer
 # build: a case there took at least about 0.3 s however small, the sanitizers' process start,
