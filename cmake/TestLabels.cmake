@@ -55,7 +55,7 @@ set(VIRTDISK_SLOW_TESTS
   # Resident-memory tests (64 TiB disks, the mirror engine's memory).
   "^[A-Za-z]*Memory\\."
   "^MirrorJobTest\\.EngineMemoryDoesNotDependOnTheDiskSize$"
-  # Over about 5 s.
+  # Over about 5 s (or near it: 4 to 5 s in CI's runs, 5 to 8 s on a loaded machine).
   "^VhdxInterop\\.ReadsFilesThatQemuCreatedAndWrote$"
   "^VhdxInterop\\.LibvhdiReadsOurFilesAndChains$"
   "^VhdxInterop\\.QemuChecksAndReadsOurFiles$"
@@ -66,6 +66,10 @@ set(VIRTDISK_SLOW_TESTS
   "^Leak\\.StartAndCancelAMirrorAThousandTimes$"
   "^ChainDepth\\.ChainAtTheLimitOpensAndReadsThroughOnePastItIsRefused$"
   "^MirrorTest\\.SampleSequenceMirrorsDynamicFixedAndDifferencingVhdx$"
+  "^MirrorTest\\.SampleSequenceMirrorsADynamicVhd$"
+  "^MirrorTest\\.WritersOnFourThreadsDuringAndAfterTheCopy$"
+  "^MirrorJobTest\\.ADifferencingMirrorKeepsZerosWrittenOverItsParent$"
+  "^VhdxDifferencing\\.ThreeLevelChainWith(512|4096)ByteSectors$"
   "^MirrorCancelTest\\.CancelIoExFromAnotherThreadKeepsTheSource$"
   "^MirrorCancelTest\\.CloseHandleDuringTheCopyCancelsIt$"
   "^MirrorCancelTest\\.CancelIoExBeforeReadyKeepsTheSource$"
