@@ -5,15 +5,20 @@ if(CMAKE_CROSSCOMPILING_EMULATOR AND CMAKE_HOST_UNIX)
   set(VIRTDISK_WINE_SESSION_FIXTURE wine_session)
 endif()
 
-# virtdisk_gtest_tests(TARGET [PROPERTIES name value ...])
+include(${CMAKE_CURRENT_LIST_DIR}/TestLabels.cmake)
+
+# virtdisk_gtest_tests(TARGET [PREFIX prefix] [LABELS label ...] [PROPERTIES name value ...])
 #
 # Registers a GoogleTest program's tests with CTest. Natively, one CTest test per case
-# (gtest_discover_tests). When the program runs through an emulator (the Windows build under
-# Wine), one CTest test per suite instead: each Wine process start costs about a second, which
-# over some 450 cases made most of the Windows run; a suite is named "<suite>.*" and runs its
-# cases with --gtest_filter in one process, as the CTest test "<program>:<suite>.*". The suites
-# are listed at test time, as gtest_discover_tests' PRE_TEST mode does, because the program only
-# runs under the emulator. Each suite also requires the Wine session fixture.
+# (gtest_discover_tests), named PREFIX<Suite>.<Case>. Every test gets LABELS and its tier label
+# (fast, slow, oracle) from cmake/TestLabels.cmake, by its case name (with PREFIX), or in a
+# per-suite test by the case names of its suite. When the program runs through an emulator (the
+# Windows build under Wine), one CTest test per suite instead: each Wine process start costs
+# about a second, which over some 450 cases made most of the Windows run; a suite is named
+# "<suite>.*" and runs its cases with --gtest_filter in one process, as the CTest test
+# "<program>:<suite>.*". The suites are listed at test time, as gtest_discover_tests' PRE_TEST
+# mode does, because the program only runs under the emulator. Each suite also requires the Wine
+# session fixture.
 #
 # VIRTDISK_TEST_PER_SUITE makes native builds register one test per suite too (the sanitizer
 # build: a case there took at least about 0.3 s however small, the sanitizers' process start,
@@ -22,10 +27,19 @@ endif()
 option(VIRTDISK_TEST_PER_SUITE "One CTest test per GoogleTest suite in native builds too" OFF)
 set(VIRTDISK_TEST_EXCLUDE "" CACHE STRING "GoogleTest cases to leave out of per-suite runs")
 function(virtdisk_gtest_tests target)
-  cmake_parse_arguments(ARG "" "" "PROPERTIES" ${ARGN})
+  cmake_parse_arguments(ARG "" "PREFIX" "LABELS;PROPERTIES" ${ARGN})
   if(NOT CMAKE_CROSSCOMPILING_EMULATOR AND NOT VIRTDISK_TEST_PER_SUITE)
     gtest_discover_tests(${target} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 120
-                         PROPERTIES ${ARG_PROPERTIES})
+                         TEST_PREFIX "${ARG_PREFIX}" PROPERTIES ${ARG_PROPERTIES})
+    # Run by CTest after the discovery's own file (the include files run in the order they were
+    # added), with the discovered names in ${target}_TESTS.
+    set(labels_file "${CMAKE_CURRENT_BINARY_DIR}/${target}_labels.cmake")
+    file(WRITE "${labels_file}"
+"set(tests \${${target}_TESTS})
+set(labels [==[${ARG_LABELS}]==])
+include([==[${CMAKE_CURRENT_FUNCTION_LIST_DIR}/GTestLabelsApply.cmake]==])
+")
+    set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${labels_file}")
     return()
   endif()
   set(include_file "${CMAKE_CURRENT_BINARY_DIR}/${target}_suites.cmake")
@@ -57,8 +71,10 @@ function(virtdisk_gtest_tests target)
 set(prefix ${target})
 set(emulator ${CMAKE_CROSSCOMPILING_EMULATOR})
 set(exclude [==[${VIRTDISK_TEST_EXCLUDE}]==])
+set(case_prefix [==[${ARG_PREFIX}]==])
+set(labels [==[${ARG_LABELS}]==])
 set(properties ${properties})
-include([==[${PROJECT_SOURCE_DIR}/cmake/GTestSuitesAdd.cmake]==])
+include([==[${CMAKE_CURRENT_FUNCTION_LIST_DIR}/GTestSuitesAdd.cmake]==])
 ")
   set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${include_file}")
 endfunction()
@@ -76,5 +92,18 @@ function(virtdisk_wine_session_tests)
     if(NOT name MATCHES "^(wine_session|host_shell)\\.")
       set_property(TEST ${name} APPEND PROPERTY FIXTURES_REQUIRED ${VIRTDISK_WINE_SESSION_FIXTURE})
     endif()
+  endforeach()
+endfunction()
+
+# virtdisk_label_tests()
+#
+# Gives every test added so far in the calling directory with add_test() (the GoogleTest cases
+# get theirs at CTest time, see virtdisk_gtest_tests) its tier label from
+# cmake/TestLabels.cmake, by its CTest name, beside the labels it has.
+function(virtdisk_label_tests)
+  get_property(names DIRECTORY PROPERTY TESTS)
+  foreach(name IN LISTS names)
+    virtdisk_test_labels("${name}" tiers)
+    set_property(TEST ${name} APPEND PROPERTY LABELS ${tiers})
   endforeach()
 endfunction()

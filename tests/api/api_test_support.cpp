@@ -16,7 +16,10 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <span>
 #include <stdexcept>
+
+#include "support/file_bytes.h"
 
 namespace vdisk_test {
 
@@ -129,10 +132,7 @@ std::vector<unsigned char> Pattern(std::size_t length, std::uint32_t seed) {
 
 void Patch(const std::filesystem::path& file, std::uint64_t offset,
            const std::vector<unsigned char>& bytes) {
-  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
-  if (!f) throw std::runtime_error("cannot open " + file.string());
-  f.seekp(static_cast<std::streamoff>(offset));
-  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  vdisk_testing::WriteFileBytes(file, offset, std::as_bytes(std::span(bytes)));
 }
 
 void Truncate(const std::filesystem::path& file, std::uint64_t size) {
@@ -167,38 +167,6 @@ void UnsetEnv(const char* name) {
 #else
   ::unsetenv(name);
 #endif
-}
-
-std::string Narrow(const WCHAR* text) {
-  std::string out;
-  for (; *text != 0; ++text) out.push_back(static_cast<char>(*text));
-  return out;
-}
-
-std::vector<std::string> AllAttached() {
-  ULONG size = 0;
-  EXPECT_EQ(GetAllAttachedVirtualDiskPhysicalPaths(&size, nullptr),
-            static_cast<DWORD>(ERROR_INSUFFICIENT_BUFFER));
-  std::vector<WCHAR> buffer(size / sizeof(WCHAR));
-  EXPECT_EQ(GetAllAttachedVirtualDiskPhysicalPaths(&size, buffer.data()),
-            static_cast<DWORD>(ERROR_SUCCESS));
-  std::vector<std::string> paths;
-  for (const WCHAR* p = buffer.data(); *p != 0; p += Narrow(p).size() + 1)
-    paths.push_back(Narrow(p));
-  return paths;
-}
-
-std::string PhysicalPath(HANDLE handle, DWORD* error) {
-  ULONG size = 0;
-  DWORD e = GetVirtualDiskPhysicalPath(handle, &size, nullptr);
-  if (e != ERROR_INSUFFICIENT_BUFFER) {
-    if (error) *error = e;
-    return "";
-  }
-  std::vector<WCHAR> buffer(size / sizeof(WCHAR));
-  e = GetVirtualDiskPhysicalPath(handle, &size, buffer.data());
-  if (error) *error = e;
-  return e == ERROR_SUCCESS ? Narrow(buffer.data()) : "";
 }
 
 #ifdef _WIN32

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "support/attached_disks.h"
+
 namespace vdisk_test {
 
 using WString = std::basic_string<WCHAR>;
@@ -53,12 +55,10 @@ DWORD WriteAt(HANDLE handle, std::uint64_t offset, const void* buffer, DWORD len
 
 ULONGLONG VirtualSize(HANDLE handle);
 
-// A WCHAR string as bytes (the tests' paths and URIs are ASCII).
-std::string Narrow(const WCHAR* text);
-// GetAllAttachedVirtualDiskPhysicalPaths' MULTI_SZ list as strings, through the size protocol.
-std::vector<std::string> AllAttached();
-// GetVirtualDiskPhysicalPath through the size protocol; "" on failure, with the error in *error.
-std::string PhysicalPath(HANDLE handle, DWORD* error = nullptr);
+// Narrow, AllAttached, PhysicalPath (tests/support/attached_disks.h).
+using vdisk_testing::AllAttached;
+using vdisk_testing::Narrow;
+using vdisk_testing::PhysicalPath;
 
 // Sets or removes an environment variable (setenv/unsetenv, _putenv_s on Windows).
 void SetEnv(const char* name, const std::string& value);

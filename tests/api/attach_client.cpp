@@ -31,7 +31,8 @@ using WString = std::basic_string<WCHAR>;
 WString Wide(const wchar_t* path) { return WString(path); }
 bool Is(const wchar_t* arg, const wchar_t* command) { return std::wcscmp(arg, command) == 0; }
 [[noreturn]] void WaitToBeKilled() {
-  for (;;) Sleep(INFINITE);
+  // The process's own handle is signalled when it ends: only TerminateProcess ends this wait.
+  for (;;) WaitForSingleObject(GetCurrentProcess(), INFINITE);
 }
 #else
 WString Wide(const char* path) {

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "api_test_support.h"
+#include "support/process.h"
 
 namespace vdisk_test {
 namespace {
@@ -58,14 +59,6 @@ std::vector<Record> Records(const fs::path& dir) {
 }
 
 #ifdef _WIN32
-bool Ended(std::int64_t pid) {
-  HANDLE process = OpenProcess(SYNCHRONIZE, FALSE, static_cast<DWORD>(pid));
-  if (process == nullptr) return true;
-  const bool ended = WaitForSingleObject(process, 0) == WAIT_OBJECT_0;
-  CloseHandle(process);
-  return ended;
-}
-
 bool Kill(std::int64_t pid) {
   HANDLE process = OpenProcess(PROCESS_TERMINATE, FALSE, static_cast<DWORD>(pid));
   if (process == nullptr) return false;
@@ -77,35 +70,13 @@ bool Kill(std::int64_t pid) {
 std::int64_t ThisProcess() { return GetCurrentProcessId(); }
 constexpr const char* kUriPrefix = "nbd://127.0.0.1:";
 #else
-// Whether the process has ended: gone, or a zombie whose threads have all exited (the leader of
-// a killed multi-threaded process is a zombie while its other threads still hold its files).
-bool Ended(std::int64_t pid) {
-  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return true;
-  const fs::path dir = "/proc/" + std::to_string(pid);
-  std::ifstream stat(dir / "stat");
-  std::string text;
-  std::getline(stat, text);
-  const auto close = text.rfind(')');
-  if (close == std::string::npos || close + 2 >= text.size() || text[close + 2] != 'Z')
-    return false;
-  std::error_code ec;
-  for (fs::directory_iterator it(dir / "task", ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->path().filename() != std::to_string(pid)) return false;
-  }
-  return true;
-}
-
 bool Kill(std::int64_t pid) { return ::kill(static_cast<pid_t>(pid), SIGKILL) == 0; }
 std::int64_t ThisProcess() { return ::getpid(); }
 constexpr const char* kUriPrefix = "nbd+unix:///";
 #endif
 
-// Waits (generously: this only keeps a broken host from hanging the test) for `pid` to end.
-bool WaitEnded(std::int64_t pid) {
-  for (int i = 0; i < 6000 && !Ended(pid); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  return Ended(pid);
-}
+using vdisk_testing::ProcessEnded;
+using vdisk_testing::WaitProcessEnded;
 
 bool Exists(const std::string& path) {
   std::error_code ec;
@@ -178,7 +149,7 @@ TEST_F(AttachHostTest, PermanentAttachmentOutlivesItsHandleUntilDetached) {
   const Record host = records[0];
   EXPECT_TRUE(host.permanent);
   EXPECT_NE(host.pid, ThisProcess()) << "the export must live in a host process";
-  EXPECT_FALSE(Ended(host.pid));
+  EXPECT_FALSE(ProcessEnded(host.pid));
 #ifndef _WIN32
   struct stat st {};
   ASSERT_EQ(::stat(host.socket.c_str(), &st), 0) << host.socket;
@@ -192,7 +163,7 @@ TEST_F(AttachHostTest, PermanentAttachmentOutlivesItsHandleUntilDetached) {
   EXPECT_EQ(PhysicalPath(other), uri);
   EXPECT_EQ(VirtualSize(other), kSize);
   ASSERT_EQ(DetachVirtualDisk(other, DETACH_VIRTUAL_DISK_FLAG_NONE, 0), ERROR_SUCCESS);
-  EXPECT_TRUE(Ended(host.pid)) << "DetachVirtualDisk returns once the host has exited";
+  EXPECT_TRUE(ProcessEnded(host.pid)) << "DetachVirtualDisk returns once the host has exited";
   EXPECT_TRUE(AllAttached().empty());
   if (!host.socket.empty()) EXPECT_FALSE(Exists(host.socket));
   EXPECT_FALSE(Exists(host.control));
@@ -343,7 +314,7 @@ TEST_F(AttachHostTest, AttachInOneProcessAndDetachInAnother) {
   ASSERT_EQ(records.size(), 1u);
   const Record host = records[0];
   EXPECT_TRUE(host.permanent);
-  EXPECT_FALSE(Ended(host.pid)) << "the attachment outlives the process that made it";
+  EXPECT_FALSE(ProcessEnded(host.pid)) << "the attachment outlives the process that made it";
   EXPECT_EQ(AllAttached(), std::vector<std::string>{uri});
   HANDLE h = Open();
   EXPECT_EQ(PhysicalPath(h), uri);
@@ -353,7 +324,7 @@ TEST_F(AttachHostTest, AttachInOneProcessAndDetachInAnother) {
   const ProgramResult detached = RunProgram(client, {"detach", disk});
   ASSERT_EQ(detached.exit_code, 0) << detached.output;
   EXPECT_EQ(FirstLine(detached.output), "detached");
-  EXPECT_TRUE(WaitEnded(host.pid));
+  EXPECT_TRUE(WaitProcessEnded(host.pid));
   EXPECT_TRUE(AllAttached().empty());
   h = Open();
   ExpectDataThroughHandle(h);
@@ -403,7 +374,7 @@ TEST_F(AttachHostTest, HandedOverHandleTakesTheImageBackWhenItsHostDies) {
   const auto records = Records(run_);
   ASSERT_EQ(records.size(), 1u);
   ASSERT_TRUE(Kill(records[0].pid));
-  ASSERT_TRUE(WaitEnded(records[0].pid));
+  ASSERT_TRUE(WaitProcessEnded(records[0].pid));
   EXPECT_EQ(DetachVirtualDisk(h, DETACH_VIRTUAL_DISK_FLAG_NONE, 0),
             static_cast<DWORD>(ERROR_VIRTDISK_NOT_VIRTUAL_DISK))
       << "a dead host's attachment is gone";

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "api_test_support.h"
+#include "support/wait.h"
 
 namespace vdisk_test {
 namespace {
@@ -23,16 +24,13 @@ NtCloseFunction NtCloseFromNtdll() {
       reinterpret_cast<void*>(GetProcAddress(GetModuleHandleW(L"ntdll.dll"), "NtClose")));
 }
 
-// Retries `attempt` until it returns ERROR_SUCCESS; the bound only keeps a broken build from
-// hanging (the DLL learns of a bypassed close within milliseconds).
+// Retries `attempt` until it returns ERROR_SUCCESS, and returns its last result. The DLL learns of
+// a bypassed close from its watch thread, which announces it to nobody: the test polls for the
+// effect; the deadline only keeps a broken build from hanging.
 template <typename Attempt>
 DWORD RetryUntilSuccess(Attempt attempt) {
   DWORD error = ERROR_SUCCESS;
-  for (int i = 0; i < 30000; ++i) {
-    error = attempt();
-    if (error == ERROR_SUCCESS) break;
-    Sleep(1);
-  }
+  vdisk_testing::WaitUntil([&] { return (error = attempt()) == ERROR_SUCCESS; });
   return error;
 }
 
@@ -209,11 +207,8 @@ TEST(KernelHandle, OpenIoAndCloseLeaveNoHandleBehind) {
     ASSERT_TRUE(CloseHandle(h));
   }
   // Server ends close once the watch thread has seen each client end go.
-  long after = ProcessHandleCount();
-  for (int i = 0; i < 30000 && after > before; ++i) {
-    Sleep(1);
-    after = ProcessHandleCount();
-  }
+  long after = 0;
+  vdisk_testing::WaitUntil([&] { return (after = ProcessHandleCount()) <= before; });
   EXPECT_LE(after, before) << "handles before 200 open/attach/read/close cycles: " << before;
 }
 

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "api_test_support.h"
+#include "support/wait.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define VIRTDISK_TEST_ALLOCATOR_REPLACED 1
@@ -45,12 +46,9 @@ Usage Measure() { return {ProcessHandleCount(), ProcessMemoryBytes()}; }
 // Waits (at most 30 s) for the handle count to come back within ExpectFlat's bound of
 // `before`'s, then measures: waiting longer could only lower a count that already passes.
 Usage Settled(const Usage& before) {
-  Usage now = Measure();
-  for (int i = 0; i < 3000 && now.handles > before.handles + kHandleSlack; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    now = Measure();
-  }
-  return now;
+  vdisk_testing::WaitUntil([&] { return Measure().handles <= before.handles + kHandleSlack; },
+                           std::chrono::seconds(30));
+  return Measure();
 }
 
 void ExpectFlat(const Usage& before, const Usage& after, const char* what) {

@@ -9,11 +9,11 @@
 #include <thread>
 
 #include "api_test_support.h"
+#include "support/wait.h"
 
 namespace vdisk_test {
 namespace {
 
-using std::chrono::milliseconds;
 
 // Reads the whole disk behind `path` through a fresh read-only handle.
 std::vector<unsigned char> ReadAll(const WString& path) {
@@ -70,25 +70,21 @@ SampleResult RunSample(const WString& source, const WString& target,
   ov.hEvent = CreateEventW(nullptr, TRUE, FALSE, nullptr);
   result.mirror = MirrorVirtualDisk(vhd, flags, &mirror, &ov);
   if (result.mirror == ERROR_IO_PENDING) {
+    // Readiness is announced only through the progress (CurrentValue reaching CompletionValue),
+    // which the sample polls; the end of the operation signals the OVERLAPPED's event.
     VIRTUAL_DISK_PROGRESS progress{};
-    for (int i = 0; i < 60000; ++i) {
+    vdisk_testing::WaitUntil([&] {
       EXPECT_EQ(GetVirtualDiskOperationProgress(vhd, &ov, &progress), ERROR_SUCCESS);
-      if (progress.OperationStatus != ERROR_IO_PENDING) break;
-      if (progress.CurrentValue == progress.CompletionValue) {
-        result.saw_ready = true;
-        break;
-      }
-      std::this_thread::sleep_for(milliseconds(1));
-    }
+      return progress.OperationStatus != ERROR_IO_PENDING ||
+             progress.CurrentValue == progress.CompletionValue;
+    });
+    result.saw_ready = progress.OperationStatus == ERROR_IO_PENDING &&
+                       progress.CurrentValue == progress.CompletionValue;
     EXPECT_TRUE(result.saw_ready) << "status " << progress.OperationStatus;
     EXPECT_EQ(BreakMirrorVirtualDisk(vhd), ERROR_SUCCESS);
-    for (int i = 0; i < 60000; ++i) {
-      EXPECT_EQ(GetVirtualDiskOperationProgress(vhd, &ov, &progress), ERROR_SUCCESS);
-      if (progress.OperationStatus != ERROR_IO_PENDING) break;
-      std::this_thread::sleep_for(milliseconds(1));
-    }
+    EXPECT_EQ(WaitForSingleObject(ov.hEvent, 60000), WAIT_OBJECT_0);
+    EXPECT_EQ(GetVirtualDiskOperationProgress(vhd, &ov, &progress), ERROR_SUCCESS);
     result.final_status = progress.OperationStatus;
-    EXPECT_EQ(WaitForSingleObject(ov.hEvent, 10000), WAIT_OBJECT_0);
     DWORD bytes = 0;
     EXPECT_TRUE(GetOverlappedResult(vhd, &ov, &bytes, FALSE));
   }
@@ -259,13 +255,15 @@ TEST_F(MirrorTest, WritersOnFourThreadsDuringAndAfterTheCopy) {
     });
   }
   VIRTUAL_DISK_PROGRESS progress{};
-  for (;;) {
-    ASSERT_EQ(GetVirtualDiskOperationProgress(h, &ov, &progress), ERROR_SUCCESS);
-    ASSERT_EQ(progress.OperationStatus, static_cast<DWORD>(ERROR_IO_PENDING));
-    if (progress.CurrentValue == progress.CompletionValue) break;
-    std::this_thread::yield();
-  }
+  DWORD query = ERROR_SUCCESS;
+  vdisk_testing::WaitUntil([&] {
+    query = GetVirtualDiskOperationProgress(h, &ov, &progress);
+    return query != ERROR_SUCCESS || progress.OperationStatus != ERROR_IO_PENDING ||
+           progress.CurrentValue == progress.CompletionValue;
+  });
   ready = true;
+  EXPECT_EQ(query, static_cast<DWORD>(ERROR_SUCCESS));
+  EXPECT_EQ(progress.OperationStatus, static_cast<DWORD>(ERROR_IO_PENDING));
   for (auto& w : writers) w.join();
   EXPECT_EQ(failures.load(), 0);
   ASSERT_EQ(GetVirtualDiskOperationProgress(h, &ov, &progress), ERROR_SUCCESS);
@@ -292,9 +290,12 @@ class MirrorCancelTest : public MirrorTest {
   }
   void WaitReady() {
     VIRTUAL_DISK_PROGRESS progress{};
-    do {
-      ASSERT_EQ(GetVirtualDiskOperationProgress(h_, &ov_, &progress), ERROR_SUCCESS);
-    } while (progress.CurrentValue != progress.CompletionValue);
+    DWORD query = ERROR_SUCCESS;
+    ASSERT_TRUE(vdisk_testing::WaitUntil([&] {
+      query = GetVirtualDiskOperationProgress(h_, &ov_, &progress);
+      return query != ERROR_SUCCESS || progress.CurrentValue == progress.CompletionValue;
+    }));
+    ASSERT_EQ(query, static_cast<DWORD>(ERROR_SUCCESS));
   }
   void ExpectAborted() {
     EXPECT_EQ(WaitForSingleObject(ov_.hEvent, 10000), WAIT_OBJECT_0);

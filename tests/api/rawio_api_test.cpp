@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -167,16 +169,27 @@ TEST_F(RawIoTest, CloseHandleWhileOtherThreadsReadEndsTheirCallsCleanly) {
   // close, the value is dead for good, even once new handles reuse its slot.
   const auto pattern = Pattern(4096, 77);
   ASSERT_EQ(WriteAt(h_, 8192, pattern.data(), 4096), ERROR_SUCCESS);
+  // The readers use their own copy of the handle value (the fixture's h_ is cleared below while
+  // they run), and the close waits until each of them has read through the handle once.
+  const HANDLE handle = h_;
   std::atomic<bool> closed{false};
   std::atomic<int> bad{0};
   std::atomic<int> reads_after_close{0};
+  std::mutex mutex;
+  std::condition_variable reading;
+  int readers_reading = 0;
   std::vector<std::thread> readers;
   for (int t = 0; t < 4; ++t) {
     readers.emplace_back([&] {
       std::vector<unsigned char> back(4096);
-      for (;;) {
+      for (bool first = true;; first = false) {
         const bool was_closed = closed.load();
-        const DWORD error = ReadAt(h_, 8192, back.data(), 4096);
+        const DWORD error = ReadAt(handle, 8192, back.data(), 4096);
+        if (first) {
+          std::lock_guard lock(mutex);
+          ++readers_reading;
+          reading.notify_all();
+        }
         if (error == ERROR_SUCCESS) {
           if (back != pattern) ++bad;
           if (was_closed) ++bad;  // a read that began after the close returned must fail
@@ -188,10 +201,13 @@ TEST_F(RawIoTest, CloseHandleWhileOtherThreadsReadEndsTheirCallsCleanly) {
       }
     });
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_TRUE(CloseHandle(h_));
+  {
+    std::unique_lock lock(mutex);
+    reading.wait(lock, [&] { return readers_reading == 4; });
+  }
+  ASSERT_TRUE(CloseHandle(handle));
   closed.store(true);
-  const HANDLE closed_value = h_;
+  const HANDLE closed_value = handle;
   h_ = nullptr;
   for (auto& th : readers) th.join();
   EXPECT_EQ(bad.load(), 0);

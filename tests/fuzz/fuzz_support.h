@@ -5,14 +5,23 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "formats/image.h"
 #include "formats/registry/provider.h"
 
 namespace vdisk::fuzz {
+
+// For the seed generators: true if `status` is ok, else prints it with the file's name.
+inline bool Check(const Status& status, const std::filesystem::path& path) {
+  if (status.ok()) return true;
+  std::fprintf(stderr, "%s: %s\n", path.c_str(), std::string(status.message()).c_str());
+  return false;
+}
 
 // Maps from a few starting points across the disk, follows a few extents from each and reads
 // the ones held as data. Traps if Map makes no progress (a caller would loop for ever).

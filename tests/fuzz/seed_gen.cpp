@@ -14,6 +14,7 @@
 #include "core/virtual_disk.h"
 #include "formats/registry/registry.h"
 #include "formats/vhd/vhd_provider.h"
+#include "../support/provider_registry.h"
 #include "fuzz_support.h"
 
 namespace fs = std::filesystem;
@@ -21,20 +22,9 @@ using namespace vdisk;  // NOLINT(build/namespaces): a small tool
 
 namespace {
 
-const ProviderRegistry& Registry() {
-  static const ProviderRegistry registry = [] {
-    ProviderRegistry r;
-    r.Register(MakeVhdProvider());
-    return r;
-  }();
-  return registry;
-}
+const ProviderRegistry& Registry() { return vdisk_testing::RegistryOf<MakeVhdProvider>(); }
 
-bool Check(const Status& status, const fs::path& path) {
-  if (status.ok()) return true;
-  std::fprintf(stderr, "%s: %s\n", path.c_str(), std::string(status.message()).c_str());
-  return false;
-}
+using fuzz::Check;
 
 // Creates `path` (removed first) and writes `sectors` sectors of 0xC3 at each of `offsets`.
 bool MakeVhd(const fs::path& path, DiskSubtype subtype, std::uint64_t size, std::uint32_t block,

@@ -15,20 +15,15 @@
 #include "formats/vhdx/vhdx_format.h"
 #include "formats/vhdx/vhdx_log.h"
 #include "formats/vhdx/vhdx_provider.h"
+#include "../support/provider_registry.h"
+#include "fuzz_support.h"
 
 namespace fs = std::filesystem;
 using namespace vdisk;  // NOLINT(build/namespaces): a small tool
 
 namespace {
 
-const ProviderRegistry& Registry() {
-  static const ProviderRegistry registry = [] {
-    ProviderRegistry r;
-    r.Register(MakeVhdxProvider());
-    return r;
-  }();
-  return registry;
-}
+const ProviderRegistry& Registry() { return vdisk_testing::RegistryOf<MakeVhdxProvider>(); }
 
 bool Make(const fs::path& path, std::uint64_t size, std::uint32_t block, std::uint32_t sector,
           const fs::path& parent = {}) {
@@ -40,11 +35,7 @@ bool Make(const fs::path& path, std::uint64_t size, std::uint32_t block, std::ui
   request.options.logical_sector_size = sector;
   request.parent_path = parent;
   auto disk = VirtualDisk::Create(Registry(), request);
-  if (!disk.ok()) {
-    std::fprintf(stderr, "%s: %s\n", path.c_str(), std::string(disk.status().message()).c_str());
-    return false;
-  }
-  return true;
+  return fuzz::Check(disk.status(), path);
 }
 
 void Patch(const fs::path& path, std::uint64_t offset, std::span<const std::byte> bytes) {

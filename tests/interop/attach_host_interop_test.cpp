@@ -25,6 +25,9 @@
 #include <vector>
 
 #include "interop_support.h"
+#include "support/attached_disks.h"
+#include "support/process.h"
+#include "support/wait.h"
 
 namespace vdisk_interop {
 namespace {
@@ -34,33 +37,8 @@ namespace fs = std::filesystem;
 constexpr std::uint64_t kMiB = 1 << 20;
 constexpr std::uint64_t kDiskSize = 64 * kMiB;
 
-std::string Narrow(const WCHAR* text) {
-  std::string out;
-  for (; *text != 0; ++text) out.push_back(static_cast<char>(*text));
-  return out;
-}
-
-// GetAllAttachedVirtualDiskPhysicalPaths, as strings.
-std::vector<std::string> AllAttached() {
-  ULONG size = 0;
-  EXPECT_EQ(GetAllAttachedVirtualDiskPhysicalPaths(&size, nullptr),
-            static_cast<DWORD>(ERROR_INSUFFICIENT_BUFFER));
-  std::vector<WCHAR> buffer(size / sizeof(WCHAR));
-  EXPECT_EQ(GetAllAttachedVirtualDiskPhysicalPaths(&size, buffer.data()),
-            static_cast<DWORD>(ERROR_SUCCESS));
-  std::vector<std::string> paths;
-  for (const WCHAR* p = buffer.data(); *p != 0; p += Narrow(p).size() + 1)
-    paths.push_back(Narrow(p));
-  return paths;
-}
-
-std::string PhysicalPath(HANDLE h) {
-  ULONG size = 0;
-  if (GetVirtualDiskPhysicalPath(h, &size, nullptr) != ERROR_INSUFFICIENT_BUFFER) return "";
-  std::vector<WCHAR> buffer(size / sizeof(WCHAR));
-  if (GetVirtualDiskPhysicalPath(h, &size, buffer.data()) != ERROR_SUCCESS) return "";
-  return Narrow(buffer.data());
-}
+using vdisk_testing::AllAttached;
+using vdisk_testing::PhysicalPath;
 
 std::string SocketOf(const std::string& uri) {
   const auto at = uri.find("socket=");
@@ -89,31 +67,9 @@ std::vector<std::map<std::string, std::string>> Records(const fs::path& dir) {
   return records;
 }
 
-// Whether the process has ended: gone, or a zombie whose threads have all exited (the leader of
-// a killed multi-threaded process is a zombie while its other threads still hold its files).
-bool Ended(pid_t pid) {
-  if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
-  const fs::path dir = "/proc/" + std::to_string(pid);
-  std::ifstream stat(dir / "stat");
-  std::string text;
-  std::getline(stat, text);
-  const auto close = text.rfind(')');
-  if (close == std::string::npos || close + 2 >= text.size() || text[close + 2] != 'Z')
-    return false;
-  std::error_code ec;
-  for (fs::directory_iterator it(dir / "task", ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->path().filename() != std::to_string(pid)) return false;
-  }
-  return true;
-}
-
-// Waits for `pid` to end; the bound only keeps a broken process from hanging the test.
-bool WaitEnded(pid_t pid) {
-  for (int i = 0; i < 6000 && !Ended(pid); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return Ended(pid);
-}
+// Whether the process has ended, and waiting for it to (on a pidfd).
+bool Ended(pid_t pid) { return vdisk_testing::ProcessEnded(pid); }
+bool WaitEnded(pid_t pid) { return vdisk_testing::WaitProcessEnded(pid); }
 
 // qemu-io on an NBD URI (raw) or an image file; the result, with pattern mismatches as failures.
 CommandResult QemuIo(const std::string& target, const std::vector<std::string>& commands,
@@ -354,13 +310,17 @@ TEST_F(AttachHostInterop, MirrorOfAnAttachedDiskCopiesWhatNbdClientsWrite) {
                                            "write -P 0x15 33M 4k"};
   CommandResult io = QemuIo(uri, during);
   ASSERT_EQ(io.exit_code, 0) << io.Describe();
+  // Ready: announced only through the progress, which a client polls.
   VIRTUAL_DISK_PROGRESS progress{};
-  for (;;) {
-    ASSERT_EQ(GetVirtualDiskOperationProgress(h.get(), &ov, &progress), ERROR_SUCCESS);
-    ASSERT_EQ(progress.OperationStatus, static_cast<DWORD>(ERROR_IO_PENDING));
-    if (progress.CurrentValue == progress.CompletionValue) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
+  DWORD query = ERROR_SUCCESS;
+  vdisk_testing::WaitUntil([&] {
+    query = GetVirtualDiskOperationProgress(h.get(), &ov, &progress);
+    return query != ERROR_SUCCESS || progress.OperationStatus != ERROR_IO_PENDING ||
+           progress.CurrentValue == progress.CompletionValue;
+  });
+  ASSERT_EQ(query, static_cast<DWORD>(ERROR_SUCCESS));
+  ASSERT_EQ(progress.OperationStatus, static_cast<DWORD>(ERROR_IO_PENDING));
+  ASSERT_EQ(progress.CurrentValue, progress.CompletionValue);
   // Mirrored: every write goes to both disks.
   const std::vector<std::string> mirrored = {"write -P 0x21 5M 2M", "write -P 0x22 20M 64k",
                                              "write -P 0x23 99999 3000"};

@@ -143,13 +143,21 @@ TEST_P(MirrorInterop, KilledMirrorLeavesASourceThatChecksClean) {
       ::_exit(127);
     }
     ::close(out[1]);
-    char line[32] = {};
-    ASSERT_GT(::read(out[0], line, sizeof line - 1), 0) << "the writer did not start";
-    ::close(out[0]);
-    std::this_thread::sleep_for(std::chrono::milliseconds(5 + rng() % 60));
+    // The writer prints "mirroring" once the mirror runs, then a line per write it has
+    // completed: it is killed once it has reported a random number of writes (0 to 47), while
+    // the copy and its writes run. The pipe stays open until it is dead.
+    const unsigned writes = static_cast<unsigned>(rng() % 48);
+    FILE* lines = ::fdopen(out[0], "r");
+    ASSERT_NE(lines, nullptr);
+    char line[64] = {};
+    ASSERT_NE(std::fgets(line, sizeof line, lines), nullptr) << "the writer did not start";
+    for (unsigned i = 0; i < writes; ++i) {
+      ASSERT_NE(std::fgets(line, sizeof line, lines), nullptr) << "the writer stopped writing";
+    }
     ::kill(pid, SIGKILL);
     int status = 0;
     ::waitpid(pid, &status, 0);
+    std::fclose(lines);
     ASSERT_TRUE(WIFSIGNALED(status)) << "the writer ended by itself: " << status;
     std::string error;
     EXPECT_TRUE(ReadImageThroughApi(source, &error)) << "trial " << trial << ": " << error;

@@ -1,7 +1,8 @@
 // A process that mirrors a disk while writing to it, until it is killed: the victim of
 // MirrorInterop.KilledMirrorLeavesASourceThatChecksClean.
 //   mirror_writer SOURCE TARGET SEED
-// Prints "mirroring" once MirrorVirtualDisk has returned ERROR_IO_PENDING.
+// Prints "mirroring" once MirrorVirtualDisk has returned ERROR_IO_PENDING, then "wrote N" after
+// its Nth write has completed (the test kills it after a number of them).
 #include <virtdisk.h>
 
 #include <cstdio>
@@ -40,7 +41,7 @@ int main(int argc, char** argv) {
   ULONG size = sizeof info;
   if (GetVirtualDiskInformation(h, &size, &info, nullptr) != ERROR_SUCCESS) return 6;
   std::vector<unsigned char> data(256 << 10);
-  for (;;) {
+  for (unsigned long written = 1;; ++written) {
     const std::uint64_t length = (1 + rng() % 64) * 4096;
     const std::uint64_t offset = (rng() % ((info.Size.VirtualSize - length) / 4096)) * 4096;
     for (std::size_t i = 0; i < length; ++i) data[i] = static_cast<unsigned char>(rng());
@@ -51,5 +52,7 @@ int main(int argc, char** argv) {
     if (!WriteFile(h, data.data(), static_cast<DWORD>(length), &n, &w) &&
         !(GetLastError() == ERROR_IO_PENDING && GetOverlappedResult(h, &w, &n, TRUE)))
       return 7;
+    std::printf("wrote %lu\n", written);
+    std::fflush(stdout);
   }
 }

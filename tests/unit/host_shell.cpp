@@ -15,6 +15,8 @@
 #include <sstream>
 #include <thread>
 
+#include "support/wait.h"
+
 namespace vdisk_unit {
 namespace {
 
@@ -106,12 +108,23 @@ int HostShell(const std::string& command, std::string* output) {
   std::error_code ec;
   std::filesystem::rename(Spool() / (id + ".tmp"), request, ec);
   if (ec) return -1;
-  // Bounded only so that a stopped server fails the test instead of hanging it.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(10);
-  while (!std::filesystem::exists(rc, ec)) {
-    if (std::chrono::steady_clock::now() > deadline) return -1;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  // The server's answer is the .rc file it renames into the spool: the wait is on a change
+  // notification of the directory (Wine serves it with inotify), with a check of the file after
+  // each change and, in case a notification is lost, every 100 ms. Bounded only so that a stopped
+  // server fails the test instead of hanging it.
+  HANDLE change = FindFirstChangeNotificationW(Spool().wstring().c_str(), FALSE,
+                                               FILE_NOTIFY_CHANGE_FILE_NAME);
+  const bool answered = vdisk_testing::WaitUntil(
+      [&] {
+        if (std::filesystem::exists(rc, ec)) return true;
+        if (change != INVALID_HANDLE_VALUE && WaitForSingleObject(change, 100) == WAIT_OBJECT_0) {
+          FindNextChangeNotification(change);
+        }
+        return std::filesystem::exists(rc, ec);
+      },
+      std::chrono::minutes(10));
+  if (change != INVALID_HANDLE_VALUE) FindCloseChangeNotification(change);
+  if (!answered) return -1;
   const int status = std::atoi(ReadAll(rc).c_str());
   if (output != nullptr) *output = ReadAll(out);
   std::filesystem::remove(rc, ec);

@@ -23,6 +23,7 @@
 #include "core/virtual_disk.h"
 #include "formats/registry/registry.h"
 #include "platform/file.h"
+#include "support/file_bytes.h"
 
 namespace vdisk {
 namespace {
@@ -38,13 +39,6 @@ std::vector<std::byte> RandomBytes(std::size_t size, unsigned seed) {
   std::mt19937 random(seed);
   for (auto& b : bytes) b = static_cast<std::byte>(random());
   return bytes;
-}
-
-void WriteBytes(const std::filesystem::path& path, const std::vector<std::byte>& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()),
-            static_cast<std::streamsize>(bytes.size()));
-  ASSERT_TRUE(out.good()) << "cannot write " << path;
 }
 
 std::vector<std::byte> ReadBytes(const std::filesystem::path& path) {
@@ -90,8 +84,8 @@ SourceTree MakeSourceTree(const std::filesystem::path& root) {
   SourceTree tree;
   tree.root = root;
   std::filesystem::create_directories(root / "sub");
-  WriteBytes(root / "big.bin", tree.big);
-  WriteBytes(root / "sub" / "small.bin", tree.small);
+  vdisk_testing::ReplaceFileBytes(root / "big.bin", tree.big);
+  vdisk_testing::ReplaceFileBytes(root / "sub" / "small.bin", tree.small);
   return tree;
 }
 
@@ -254,21 +248,21 @@ TEST(IsoProbe, RejectsHeadEndingBeforeSector16) {
 TEST(IsoOpen, RefusesReadWriteOpen) {
   TempDir dir;
   const auto path = dir.path() / "disk.iso";
-  WriteBytes(path, MinimalIso(40));
+  vdisk_testing::ReplaceFileBytes(path, MinimalIso(40));
   const auto opened = OpenIso(path, /*read_only=*/false);
   ASSERT_FALSE(opened.ok());
   EXPECT_EQ(opened.status().code(), Code::kAccessDenied)
       << "expected kAccessDenied (ERROR_ACCESS_DENIED), got "
       << static_cast<int>(opened.status().code()) << ": " << opened.status().message();
   // Access is checked before content, as Windows does: garbage opened read-write is refused too.
-  WriteBytes(path, RandomBytes(100000, 4));
+  vdisk_testing::ReplaceFileBytes(path, RandomBytes(100000, 4));
   EXPECT_EQ(OpenIso(path, /*read_only=*/false).status().code(), Code::kAccessDenied);
 }
 
 TEST(IsoOpen, RejectsCorruptFileWithFileCorrupt) {
   TempDir dir;
   const auto path = dir.path() / "disk.iso";
-  WriteBytes(path, RandomBytes(100000, 5));
+  vdisk_testing::ReplaceFileBytes(path, RandomBytes(100000, 5));
   const auto opened = OpenIso(path);
   ASSERT_FALSE(opened.ok());
   EXPECT_EQ(opened.status().code(), Code::kFileCorrupt)
@@ -280,7 +274,7 @@ TEST(IsoOpen, RejectsCorruptFileWithFileCorrupt) {
 TEST(IsoOpen, ReportsFixedReadOnlyDiskWith2048ByteSectors) {
   TempDir dir;
   const auto path = dir.path() / "disk.iso";
-  WriteBytes(path, MinimalIso(40));
+  vdisk_testing::ReplaceFileBytes(path, MinimalIso(40));
   auto opened = OpenIso(path);
   ASSERT_TRUE(opened.ok()) << opened.status().message();
   ExpectFixedReadOnly2048(**opened);
@@ -291,7 +285,7 @@ TEST(IsoImage, MapsRangesToTheSameFileOffsetAndClampsAtTheEnd) {
   TempDir dir;
   const auto path = dir.path() / "disk.iso";
   const auto bytes = MinimalIso(40);
-  WriteBytes(path, bytes);
+  vdisk_testing::ReplaceFileBytes(path, bytes);
   auto opened = OpenIso(path);
   ASSERT_TRUE(opened.ok()) << opened.status().message();
   Image& image = **opened;
@@ -318,7 +312,7 @@ TEST(IsoImage, RefusesWritesAndFlushes) {
   TempDir dir;
   const auto path = dir.path() / "disk.iso";
   const auto bytes = MinimalIso(40);
-  WriteBytes(path, bytes);
+  vdisk_testing::ReplaceFileBytes(path, bytes);
   auto opened = OpenIso(path);
   ASSERT_TRUE(opened.ok()) << opened.status().message();
   const std::vector<std::byte> data(kSector, std::byte{0xee});
@@ -336,7 +330,7 @@ TEST(IsoDetect, FindsIsoByContentUnderAnyName) {
   registry.Register(MakeIsoProvider());
   for (const char* name : {"disk.iso", "disk.img", "disk"}) {
     const auto path = dir.path() / name;
-    WriteBytes(path, MinimalIso(40));
+    vdisk_testing::ReplaceFileBytes(path, MinimalIso(40));
     auto file = platform::OpenFile(path, platform::FileAccess::kRead);
     ASSERT_TRUE(file.ok()) << file.status().message();
     const auto provider = registry.Detect(path, **file);
@@ -455,7 +449,7 @@ TEST(IsoOpen, RejectsDamagedGenisoimageImages) {
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     const auto path = dir.path() / "damaged.iso";
-    WriteBytes(path, c.bytes);
+    vdisk_testing::ReplaceFileBytes(path, c.bytes);
     const auto opened = OpenIso(path);
     ASSERT_FALSE(opened.ok());
     EXPECT_EQ(opened.status().code(), Code::kFileCorrupt) << opened.status().message();
@@ -524,7 +518,7 @@ TEST(IsoOpen, ReadsUdfStructuresWrittenByGenisoimage) {
     std::memcpy(&bytes[(16 + i) * kSector + 1], ids[i], 5);
     bytes[(16 + i) * kSector + 6] = std::byte{1};
   }
-  WriteBytes(path, bytes);
+  vdisk_testing::ReplaceFileBytes(path, bytes);
   auto opened = OpenIso(path);
   ASSERT_TRUE(opened.ok()) << opened.status().message();
   EXPECT_EQ((*opened)->virtual_size(), bytes.size());
@@ -536,7 +530,7 @@ TEST(IsoOpen, ReadsUdfStructuresWrittenByGenisoimage) {
         bytes[s * kSector + 300] ^= std::byte{0xff};
     }
   }
-  WriteBytes(path, bytes);
+  vdisk_testing::ReplaceFileBytes(path, bytes);
   const auto damaged = OpenIso(path);
   ASSERT_FALSE(damaged.ok());
   EXPECT_EQ(damaged.status().code(), Code::kFileCorrupt) << damaged.status().message();

@@ -14,6 +14,7 @@
 
 #include "formats/iso/iso_structures.h"
 #include "platform/file.h"
+#include "support/file_bytes.h"
 
 namespace vdisk::iso {
 namespace {
@@ -24,18 +25,11 @@ constexpr std::size_t kSector = kSectorSize;
 
 using vdisk_unit::TempDir;
 
-void WriteBytes(const std::filesystem::path& path, const std::vector<std::byte>& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()),
-            static_cast<std::streamsize>(bytes.size()));
-  ASSERT_TRUE(out.good()) << "cannot write " << path;
-}
-
 // Writes `bytes` to a file and reads its volume geometry back.
 Result<VolumeGeometry> GeometryOf(const std::vector<std::byte>& bytes) {
   TempDir dir;
   const auto path = dir.path() / "image.iso";
-  WriteBytes(path, bytes);
+  vdisk_testing::ReplaceFileBytes(path, bytes);
   auto file = platform::OpenFile(path, platform::FileAccess::kRead);
   if (!file.ok()) return file.status();
   return ReadVolumeGeometry(**file);

@@ -17,6 +17,7 @@
 #include "core/open_disk.h"
 #include "formats/registry/registry.h"
 #include "platform/fault_file.h"
+#include "support/wait.h"
 
 namespace vdisk {
 namespace {
@@ -85,10 +86,14 @@ class MirrorJobTest : public ::testing::Test {
     std::unique_lock lock(mutex_);
     ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(30), [&] { return outcome.called; }));
   }
+  // Waits for the copy to end (ready, or failed); the engine announces readiness only through
+  // its progress, which the test polls (as a client of GetVirtualDiskOperationProgress does).
+  static void WaitCopied(Outcome& outcome) {
+    vdisk_testing::WaitUntil(
+        [&] { return outcome.job->Progress().state != MirrorProgress::State::kCopying; });
+  }
   void WaitReady(Outcome& outcome) {
-    for (int i = 0; i < 30000 && outcome.job->Progress().state == MirrorProgress::State::kCopying;
-         ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    WaitCopied(outcome);
     ASSERT_EQ(outcome.job->Progress().state, MirrorProgress::State::kReady);
   }
   // Reads the whole disk of the image at `path` through a fresh read-only open.
@@ -204,9 +209,7 @@ TEST_F(MirrorJobTest, TargetFailureWhenReadyFailsTheMirrorButNotTheWrite) {
   platform::ScopedFaultInjection faults("dst.vhd", plan);
   auto outcome = Mirror(disk);
   ASSERT_TRUE(outcome->job);
-  for (int i = 0; i < 10000 && outcome->job->Progress().state == MirrorProgress::State::kCopying; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  ASSERT_EQ(outcome->job->Progress().state, MirrorProgress::State::kReady);
+  WaitReady(*outcome);
   std::vector<std::byte> data(4096, std::byte{0x5A});
   Status last;
   for (int i = 0; i < 400 && !outcome->called; ++i) {
@@ -229,15 +232,13 @@ TEST_F(MirrorJobTest, ZerosWrittenOverACopiedChunkReachTheTarget) {
   auto outcome = Mirror(disk);
   ASSERT_TRUE(outcome->job);
   // Chunks are copied in ascending order: wait for the first one (block 0) to be done.
-  for (int i = 0; i < 20000 && outcome->job->Progress().current < (2u << 20); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  vdisk_testing::WaitUntil([&] { return outcome->job->Progress().current >= (2u << 20); });
   ASSERT_EQ(outcome->job->Progress().state, MirrorProgress::State::kCopying)
       << "the copy must still be running for this test to mean anything";
   const std::vector<std::byte> zeros(256 << 10);
   ASSERT_TRUE(disk->Write(64 << 10, zeros).ok());
   std::memset(reference_.data() + (64 << 10), 0, zeros.size());
-  for (int i = 0; i < 30000 && outcome->job->Progress().state != MirrorProgress::State::kReady; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  WaitReady(*outcome);
   ASSERT_TRUE(outcome->job->Break().ok());
   WaitEnd(*outcome);
   ASSERT_TRUE(outcome->finished.ok());
@@ -251,8 +252,7 @@ TEST_F(MirrorJobTest, TargetHardensItsWritesOnceItIsTheActiveDisk) {
   ASSERT_TRUE(disk->disk()->top().write_hardening());
   auto outcome = Mirror(disk);
   ASSERT_TRUE(outcome->job);
-  for (int i = 0; i < 30000 && outcome->job->Progress().state != MirrorProgress::State::kReady; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  WaitReady(*outcome);
   ASSERT_TRUE(outcome->job->Break().ok());
   WaitEnd(*outcome);
   ASSERT_TRUE(outcome->finished.ok());
@@ -283,12 +283,9 @@ TEST_F(MirrorJobTest, EngineMemoryDoesNotDependOnTheDiskSize) {
   options.target_path = dir_ / "big-mirror.vhd";
   auto job = MirrorJob::Start(BuiltinProviders(), *disk, options);
   ASSERT_TRUE(job.ok()) << job.status().message();
-  MirrorProgress p;
-  for (int i = 0; i < 10000; ++i) {
-    p = (*job)->Progress();
-    if (p.state == MirrorProgress::State::kReady) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  vdisk_testing::WaitUntil(
+      [&] { return (*job)->Progress().state != MirrorProgress::State::kCopying; });
+  const MirrorProgress p = (*job)->Progress();
   ASSERT_EQ(p.state, MirrorProgress::State::kReady);
   EXPECT_EQ(p.completion, 2u * (2 << 20)) << "two 2 MiB chunks scheduled out of 512K";
   ASSERT_TRUE((*job)->Break().ok());

@@ -13,6 +13,8 @@
 #include <system_error>
 #include <vector>
 
+#include "support/file_bytes.h"
+
 namespace vdisk_unit {
 
 // A fresh directory under the system's temporary directory, removed with everything in it at
@@ -39,15 +41,7 @@ class TempDir {
 };
 
 // The whole content of a file (empty if it cannot be read), in one read.
-inline std::vector<std::byte> ReadWholeFile(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) return {};
-  std::vector<std::byte> out(static_cast<std::size_t>(in.tellg()));
-  in.seekg(0);
-  in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size()));
-  if (!in) return {};
-  return out;
-}
+using vdisk_testing::ReadWholeFile;
 
 // Checks a read of [offset, offset + read.size()) that overlapped a write: each sector must read
 // wholly as `before` or wholly as `after` (the range's content before and after the write), as

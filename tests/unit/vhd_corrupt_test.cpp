@@ -18,6 +18,8 @@
 #include "formats/registry/registry.h"
 #include "formats/vhd/vhd_format.h"
 #include "formats/vhd/vhd_provider.h"
+#include "support/file_bytes.h"
+#include "support/provider_registry.h"
 
 namespace vdisk {
 namespace {
@@ -31,14 +33,7 @@ constexpr std::uint64_t kTableOffset = 1536;  // and the BAT
 
 using vdisk_unit::TempDir;
 
-const ProviderRegistry& Registry() {
-  static const ProviderRegistry registry = [] {
-    ProviderRegistry r;
-    r.Register(MakeVhdProvider());
-    return r;
-  }();
-  return registry;
-}
+const ProviderRegistry& Registry() { return vdisk_testing::RegistryOf<MakeVhdProvider>(); }
 
 // Creates an image and closes it; returns its unique id.
 Guid CreateImage(const fs::path& path, DiskSubtype subtype, std::uint64_t size,
@@ -79,35 +74,8 @@ void ExpectOpenFails(const fs::path& path, Code expected) {
   EXPECT_FALSE(disk.status().message().empty());
 }
 
-std::vector<std::byte> ReadBytes(const fs::path& path, std::uint64_t offset, std::size_t size) {
-  std::ifstream in(path, std::ios::binary);
-  in.seekg(static_cast<std::streamoff>(offset));
-  std::vector<std::byte> out(size);
-  in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(size));
-  EXPECT_TRUE(in.good()) << "reading " << size << " bytes at " << offset << " of " << path;
-  return out;
-}
-
-void WriteBytes(const fs::path& path, std::uint64_t offset, std::span<const std::byte> bytes) {
-  std::fstream out(path, std::ios::binary | std::ios::in | std::ios::out);
-  out.seekp(static_cast<std::streamoff>(offset));
-  out.write(reinterpret_cast<const char*>(bytes.data()),
-            static_cast<std::streamsize>(bytes.size()));
-  EXPECT_TRUE(out.good());
-}
-
-template <typename T>
-T ReadStruct(const fs::path& path, std::uint64_t offset) {
-  T value;
-  const auto bytes = ReadBytes(path, offset, sizeof(T));
-  std::memcpy(&value, bytes.data(), sizeof(T));
-  return value;
-}
-
-template <typename T>
-void WriteStruct(const fs::path& path, std::uint64_t offset, const T& value) {
-  WriteBytes(path, offset, std::as_bytes(std::span(&value, 1)));
-}
+using vdisk_testing::ReadFileBytes;
+using vdisk_testing::WriteFileBytes;
 
 template <typename T>
 void FixChecksum(T& value, std::size_t checksum_offset) {
@@ -124,30 +92,30 @@ void FixChecksum(T& value, std::size_t checksum_offset) {
 void PatchFooter(const fs::path& path, const std::function<void(Footer&)>& edit,
                  bool fix_checksum = true) {
   const std::uint64_t size = fs::file_size(path);
-  auto footer = ReadStruct<Footer>(path, size - 512);
+  auto footer = vdisk_testing::ReadFileStruct<Footer>(path, size - 512);
   const bool dynamic = footer.disk_type.get() != 2;
   edit(footer);
   if (fix_checksum) FixChecksum(footer, vhd::kFooterChecksumOffset);
-  WriteStruct(path, size - 512, footer);
-  if (dynamic) WriteStruct(path, 0, footer);
+  vdisk_testing::WriteFileStruct(path, size - 512, footer);
+  if (dynamic) vdisk_testing::WriteFileStruct(path, 0, footer);
 }
 
 void PatchHeader(const fs::path& path, const std::function<void(DynamicHeader&)>& edit,
                  bool fix_checksum = true) {
-  auto header = ReadStruct<DynamicHeader>(path, kHeaderOffset);
+  auto header = vdisk_testing::ReadFileStruct<DynamicHeader>(path, kHeaderOffset);
   edit(header);
   if (fix_checksum) FixChecksum(header, vhd::kDynamicHeaderChecksumOffset);
-  WriteStruct(path, kHeaderOffset, header);
+  vdisk_testing::WriteFileStruct(path, kHeaderOffset, header);
 }
 
 std::uint32_t BatEntry(const fs::path& path, std::uint32_t index) {
-  return ReadStruct<vhd::Be32>(path, kTableOffset + 4 * index).get();
+  return vdisk_testing::ReadFileStruct<vhd::Be32>(path, kTableOffset + 4 * index).get();
 }
 
 void SetBatEntry(const fs::path& path, std::uint32_t index, std::uint32_t value) {
   vhd::Be32 entry;
   entry.set(value);
-  WriteStruct(path, kTableOffset + 4 * index, entry);
+  vdisk_testing::WriteFileStruct(path, kTableOffset + 4 * index, entry);
 }
 
 // Replaces every UTF-16 (both byte orders) occurrence of `from` with `to` (same length) in the
@@ -157,7 +125,7 @@ void RepointParent(const fs::path& path, const std::string& from, const std::str
   ASSERT_EQ(from.size(), to.size());
   const std::size_t metadata =
       static_cast<std::size_t>(std::min<std::uintmax_t>(fs::file_size(path), 64 * 1024));
-  auto bytes = ReadBytes(path, 0, metadata);
+  auto bytes = ReadFileBytes(path, 0, metadata);
   int replaced = 0;
   for (bool big_endian : {false, true}) {
     const auto f = vhd::Utf8ToUtf16(from, big_endian);
@@ -169,7 +137,7 @@ void RepointParent(const fs::path& path, const std::string& from, const std::str
     }
   }
   EXPECT_EQ(replaced, 3);  // W2ru, W2ku, parent name
-  WriteBytes(path, 0, bytes);
+  WriteFileBytes(path, 0, bytes);
   PatchHeader(path, [&](DynamicHeader& h) {
     std::memcpy(h.parent_unique_id.data(), parent_id.bytes.data(), 16);
   });
@@ -393,13 +361,13 @@ TEST(VhdOpen, UsesTheFooterCopyWhenTheEndFooterIsDamagedAndRepairsItOnWrite) {
   }
   const auto size = fs::file_size(path);
   const std::vector<std::byte> garbage(512, std::byte{0x66});
-  WriteBytes(path, size - 512, garbage);
+  WriteFileBytes(path, size - 512, garbage);
   {
     auto disk = Open(path);
     ASSERT_TRUE(disk.ok()) << disk.status().message();
     EXPECT_EQ(ReadDisk(**disk), expected);
   }
-  EXPECT_EQ(ReadBytes(path, size - 512, 512), garbage) << "a read-only open changed the file";
+  EXPECT_EQ(ReadFileBytes(path, size - 512, 512), garbage) << "a read-only open changed the file";
   {
     auto disk = Open(path, /*read_only=*/false);
     ASSERT_TRUE(disk.ok()) << disk.status().message();
@@ -407,7 +375,7 @@ TEST(VhdOpen, UsesTheFooterCopyWhenTheEndFooterIsDamagedAndRepairsItOnWrite) {
     ASSERT_TRUE((*disk)->Write(2 * kMiB, data).ok());  // allocates a block
     std::copy(data.begin(), data.end(), expected.begin() + 2 * kMiB);
   }
-  EXPECT_EQ(ReadBytes(path, fs::file_size(path) - 512, 512), ReadBytes(path, 0, 512));
+  EXPECT_EQ(ReadFileBytes(path, fs::file_size(path) - 512, 512), ReadFileBytes(path, 0, 512));
   auto disk = Open(path);
   ASSERT_TRUE(disk.ok()) << disk.status().message();
   EXPECT_EQ(ReadDisk(**disk), expected);
@@ -424,7 +392,7 @@ TEST(VhdOpen, RecoversADynamicImageWithATruncatedEndFooter) {
     ASSERT_TRUE(disk.ok()) << disk.status().message();
   }
   EXPECT_EQ(fs::file_size(path), size);
-  EXPECT_EQ(ReadBytes(path, size - 512, 512), ReadBytes(path, 0, 512));
+  EXPECT_EQ(ReadFileBytes(path, size - 512, 512), ReadFileBytes(path, 0, 512));
   // With the footer gone entirely, the last block ends the file.
   fs::resize_file(path, size - 512);
   auto disk = Open(path);
@@ -439,11 +407,11 @@ TEST(VhdOpen, ReadWriteOpenRepairsADamagedFooterCopy) {
   const auto path = dir / "h.vhd";
   CreateImage(path, DiskSubtype::kDynamic, 4 * kMiB);
   const std::vector<std::byte> zeros(512);
-  WriteBytes(path, 0, zeros);
+  WriteFileBytes(path, 0, zeros);
   { ASSERT_TRUE(Open(path).ok()); }
-  EXPECT_EQ(ReadBytes(path, 0, 512), zeros);
+  EXPECT_EQ(ReadFileBytes(path, 0, 512), zeros);
   { ASSERT_TRUE(Open(path, /*read_only=*/false).ok()); }
-  EXPECT_EQ(ReadBytes(path, 0, 512), ReadBytes(path, fs::file_size(path) - 512, 512));
+  EXPECT_EQ(ReadFileBytes(path, 0, 512), ReadFileBytes(path, fs::file_size(path) - 512, 512));
 }
 
 TEST(VhdOpen, AcceptsTheOld511ByteFooter) {
@@ -557,7 +525,7 @@ TEST(VhdOpen, SurvivesRandomMetadataDamage) {
   CreateImage(dir / "p.vhd", DiskSubtype::kDynamic, 4 * kMiB, 512 * 1024, {}, {0, 3 * kMiB});
   CreateImage(dir / "good.vhd", DiskSubtype::kDifferencing, 0, 512 * 1024, dir / "p.vhd",
               {4096, 2 * kMiB + 512});
-  const auto good = ReadBytes(dir / "good.vhd", 0, fs::file_size(dir / "good.vhd"));
+  const auto good = ReadFileBytes(dir / "good.vhd", 0, fs::file_size(dir / "good.vhd"));
   const std::size_t metadata = 4096;  // footer copy, header, BAT, locators
   std::mt19937_64 rng(77);
   int opened = 0;

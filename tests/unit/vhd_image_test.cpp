@@ -23,6 +23,9 @@
 #include "formats/vhd/vhd_provider.h"
 #include "platform/file.h"
 #include "platform/memory_file.h"
+#include "support/crashing_file.h"
+#include "support/disk_calls.h"
+#include "support/provider_registry.h"
 
 namespace vdisk {
 namespace {
@@ -35,14 +38,7 @@ constexpr std::uint32_t kMiB = 1024 * 1024;
 using vdisk_unit::FirstTornSector;
 using vdisk_unit::TempDir;
 
-const ProviderRegistry& Registry() {
-  static const ProviderRegistry registry = [] {
-    ProviderRegistry r;
-    r.Register(MakeVhdProvider());
-    return r;
-  }();
-  return registry;
-}
+const ProviderRegistry& Registry() { return vdisk_testing::RegistryOf<MakeVhdProvider>(); }
 
 Result<std::unique_ptr<VirtualDisk>> Create(const fs::path& path, DiskSubtype subtype,
                                             std::uint64_t size, std::uint32_t block_size = 0,
@@ -60,30 +56,16 @@ Result<std::unique_ptr<VirtualDisk>> Create(const fs::path& path, DiskSubtype su
 std::unique_ptr<VirtualDisk> MustCreate(const fs::path& path, DiskSubtype subtype,
                                         std::uint64_t size, std::uint32_t block_size = 0,
                                         const fs::path& parent = {}) {
-  auto disk = Create(path, subtype, size, block_size, parent);
-  if (!disk.ok()) {
-    ADD_FAILURE() << "create " << path << ": " << disk.status().message();
-    return nullptr;
-  }
-  return std::move(disk).value();
+  return vdisk_testing::Must(Create(path, subtype, size, block_size, parent), "create", path);
 }
 
 Result<std::unique_ptr<VirtualDisk>> Open(const fs::path& path, bool read_only = true,
                                           bool ignore_relative = false) {
-  DiskOpenRequest request;
-  request.path = path;
-  request.options.read_only = read_only;
-  request.options.ignore_relative_parent_locator = ignore_relative;
-  return VirtualDisk::Open(Registry(), request);
+  return vdisk_testing::OpenImage(Registry(), path, read_only, ignore_relative);
 }
 
 std::unique_ptr<VirtualDisk> MustOpen(const fs::path& path, bool read_only = true) {
-  auto disk = Open(path, read_only);
-  if (!disk.ok()) {
-    ADD_FAILURE() << "open " << path << ": " << disk.status().message();
-    return nullptr;
-  }
-  return std::move(disk).value();
+  return vdisk_testing::Must(Open(path, read_only), "open", path);
 }
 
 std::vector<std::byte> ReadFileBytes(const fs::path& path, std::uint64_t offset, std::size_t size) {
@@ -702,61 +684,7 @@ TEST(VhdConcurrency, ParallelWritersOnADifferencingDisk) {
 
 // --- crash safety ------------------------------------------------------------------------
 
-// A File that "dies" after a budget of writes, as a killed process would: the write that
-// exhausts the budget lands half-way, nothing after it lands at all.
-class CrashingFile final : public platform::File {
- public:
-  CrashingFile(std::unique_ptr<platform::File> inner, std::shared_ptr<std::atomic<int>> budget)
-      : inner_(std::move(inner)), budget_(std::move(budget)) {}
-
-  Status ReadAt(std::uint64_t offset, std::span<std::byte> out) override {
-    return inner_->ReadAt(offset, out);
-  }
-  Status WriteAt(std::uint64_t offset, std::span<const std::byte> data) override {
-    const int left = (*budget_)--;
-    if (left > 0) return inner_->WriteAt(offset, data);
-    if (left == 0) (void)inner_->WriteAt(offset, data.first(data.size() / 2));
-    return Status(Code::kIoError, "simulated crash");
-  }
-  Status Flush() override { return Dead() ? Crashed() : inner_->Flush(); }
-  Result<std::uint64_t> Size() override { return inner_->Size(); }
-  Status Resize(std::uint64_t size) override { return Dead() ? Crashed() : inner_->Resize(size); }
-  Status Allocate(std::uint64_t offset, std::uint64_t length) override {
-    return Dead() ? Crashed() : inner_->Allocate(offset, length);
-  }
-  Result<std::uint64_t> AllocatedBytes() override { return inner_->AllocatedBytes(); }
-  Status Lock(bool exclusive) override { return inner_->Lock(exclusive); }
-  bool writable() const override { return inner_->writable(); }
-  const fs::path& path() const override { return inner_->path(); }
-
- private:
-  bool Dead() const { return *budget_ < 0; }
-  static Status Crashed() { return Status(Code::kIoError, "simulated crash"); }
-  std::unique_ptr<platform::File> inner_;
-  std::shared_ptr<std::atomic<int>> budget_;
-};
-
-class CrashingOpener {
- public:
-  explicit CrashingOpener(int budget) : budget_(std::make_shared<std::atomic<int>>(budget)) {
-    auto shared = budget_;
-    previous_ = platform::SetFileOpenerForTesting(
-        [shared](const fs::path& path, platform::FileAccess access,
-                 platform::FileDisposition disposition) -> Result<std::unique_ptr<platform::File>> {
-          VDISK_ASSIGN_OR_RETURN(auto file, platform::OpenOsFile(path, access, disposition));
-          return std::unique_ptr<platform::File>(
-              std::make_unique<CrashingFile>(std::move(file), shared));
-        });
-  }
-  ~CrashingOpener() { platform::SetFileOpenerForTesting(previous_); }
-  CrashingOpener(const CrashingOpener&) = delete;
-  CrashingOpener& operator=(const CrashingOpener&) = delete;
-  bool crashed() const { return *budget_ < 0; }
-
- private:
-  std::shared_ptr<std::atomic<int>> budget_;
-  platform::FileOpener previous_;
-};
+using vdisk_testing::CrashingOpener;
 
 // Kills the "process" after every possible number of file writes while a series of writes
 // allocates blocks, then checks that the image opens, holds every write that returned success,

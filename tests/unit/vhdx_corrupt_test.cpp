@@ -22,6 +22,8 @@
 #include "formats/vhdx/vhdx_log.h"
 #include "formats/vhdx/vhdx_metadata.h"
 #include "formats/vhdx/vhdx_provider.h"
+#include "support/file_bytes.h"
+#include "support/provider_registry.h"
 
 namespace vdisk {
 namespace {
@@ -36,15 +38,7 @@ constexpr std::uint64_t kBatOffset = 3 * kMiB;
 
 using vdisk_unit::TempDir;
 
-const ProviderRegistry& Registry() {
-  static const ProviderRegistry registry = [] {
-    ProviderRegistry r;
-    r.Register(MakeVhdProvider());
-    r.Register(MakeVhdxProvider());
-    return r;
-  }();
-  return registry;
-}
+const ProviderRegistry& Registry() { return vdisk_testing::RegistryOf<MakeVhdProvider, MakeVhdxProvider>(); }
 
 void Create(const fs::path& path, std::uint64_t size = 64 * kMiB, std::uint32_t block = kMiB,
             std::uint32_t logical = 0, const fs::path& parent = {}, int writes = 3) {
@@ -93,21 +87,8 @@ void ExpectOpens(const fs::path& path) {
   }
 }
 
-std::vector<std::byte> ReadBytes(const fs::path& path, std::uint64_t offset, std::size_t size) {
-  std::ifstream in(path, std::ios::binary);
-  in.seekg(static_cast<std::streamoff>(offset));
-  std::vector<std::byte> out(size);
-  in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(size));
-  return out;
-}
-
-void WriteBytes(const fs::path& path, std::uint64_t offset, std::span<const std::byte> bytes) {
-  std::fstream out(path, std::ios::binary | std::ios::in | std::ios::out);
-  out.seekp(static_cast<std::streamoff>(offset));
-  out.write(reinterpret_cast<const char*>(bytes.data()),
-            static_cast<std::streamsize>(bytes.size()));
-  ASSERT_TRUE(out.good());
-}
+using vdisk_testing::ReadFileBytes;
+using vdisk_testing::WriteFileBytes;
 
 template <typename T>
 T Get(std::span<const std::byte> bytes, std::size_t offset = 0) {
@@ -125,7 +106,7 @@ void Put(std::span<std::byte> bytes, std::size_t offset, const T& v) {
 void EditHeader(const fs::path& path, int index, const std::function<void(Header&)>& edit,
                 bool fix_crc = true) {
   const std::uint64_t offset = index == 0 ? kHeader1Offset : kHeader2Offset;
-  auto bytes = ReadBytes(path, offset, kHeaderSize);
+  auto bytes = ReadFileBytes(path, offset, kHeaderSize);
   Header h = Get<Header>(bytes);
   edit(h);
   Put(std::span(bytes), 0, h);
@@ -133,7 +114,7 @@ void EditHeader(const fs::path& path, int index, const std::function<void(Header
     h.checksum.set(Crc32cWithZeroedField(bytes, offsetof(Header, checksum)));
     Put(std::span(bytes), 0, h);
   }
-  WriteBytes(path, offset, bytes);
+  WriteFileBytes(path, offset, bytes);
 }
 
 void EditBothHeaders(const fs::path& path, const std::function<void(Header&)>& edit) {
@@ -148,14 +129,14 @@ void EditRegionTables(const fs::path& path,
   for (int i = 0; i < 2; ++i) {
     if (only >= 0 && i != only) continue;
     const std::uint64_t offset = i == 0 ? kRegionTable1Offset : kRegionTable2Offset;
-    auto table = ReadBytes(path, offset, kRegionTableSize);
+    auto table = ReadFileBytes(path, offset, kRegionTableSize);
     edit(table);
     if (fix_crc) {
       Le32 crc;
       crc.set(Crc32cWithZeroedField(table, 4));
       Put(std::span(table), 4, crc);
     }
-    WriteBytes(path, offset, table);
+    WriteFileBytes(path, offset, table);
   }
 }
 
@@ -171,9 +152,9 @@ constexpr int kMetadataRegion = 1;
 
 // Edits the metadata region (table and items; no checksum covers it).
 void EditMetadata(const fs::path& path, const std::function<void(std::vector<std::byte>&)>& edit) {
-  auto region = ReadBytes(path, kMetadataOffset, kMiB);
+  auto region = ReadFileBytes(path, kMetadataOffset, kMiB);
   edit(region);
-  WriteBytes(path, kMetadataOffset, region);
+  WriteFileBytes(path, kMetadataOffset, region);
 }
 
 MetadataTableEntry& Item(std::vector<std::byte>& region, int i) {
@@ -210,10 +191,10 @@ void SetU32Item(const fs::path& path, const Guid& id, std::uint32_t value) {
 void WriteBatEntry(const fs::path& path, std::uint64_t index, std::uint64_t value) {
   Le64 v;
   v.set(value);
-  WriteBytes(path, kBatOffset + index * 8, std::as_bytes(std::span(&v, 1)));
+  WriteFileBytes(path, kBatOffset + index * 8, std::as_bytes(std::span(&v, 1)));
 }
 std::uint64_t ReadBatEntry(const fs::path& path, std::uint64_t index) {
-  return Get<Le64>(ReadBytes(path, kBatOffset + index * 8, 8)).get();
+  return Get<Le64>(ReadFileBytes(path, kBatOffset + index * 8, 8)).get();
 }
 
 class VhdxCorrupt : public ::testing::Test {
@@ -231,7 +212,7 @@ TEST_F(VhdxCorrupt, FileSmallerThanTheHeaderSection) {
 }
 
 TEST_F(VhdxCorrupt, MissingFileTypeIdentifier) {
-  WriteBytes(path_, 0, std::as_bytes(std::span("vhdXfile", 8)));
+  WriteFileBytes(path_, 0, std::as_bytes(std::span("vhdXfile", 8)));
   ExpectOpenFails(path_, Code::kFileCorrupt, "file type identifier");
 }
 
@@ -266,7 +247,7 @@ TEST_F(VhdxCorrupt, OneBadHeaderIsToleratedAndRepairedByAWriter) {
     ASSERT_TRUE((*disk)->Write(0, std::vector<std::byte>(512, std::byte{0xC5})).ok());
   }
   for (int i = 0; i < 2; ++i) {
-    const auto bytes = ReadBytes(path_, i == 0 ? kHeader1Offset : kHeader2Offset, kHeaderSize);
+    const auto bytes = ReadFileBytes(path_, i == 0 ? kHeader1Offset : kHeader2Offset, kHeaderSize);
     EXPECT_EQ(Get<Header>(bytes).checksum.get(), Crc32cWithZeroedField(bytes, 4))
         << "header " << i + 1;
   }
@@ -458,7 +439,7 @@ TEST_F(VhdxCorrupt, UnknownOptionalMetadataItemIsKept) {
     ASSERT_TRUE(disk.ok());
     ASSERT_TRUE((*disk)->top().SetUserMetadata(Guid::Random(), std::vector<std::byte>(10)).ok());
   }
-  const auto region = ReadBytes(path_, kMetadataOffset, kMetadataTableSize);
+  const auto region = ReadFileBytes(path_, kMetadataOffset, kMetadataTableSize);
   bool kept = false;
   for (int i = 0; i < Get<MetadataTableHeader>(region).entry_count.get(); ++i)
     kept |= Get<MetadataTableEntry>(region, 32 + i * 32).item_id == unknown;
@@ -594,7 +575,7 @@ TEST_F(VhdxCorrupt, CorruptLogEntryThatMustBeReplayed) {
       std::vector<LogUpdate>{LogUpdate::Data(kBatOffset, std::vector<std::byte>(4096))}, 4 * kMiB,
       4 * kMiB);
   entry[200] = std::byte{0x42};  // inside the descriptor sector, covered by the CRC
-  WriteBytes(path_, kLogOffset, entry);
+  WriteFileBytes(path_, kLogOffset, entry);
   EditBothHeaders(path_, [&](Header& h) { h.log_guid = log_guid; });
   ExpectOpenFails(path_, Code::kFileCorrupt, "log entry at log offset 0: CRC-32C mismatch");
 }
@@ -605,7 +586,7 @@ TEST_F(VhdxCorrupt, LogEntryThatWouldOverwriteTheHeaders) {
       log_guid, 1, 0,
       std::vector<LogUpdate>{LogUpdate::Data(kHeader1Offset, std::vector<std::byte>(4096))},
       4 * kMiB, 4 * kMiB);
-  WriteBytes(path_, kLogOffset, entry);
+  WriteFileBytes(path_, kLogOffset, entry);
   EditBothHeaders(path_, [&](Header& h) { h.log_guid = log_guid; });
   ExpectOpenFails(path_, Code::kFileCorrupt, "would overwrite the file identifier or the headers");
 }
@@ -614,9 +595,9 @@ TEST_F(VhdxCorrupt, LogOfATruncatedFile) {
   const Guid log_guid = Guid::Random();
   const auto entry = BuildLogEntry(
       log_guid, 1, 0,
-      std::vector<LogUpdate>{LogUpdate::Data(kBatOffset, ReadBytes(path_, kBatOffset, 4096))},
+      std::vector<LogUpdate>{LogUpdate::Data(kBatOffset, ReadFileBytes(path_, kBatOffset, 4096))},
       1024 * kMiB, 1024 * kMiB);
-  WriteBytes(path_, kLogOffset, entry);
+  WriteFileBytes(path_, kLogOffset, entry);
   EditBothHeaders(path_, [&](Header& h) { h.log_guid = log_guid; });
   ExpectOpenFails(path_, Code::kFileCorrupt, "truncated");
 }
@@ -639,7 +620,7 @@ class VhdxCorruptChain : public ::testing::Test {
     });
   }
   ParentLocator Locator() {
-    auto region = ReadBytes(child_, kMetadataOffset, kMiB);
+    auto region = ReadFileBytes(child_, kMetadataOffset, kMiB);
     auto parsed = ParseParentLocator(ItemData(region, kParentLocatorGuid));
     EXPECT_TRUE(parsed.ok());
     return parsed.ok() ? *parsed : ParentLocator{};

@@ -38,6 +38,8 @@
 #include "formats/vhdx/vhdx_format.h"
 #include "formats/vhdx/vhdx_provider.h"
 #include "platform/file.h"
+#include "support/disk_calls.h"
+#include "support/provider_registry.h"
 
 namespace vdisk {
 namespace {
@@ -52,15 +54,7 @@ constexpr std::uint64_t kTiB = 1024 * kGiB;
 using vdisk_unit::FirstTornSector;
 using vdisk_unit::TempDir;
 
-const ProviderRegistry& Registry() {
-  static const ProviderRegistry registry = [] {
-    ProviderRegistry r;
-    r.Register(MakeVhdProvider());
-    r.Register(MakeVhdxProvider());
-    return r;
-  }();
-  return registry;
-}
+const ProviderRegistry& Registry() { return vdisk_testing::RegistryOf<MakeVhdProvider, MakeVhdxProvider>(); }
 
 struct Spec {
   DiskSubtype subtype = DiskSubtype::kDynamic;
@@ -87,30 +81,16 @@ Result<std::unique_ptr<VirtualDisk>> Create(const fs::path& path, const Spec& sp
 }
 
 std::unique_ptr<VirtualDisk> MustCreate(const fs::path& path, const Spec& spec) {
-  auto disk = Create(path, spec);
-  if (!disk.ok()) {
-    ADD_FAILURE() << "create " << path << ": " << disk.status().message();
-    return nullptr;
-  }
-  return std::move(disk).value();
+  return vdisk_testing::Must(Create(path, spec), "create", path);
 }
 
 Result<std::unique_ptr<VirtualDisk>> Open(const fs::path& path, bool read_only = true,
                                           bool ignore_relative = false) {
-  DiskOpenRequest request;
-  request.path = path;
-  request.options.read_only = read_only;
-  request.options.ignore_relative_parent_locator = ignore_relative;
-  return VirtualDisk::Open(Registry(), request);
+  return vdisk_testing::OpenImage(Registry(), path, read_only, ignore_relative);
 }
 
 std::unique_ptr<VirtualDisk> MustOpen(const fs::path& path, bool read_only = true) {
-  auto disk = Open(path, read_only);
-  if (!disk.ok()) {
-    ADD_FAILURE() << "open " << path << ": " << disk.status().message();
-    return nullptr;
-  }
-  return std::move(disk).value();
+  return vdisk_testing::Must(Open(path, read_only), "open", path);
 }
 
 VhdxImage& Top(VirtualDisk& disk) { return dynamic_cast<VhdxImage&>(disk.top()); }

@@ -22,6 +22,7 @@
 #include "formats/registry/registry.h"
 #include "formats/vhdx/vhdx_image.h"
 #include "formats/vhdx/vhdx_provider.h"
+#include "support/provider_registry.h"
 
 namespace vdisk {
 namespace {
@@ -31,14 +32,7 @@ constexpr std::uint64_t kMiB = 1024 * 1024;
 
 using vdisk_unit::TempDir;
 
-const ProviderRegistry& Registry() {
-  static const ProviderRegistry registry = [] {
-    ProviderRegistry r;
-    r.Register(MakeVhdxProvider());
-    return r;
-  }();
-  return registry;
-}
+const ProviderRegistry& Registry() { return vdisk_testing::RegistryOf<MakeVhdxProvider>(); }
 
 bool HaveTool(const char* name) { return !vdisk_unit::HostTool(name).empty(); }
 

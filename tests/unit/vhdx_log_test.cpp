@@ -39,6 +39,10 @@
 #include "formats/vhdx/vhdx_provider.h"
 #include "platform/file.h"
 #include "platform/memory_file.h"
+#include "support/crashing_file.h"
+#include "support/file_bytes.h"
+#include "support/provider_registry.h"
+#include "support/wait.h"
 
 namespace vdisk {
 namespace {
@@ -48,14 +52,7 @@ using namespace vhdx;  // NOLINT(build/namespaces): test of the format's own str
 
 using vdisk_unit::TempDir;
 
-const ProviderRegistry& Registry() {
-  static const ProviderRegistry registry = [] {
-    ProviderRegistry r;
-    r.Register(MakeVhdxProvider());
-    return r;
-  }();
-  return registry;
-}
+const ProviderRegistry& Registry() { return vdisk_testing::RegistryOf<MakeVhdxProvider>(); }
 
 Result<std::unique_ptr<VirtualDisk>> Open(const fs::path& path, bool read_only = true) {
   DiskOpenRequest request;
@@ -78,25 +75,12 @@ void CreateDisk(const fs::path& path, std::uint64_t size, std::uint32_t block_si
 
 std::vector<std::byte> ReadFile(const fs::path& path) { return vdisk_unit::ReadWholeFile(path); }
 
-std::vector<std::byte> ReadBytes(const fs::path& path, std::uint64_t offset, std::size_t size) {
-  std::ifstream in(path, std::ios::binary);
-  in.seekg(static_cast<std::streamoff>(offset));
-  std::vector<std::byte> out(size);
-  in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(size));
-  return out;
-}
-
-void WriteBytes(const fs::path& path, std::uint64_t offset, std::span<const std::byte> bytes) {
-  std::fstream out(path, std::ios::binary | std::ios::in | std::ios::out);
-  out.seekp(static_cast<std::streamoff>(offset));
-  out.write(reinterpret_cast<const char*>(bytes.data()),
-            static_cast<std::streamsize>(bytes.size()));
-  ASSERT_TRUE(out.good());
-}
+using vdisk_testing::ReadFileBytes;
+using vdisk_testing::WriteFileBytes;
 
 Header ReadHeader(const fs::path& path, int index) {
   Header h;
-  const auto bytes = ReadBytes(path, index == 0 ? kHeader1Offset : kHeader2Offset, sizeof h);
+  const auto bytes = ReadFileBytes(path, index == 0 ? kHeader1Offset : kHeader2Offset, sizeof h);
   std::memcpy(&h, bytes.data(), sizeof h);
   return h;
 }
@@ -114,7 +98,7 @@ void WriteHeader(const fs::path& path, int index, Header h) {
   std::memcpy(bytes.data(), &h, sizeof h);
   h.checksum.set(Crc32cWithZeroedField(bytes, 4));
   std::memcpy(bytes.data(), &h, sizeof h);
-  WriteBytes(path, index == 0 ? kHeader1Offset : kHeader2Offset, bytes);
+  WriteFileBytes(path, index == 0 ? kHeader1Offset : kHeader2Offset, bytes);
 }
 
 // Names `log_guid` in both headers, as a writer that crashed with a dirty log leaves them.
@@ -134,8 +118,8 @@ constexpr std::uint64_t kBatOffset = 3 * kMiB;
 // Writes `entry` at log offset `position`, wrapping around the 1 MiB ring.
 void WriteEntry(const fs::path& path, std::uint32_t position, std::span<const std::byte> entry) {
   const std::size_t first = std::min<std::size_t>(entry.size(), kMiB - position);
-  WriteBytes(path, kLogOffset + position, entry.first(first));
-  if (first < entry.size()) WriteBytes(path, kLogOffset, entry.subspan(first));
+  WriteFileBytes(path, kLogOffset + position, entry.first(first));
+  if (first < entry.size()) WriteFileBytes(path, kLogOffset, entry.subspan(first));
 }
 
 // A BAT sector (4 KiB: 512 entries) with the given entries set.
@@ -173,7 +157,7 @@ struct DirtyFixture {
   DirtyFixture() {
     CreateDisk(path, 32 * kMiB, 8 * kMiB);
     for (std::uint8_t b = 0; b < 3; ++b)
-      WriteBytes(path, (4 + 8 * b) * kMiB, Pattern(b + 1, 8 * kMiB));
+      WriteFileBytes(path, (4 + 8 * b) * kMiB, Pattern(b + 1, 8 * kMiB));
   }
   static std::uint64_t Block(std::uint64_t b) {
     return MakeBatEntry(kPayloadFullyPresent, (4 + 8 * b) * kMiB);
@@ -227,7 +211,7 @@ TEST(VhdxLogReplay, SingleEntry) {
   SetLogGuid(f.path, f.log_guid);
   ASSERT_NO_FATAL_FAILURE(f.Check({1, 0, 0, 0}));
   // The replayed BAT sector is in the file.
-  EXPECT_EQ(ReadBytes(f.path, kBatOffset, kLogSectorSize), BatSector({{0, f.Block(0)}}));
+  EXPECT_EQ(ReadFileBytes(f.path, kBatOffset, kLogSectorSize), BatSector({{0, f.Block(0)}}));
 }
 
 TEST(VhdxLogReplay, SeveralEntriesApplyInOrderFromTheTail) {
@@ -300,7 +284,7 @@ TEST(VhdxLogReplay, ZeroDescriptorsZeroAndExtend) {
   WriteEntry(f.path, 0, entry);
   SetLogGuid(f.path, f.log_guid);
   ASSERT_NO_FATAL_FAILURE(f.Check({0, 2, 0, 0}, 32 * kMiB));
-  EXPECT_EQ(ReadBytes(f.path, kBatOffset + kLogSectorSize, kLogSectorSize),
+  EXPECT_EQ(ReadFileBytes(f.path, kBatOffset + kLogSectorSize, kLogSectorSize),
             std::vector<std::byte>(kLogSectorSize));
 }
 
@@ -365,63 +349,8 @@ TEST(VhdxLogReplay, FindActiveSequencePicksTheNewestCompleteSequence) {
 
 // --- our writer under crashes ------------------------------------------------------------------
 
-// A File that "dies" after a budget of writes, as a killed process would: the write that
-// exhausts the budget lands half-way, nothing after it lands at all.
-class CrashingFile final : public platform::File {
- public:
-  CrashingFile(std::unique_ptr<platform::File> inner, std::shared_ptr<std::atomic<int>> budget)
-      : inner_(std::move(inner)), budget_(std::move(budget)) {}
-  Status ReadAt(std::uint64_t offset, std::span<std::byte> out) override {
-    return inner_->ReadAt(offset, out);
-  }
-  Status WriteAt(std::uint64_t offset, std::span<const std::byte> data) override {
-    const int left = (*budget_)--;
-    if (left > 0) return inner_->WriteAt(offset, data);
-    if (left == 0) (void)inner_->WriteAt(offset, data.first(data.size() / 2));
-    return Status(Code::kIoError, "simulated crash");
-  }
-  Status Flush() override { return Dead() ? Crashed() : inner_->Flush(); }
-  Result<std::uint64_t> Size() override { return inner_->Size(); }
-  Status Resize(std::uint64_t size) override {
-    const int left = (*budget_)--;
-    return left > 0 ? inner_->Resize(size) : Crashed();
-  }
-  Status Allocate(std::uint64_t offset, std::uint64_t length) override {
-    return Dead() ? Crashed() : inner_->Allocate(offset, length);
-  }
-  Result<std::uint64_t> AllocatedBytes() override { return inner_->AllocatedBytes(); }
-  Status Lock(bool exclusive) override { return inner_->Lock(exclusive); }
-  bool writable() const override { return inner_->writable(); }
-  const fs::path& path() const override { return inner_->path(); }
-
- private:
-  bool Dead() const { return *budget_ < 0; }
-  static Status Crashed() { return Status(Code::kIoError, "simulated crash"); }
-  std::unique_ptr<platform::File> inner_;
-  std::shared_ptr<std::atomic<int>> budget_;
-};
-
-class CrashingOpener {
- public:
-  explicit CrashingOpener(int budget) : budget_(std::make_shared<std::atomic<int>>(budget)) {
-    auto shared = budget_;
-    previous_ = platform::SetFileOpenerForTesting(
-        [shared](const fs::path& path, platform::FileAccess access,
-                 platform::FileDisposition disposition) -> Result<std::unique_ptr<platform::File>> {
-          VDISK_ASSIGN_OR_RETURN(auto file, platform::OpenOsFile(path, access, disposition));
-          return std::unique_ptr<platform::File>(
-              std::make_unique<CrashingFile>(std::move(file), shared));
-        });
-  }
-  ~CrashingOpener() { platform::SetFileOpenerForTesting(previous_); }
-  CrashingOpener(const CrashingOpener&) = delete;
-  CrashingOpener& operator=(const CrashingOpener&) = delete;
-  bool crashed() const { return *budget_ < 0; }
-
- private:
-  std::shared_ptr<std::atomic<int>> budget_;
-  platform::FileOpener previous_;
-};
+using vdisk_testing::CrashingOpener;
+using vdisk_testing::CrashPoints;
 
 // One step of a writer's workload: a write of `length` bytes of `seed`'s pattern at `offset`,
 // or (length 0) user metadata item kItem set to a value derived from `seed`.
@@ -574,7 +503,7 @@ void CrashSweep(bool differencing, bool from_file = false) {
     bool crashed = false;
     std::optional<Step> in_flight;
     {
-      CrashingOpener opener(budget);
+      CrashingOpener opener(budget, CrashPoints::kWritesAndResizes);
       auto disk = Open(path, /*read_only=*/false);
       if (disk.ok()) {
         Workload work(7, kSize);
@@ -806,24 +735,21 @@ TEST(VhdxCrashSafety, WriterKilledWithSigkillLeavesAConsistentFile) {
     fs::copy_file(dir / (differencing ? "child-template.avhdx" : "template.vhdx"), image);
     fs::remove(journal);
     const std::uint64_t seed = rng();
-    // A quarter of the kills land early (open, the first header updates, the first entries);
-    // the others once the writer has acknowledged a random number of steps, plus up to 3 ms, so
-    // that the test adapts to the speed of the machine's flushes.
+    // A quarter of the kills land early (open, the first header updates, the first entries:
+    // the kill follows the journal's creation); the others once the writer has acknowledged a
+    // random number of steps, in the step that follows, so that the test adapts to the speed of
+    // the machine's flushes. The writer announces its progress only in its journal, which the
+    // test polls.
     const bool early = trial % 4 == 0;
     const std::uint64_t wait_for_steps = early ? 0 : 1 + rng() % 40;
-    const auto delay_us = static_cast<long>(early ? 300 + rng() % 5000 : rng() % 3000);
     Writer writer = StartWriter(image, journal, seed, kSize);
     // The writer has started once its journal exists (a Windows process takes a while to start;
     // a forked one does not). The bounds only keep a broken writer from hanging the test.
-    const auto started_by = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (!fs::exists(journal) && std::chrono::steady_clock::now() < started_by)
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
-    while (wait_for_steps > 0 && CountJournal(journal) < wait_for_steps &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    vdisk_testing::WaitUntil([&] { return fs::exists(journal); }, std::chrono::seconds(30));
+    if (wait_for_steps > 0) {
+      vdisk_testing::WaitUntil([&] { return CountJournal(journal) >= wait_for_steps; },
+                               std::chrono::seconds(3));
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(delay_us));
     // The writer's own exits: 2 journal, 3 open, 4 write, 5 journal write, 6 arguments.
     ASSERT_EQ(KillWriter(writer), "killed") << "the writer ended by itself";
     ++trials;
@@ -837,8 +763,8 @@ TEST(VhdxCrashSafety, WriterKilledWithSigkillLeavesAConsistentFile) {
     for (std::uint64_t i = 0; i < done; ++i) ApplyToModel(model, replay.Next());
     const Step in_flight = replay.Next();
     if (in_flight.length == 0) ++in_flight_metadata;
-    SCOPED_TRACE(std::to_string(done) + " acknowledged steps, killed after " +
-                 std::to_string(delay_us) + " us");
+    SCOPED_TRACE(std::to_string(done) + " acknowledged steps" +
+                 (early ? ", killed once the journal existed" : ""));
 
     // Our reader first, read-only: replays in memory and changes nothing.
     const auto before = ReadFile(image);
