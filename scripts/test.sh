@@ -42,10 +42,8 @@ fi
 section "Linux tests${asan_build_pid:+ (the sanitizer build compiles alongside)}"
 # The reruns of the mirror suites on the engine's other data paths (label "rerun") run once, in
 # the sanitizer build below, where they also check the buffer pool's memory use.
-# The CLI tests of the lifecycle commands (label needs-lifecycle) wait for the library's resize,
-# expand, compact and merge; the preset leaves them out, and so must an explicit -LE.
 rerun_filter=()
-if [[ "${SKIP_ASAN:-0}" != 1 ]]; then rerun_filter=(-LE 'rerun|needs-lifecycle'); fi
+if [[ "${SKIP_ASAN:-0}" != 1 ]]; then rerun_filter=(-LE rerun); fi
 ctest --preset linux -j "$jobs" --timeout 900 "${rerun_filter[@]}"
 
 if [[ "${SKIP_ASAN:-0}" != 1 ]]; then

@@ -1,8 +1,4 @@
 // The lifecycle commands (resize, expand, compact, merge) end to end, qemu-img as the referee.
-// They wait for the library's ResizeVirtualDisk, ExpandVirtualDisk, CompactVirtualDisk and
-// MergeVirtualDisk (ERROR_CALL_NOT_IMPLEMENTED until those land): this program is registered
-// with the label needs-lifecycle and left out of the default run
-// (ctest --test-dir build/linux -L needs-lifecycle runs it).
 #include <gtest/gtest.h>
 
 #include "cli_support.h"
