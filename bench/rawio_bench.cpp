@@ -64,7 +64,7 @@ struct Options {
   int reps = 3;
   std::uint64_t seed = 20240601;
   bool keep = false;
-  std::string only;  // --only: run just the variants whose name contains this (for profiling)
+  std::string only;  // --only: run just the variants whose name contains this ("A|B": A or B)
   bool fill_cache = false;  // --fill-cache: measure with the page cache as the fill left it
 };
 
@@ -185,7 +185,19 @@ std::uint64_t Word(const std::uint8_t* buffer, std::uint64_t offset) {
 // the writes, dirties it), then `reps` measured rounds.
 void Measure(std::vector<Variant>& variants, int reps, const std::string& only) {
   if (!only.empty()) {
-    std::erase_if(variants, [&](const Variant& v) { return v.name.find(only) == std::string::npos; });
+    // "A|B": the variants whose name contains A or B.
+    std::vector<std::string> wanted;
+    for (std::size_t start = 0;;) {
+      const std::size_t bar = only.find('|', start);
+      wanted.push_back(only.substr(start, bar - start));
+      if (bar == std::string::npos) break;
+      start = bar + 1;
+    }
+    std::erase_if(variants, [&](const Variant& v) {
+      return std::none_of(wanted.begin(), wanted.end(), [&](const std::string& w) {
+        return v.name.find(w) != std::string::npos;
+      });
+    });
   }
   for (int rep = 0; rep <= reps; ++rep) {
     for (std::size_t k = 0; k < variants.size(); ++k) {

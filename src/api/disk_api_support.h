@@ -1,6 +1,7 @@
 // Helpers shared by the virtual disk exports.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -33,5 +34,13 @@ DWORD CompleteNow(OVERLAPPED* overlapped, DWORD error, DiskHandle* disk);
 // it and it completes with ERROR_OPERATION_ABORTED. One operation at a time per handle: another
 // still running gives ERROR_VHD_INVALID_STATE. Validate parameters before calling it.
 DWORD RunDiskOperation(DiskHandle& disk, LPOVERLAPPED overlapped, OperationWork work);
+
+// Binds an operation that `start` begins to `overlapped` (not null) and returns
+// ERROR_IO_PENDING; `start` is given the completion to call when the operation ends. If `start`
+// fails or throws, or the launch fails, the OVERLAPPED is as it was and the error is returned.
+// One operation at a time per handle, as RunDiskOperation.
+using OperationStart =
+    std::function<Result<std::shared_ptr<DiskOperation>>(std::function<void(const Status&)>)>;
+DWORD StartDiskOperation(DiskHandle& disk, LPOVERLAPPED overlapped, const OperationStart& start);
 
 }  // namespace vdisk::api

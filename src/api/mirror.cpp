@@ -36,41 +36,20 @@ DWORD MirrorImpl(HANDLE handle, DWORD flags,
   if (!disk) return error;
   if (!disk->Allows(VIRTUAL_DISK_ACCESS_ATTACH_RW) || disk->options().get_info_only)
     return ERROR_ACCESS_DENIED;
-  if (auto running = disk->Operation(nullptr); running && !running->Report().finished) {
-    return Fail(Status(Code::kVhdInvalidState, "an operation is already running on this handle"));
-  }
 
   MirrorOptions options;
   options.target_path = ToPath(path);
   options.existing_file = (flags & MIRROR_VIRTUAL_DISK_FLAG_EXISTING_FILE) != 0;
   options.skip_activation = (flags & MIRROR_VIRTUAL_DISK_FLAG_SKIP_MIRROR_ACTIVATION) != 0;
-  DiskHandle* owner = disk.get();  // outlives the job: closing the handle cancels and waits
-  options.on_finished = [owner, overlapped](const Status& status) {
-    owner->CompleteOperation(overlapped, status.ok() ? ERROR_SUCCESS : ToWin32Error(status.code()));
-  };
-
-  // The operation exists before the job can possibly end; the OVERLAPPED is restored if it
-  // never starts.
-  const OVERLAPPED saved = *overlapped;
-  disk->PrepareOperation(overlapped);
-  auto job = MirrorJob::Start(BuiltinProviders(), disk->shared_open_disk(), std::move(options));
-  if (!job.ok()) {
-    disk->AbandonOperation(overlapped);
-    *overlapped = saved;
-    return Fail(job.status());
-  }
-  std::shared_ptr<MirrorJob> started = std::move(job).value();
-  disk->SetOperation(overlapped, started);
-  // On the caller's thread: on Windows the operation pends in the kernel from here (see
-  // win32/disk_pipe.h).
-  const DWORD launched = disk->LaunchOperation(overlapped);
-  if (launched != ERROR_IO_PENDING) {
-    started->Cancel();
-    disk->SetOperation(nullptr, nullptr);
-    *overlapped = saved;
-    return launched;
-  }
-  return ERROR_IO_PENDING;
+  return StartDiskOperation(
+      *disk, overlapped,
+      [&](std::function<void(const Status&)> done) -> Result<std::shared_ptr<DiskOperation>> {
+        options.on_finished = std::move(done);
+        VDISK_ASSIGN_OR_RETURN(
+            auto job,
+            MirrorJob::Start(BuiltinProviders(), disk->shared_open_disk(), std::move(options)));
+        return std::shared_ptr<DiskOperation>(std::move(job));
+      });
 }
 
 DWORD BreakImpl(HANDLE handle) {

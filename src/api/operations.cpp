@@ -1,5 +1,5 @@
-// Long operations on a disk handle (merge, compaction, resize; the mirror has its own start in
-// mirror.cpp) and GetVirtualDiskOperationProgress, which reports any of them.
+// Long operations on a disk handle (merge, compaction, resize, and the mirror's start, which
+// binds a MirrorJob the same way) and GetVirtualDiskOperationProgress, which reports any of them.
 //
 // With an OVERLAPPED the operation runs on a thread of its own and the export returns
 // ERROR_IO_PENDING, as Windows does for these calls ("If the operation is asynchronous, the
@@ -17,12 +17,7 @@
 
 namespace vdisk::api {
 
-DWORD RunDiskOperation(DiskHandle& disk, LPOVERLAPPED overlapped, OperationWork work) {
-  if (overlapped == nullptr) {
-    OperationContext context;
-    const Status status = RunOperationHere(work, context);
-    return status.ok() ? ERROR_SUCCESS : Fail(status);
-  }
+DWORD StartDiskOperation(DiskHandle& disk, LPOVERLAPPED overlapped, const OperationStart& start) {
   if (auto running = disk.Operation(nullptr); running && !running->Report().finished) {
     return Fail(Status(Code::kVhdInvalidState, "an operation is already running on this handle"));
   }
@@ -30,18 +25,17 @@ DWORD RunDiskOperation(DiskHandle& disk, LPOVERLAPPED overlapped, OperationWork 
   auto done = [owner, overlapped](const Status& status) {
     owner->CompleteOperation(overlapped, status.ok() ? ERROR_SUCCESS : ToWin32Error(status.code()));
   };
-  // The operation is recorded before its work can possibly end; the OVERLAPPED is restored if
-  // it never starts.
+  // The operation is recorded before it can possibly end; the OVERLAPPED is restored if it
+  // never starts.
   const OVERLAPPED saved = *overlapped;
   disk.PrepareOperation(overlapped);
-  std::shared_ptr<BackgroundOperation> operation;
-  try {
-    operation = BackgroundOperation::Start(std::move(work), std::move(done));
-  } catch (const std::exception&) {
+  Result<std::shared_ptr<DiskOperation>> started = CatchAsStatus([&] { return start(done); });
+  if (!started.ok()) {
     disk.AbandonOperation(overlapped);
     *overlapped = saved;
-    return Fail(Status(Code::kNotEnoughMemory, "cannot start a thread for the operation"));
+    return Fail(started.status());
   }
+  std::shared_ptr<DiskOperation> operation = std::move(started).value();
   disk.SetOperation(overlapped, operation);
   // On the caller's thread: on Windows the operation pends in the kernel from here (see
   // win32/disk_pipe.h).
@@ -53,6 +47,20 @@ DWORD RunDiskOperation(DiskHandle& disk, LPOVERLAPPED overlapped, OperationWork 
     return launched;
   }
   return ERROR_IO_PENDING;
+}
+
+DWORD RunDiskOperation(DiskHandle& disk, LPOVERLAPPED overlapped, OperationWork work) {
+  if (overlapped == nullptr) {
+    OperationContext context;
+    const Status status = RunOperationHere(work, context);
+    return status.ok() ? ERROR_SUCCESS : Fail(status);
+  }
+  return StartDiskOperation(
+      disk, overlapped,
+      [&](std::function<void(const Status&)> done) -> Result<std::shared_ptr<DiskOperation>> {
+        return std::shared_ptr<DiskOperation>(
+            BackgroundOperation::Start(std::move(work), std::move(done)));
+      });
 }
 
 namespace {

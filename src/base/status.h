@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <variant>
 
@@ -137,10 +138,11 @@ class [[nodiscard]] Result {
 // std::bad_alloc).
 Status StatusFromCurrentException() noexcept;
 
-// Runs `body` (returning Status) so that nothing thrown leaves it: for the bodies of threads and
-// callbacks that have nobody to throw to.
+// Runs `body` (returning Status or a Result) so that nothing thrown leaves it: for the bodies of
+// threads and callbacks that have nobody to throw to, and for steps that must be undone when
+// they fail.
 template <typename Body>
-Status CatchAsStatus(Body&& body) noexcept {
+auto CatchAsStatus(Body&& body) noexcept -> std::invoke_result_t<Body&> {
   try {
     return body();
   } catch (...) {

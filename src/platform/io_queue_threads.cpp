@@ -24,17 +24,16 @@ class ThreadIoQueue final : public IoQueue {
   explicit ThreadIoQueue(std::size_t depth) : depth_(depth) {
     const std::size_t threads = std::min(depth, kMaxThreads);
     threads_.reserve(threads);
-    for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
-  }
-  ~ThreadIoQueue() override {
-    {
-      std::unique_lock lock(mutex_);
-      idle_.wait(lock, [this] { return in_flight_ == 0; });
-      stop_ = true;
+    try {
+      for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+    } catch (...) {
+      // A thread that cannot start (no memory, no thread): those running stop before the
+      // exception leaves, or destroying them joinable would end the process.
+      Stop();
+      throw;
     }
-    work_.notify_all();
-    for (auto& thread : threads_) thread.join();
   }
+  ~ThreadIoQueue() override { Stop(); }
   ThreadIoQueue(const ThreadIoQueue&) = delete;
   ThreadIoQueue& operator=(const ThreadIoQueue&) = delete;
 
@@ -68,10 +67,22 @@ class ThreadIoQueue final : public IoQueue {
     {
       std::unique_lock lock(mutex_);
       space_.wait(lock, [this] { return in_flight_ < depth_; });
+      queue_.push_back(std::move(request));  // first: if it throws, nothing is counted
       ++in_flight_;
-      queue_.push_back(std::move(request));
     }
     work_.notify_one();
+  }
+
+  // Waits for the requests in flight, then stops and joins the threads.
+  void Stop() noexcept {
+    {
+      std::unique_lock lock(mutex_);
+      idle_.wait(lock, [this] { return in_flight_ == 0; });
+      stop_ = true;
+    }
+    work_.notify_all();
+    for (auto& thread : threads_) thread.join();
+    threads_.clear();
   }
 
   void Run() {

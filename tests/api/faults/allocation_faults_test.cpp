@@ -224,13 +224,6 @@ TEST_F(AllocationFaults, Metadata) {
 }
 
 TEST_F(AllocationFaults, Mirror) {
-#ifdef _WIN32
-  // Open defect: under Wine one of the allocations of MirrorVirtualDisk's start ends the process
-  // with std::terminate ("terminate called without an active exception"), in the Windows
-  // operation path (disk pipe), which the Linux sweep does not reach. Skipped here until fixed,
-  // so that the other families keep running on this target.
-  GTEST_SKIP() << "MirrorVirtualDisk's start is not yet exception-safe on Windows";
-#endif
   HANDLE h = nullptr;
   ASSERT_EQ(OpenV2(vhdx_, false, &h), ERROR_SUCCESS);
   const WString target = dir_.Wide("mirror.vhdx");
