@@ -9,22 +9,22 @@ macro(virtdisk_sources list folder)
 endmacro()
 
 # base: Status, Guid and the small vocabulary every layer speaks
-virtdisk_sources(VIRTDISK_BASE_SOURCES base guid.cpp status.cpp)
+virtdisk_sources(VIRTDISK_BASE_SOURCES base guid.cpp status.cpp unicode.cpp)
 # platform: the OS behind one interface (files, I/O queues, sockets, processes, user files)
 virtdisk_sources(VIRTDISK_PLATFORM_SOURCES platform file.cpp io_queue_threads.cpp memory_file.cpp
-  random.cpp)
+  random.cpp socket.cpp)
 virtdisk_sources(VIRTDISK_PLATFORM_POSIX_SOURCES platform/posix file_posix.cpp io_queue_uring.cpp
   process_posix.cpp random_posix.cpp socket_posix.cpp user_files_posix.cpp volume_posix.cpp)
 virtdisk_sources(VIRTDISK_PLATFORM_WIN32_SOURCES platform/win32 file_win32.cpp process_win32.cpp
   random_win32.cpp shared_mutex_win32.cpp socket_win32.cpp user_files_win32.cpp volume_win32.cpp)
 # formats: the Image contract, the provider registry, VHD, VHDX, ISO
 virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats compaction.cpp image.cpp partition_table.cpp)
-virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats/registry builtin.cpp registry.cpp)
+virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats/registry builtin.cpp provider.cpp registry.cpp)
 virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats/vhd vhd_check.cpp vhd_compact.cpp vhd_create.cpp
   vhd_format.cpp vhd_image.cpp vhd_provider.cpp vhd_resize.cpp vhd_set_info.cpp)
 virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats/vhdx vhdx_bat.cpp vhdx_check.cpp
   vhdx_compact.cpp vhdx_create.cpp vhdx_format.cpp vhdx_image.cpp vhdx_log.cpp vhdx_metadata.cpp
-  vhdx_provider.cpp vhdx_resize.cpp)
+  vhdx_metadata_ops.cpp vhdx_open.cpp vhdx_provider.cpp vhdx_resize.cpp)
 virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats/iso iso_provider.cpp iso_structures.cpp
   iso_volume.cpp)
 # core: open disks and differencing chains, long operations (compact, merge, resize)

@@ -279,7 +279,7 @@ VIRTDISK_API DWORD WINAPI AttachVirtualDisk(HANDLE VirtualDiskHandle,
                           Overlapped);
       },
       [&] {
-        return std::string(Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle)) + ", flags " +
+        return std::string(Hex(VirtualDiskHandle) + ", flags " +
                            Hex(Raw(Flags)));
       });
 }
@@ -291,7 +291,7 @@ VIRTDISK_API DWORD WINAPI DetachVirtualDisk(HANDLE VirtualDiskHandle,
   return ExportCall(
       "DetachVirtualDisk", [&] { return DetachImpl(VirtualDiskHandle, Raw(Flags)); },
       [&] {
-        return std::string(Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle)) + ", flags " +
+        return std::string(Hex(VirtualDiskHandle) + ", flags " +
                            Hex(Raw(Flags)));
       });
 }
@@ -301,7 +301,7 @@ VIRTDISK_API DWORD WINAPI GetVirtualDiskPhysicalPath(HANDLE VirtualDiskHandle,
   return ExportCall(
       "GetVirtualDiskPhysicalPath",
       [&] { return PhysicalPathImpl(VirtualDiskHandle, DiskPathSizeInBytes, DiskPath); },
-      [&] { return std::string(Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle))); });
+      [&] { return std::string(Hex(VirtualDiskHandle)); });
 }
 
 VIRTDISK_API DWORD WINAPI GetAllAttachedVirtualDiskPhysicalPaths(PULONG PathsBufferSizeInBytes,

@@ -39,17 +39,10 @@ DWORD CompactImpl(HANDLE handle, DWORD flags, PCOMPACT_VIRTUAL_DISK_PARAMETERS p
   // With an OVERLAPPED: ERROR_IO_PENDING, progress through GetVirtualDiskOperationProgress
   // (blocks scanned and moved), cancellation between steps (api/operations.cpp).
   return RunDiskOperation(*disk, overlapped, [open, options](OperationContext& context) {
-    CompactControl control;
-    control.cancelled = [&context] { return context.cancelled(); };
-    control.progress = [&context](std::uint64_t done, std::uint64_t total) {
-      context.SetProgress(done, total);
-    };
-    auto report = CompactDisk(*open, options, control);
+    auto report = CompactDisk(*open, options, context);
     return report.ok() ? Status::Ok() : report.status();
   });
 }
-
-std::string HandleArg(HANDLE h) { return Hex(reinterpret_cast<ULONG_PTR>(h)); }
 
 }  // namespace
 }  // namespace vdisk::api
@@ -66,7 +59,7 @@ VIRTDISK_API DWORD WINAPI CompactVirtualDisk(HANDLE VirtualDiskHandle,
       "CompactVirtualDisk",
       [&] { return CompactImpl(VirtualDiskHandle, Raw(Flags), Parameters, Overlapped); },
       [&] {
-        return std::string(HandleArg(VirtualDiskHandle) + ", " + Hex(Raw(Flags)) + ", " +
+        return std::string(Hex(VirtualDiskHandle) + ", " + Hex(Raw(Flags)) + ", " +
                            (Parameters ? "version " + std::to_string(Raw(Parameters->Version))
                                        : std::string("NULL")) +
                            (Overlapped ? ", overlapped" : ""));

@@ -195,7 +195,7 @@ VIRTDISK_API DWORD WINAPI VirtDiskGetAllocatedRanges(HANDLE VirtualDiskHandle, U
                                                RangeCount);
       },
       [&] {
-        return std::string(Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle)) + ", " +
+        return std::string(Hex(VirtualDiskHandle) + ", " +
                            std::to_string(Offset) + ", " + std::to_string(Length));
       });
 }

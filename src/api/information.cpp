@@ -214,7 +214,7 @@ extern "C" VIRTDISK_API DWORD WINAPI GetVirtualDiskInformation(
       },
       [&] {
         return std::string(
-            Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle)) + ", version " +
+            Hex(VirtualDiskHandle) + ", version " +
             (VirtualDiskInfo ? std::to_string(Raw(VirtualDiskInfo->Version)) : "NULL"));
       });
 }

@@ -74,12 +74,7 @@ DWORD MergeImpl(HANDLE handle, DWORD flags, PMERGE_VIRTUAL_DISK_PARAMETERS param
 
   auto open_disk = disk->shared_open_disk();
   return RunDiskOperation(*disk, overlapped, [open_disk, request](OperationContext& context) {
-    MergeControl control;
-    control.cancelled = [&context] { return context.cancelled(); };
-    control.progress = [&context](std::uint64_t current, std::uint64_t completion) {
-      context.SetProgress(current, completion);
-    };
-    return MergeDisk(*open_disk, BuiltinProviders(), request, control);
+    return MergeDisk(*open_disk, BuiltinProviders(), request, context);
   });
 }
 
@@ -114,7 +109,7 @@ VIRTDISK_API DWORD WINAPI MergeVirtualDisk(HANDLE VirtualDiskHandle, MERGE_VIRTU
       "MergeVirtualDisk",
       [&] { return MergeImpl(VirtualDiskHandle, Raw(Flags), Parameters, Overlapped); },
       [&] {
-        return std::string(Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle)) + ", flags " +
+        return std::string(Hex(VirtualDiskHandle) + ", flags " +
                            Hex(Raw(Flags)) + ", version " +
                            (Parameters ? std::to_string(Raw(Parameters->Version)) : "NULL"));
       });
@@ -124,7 +119,7 @@ VIRTDISK_API DWORD WINAPI AddVirtualDiskParent(HANDLE VirtualDiskHandle, PCWSTR 
   using namespace vdisk::api;  // NOLINT: export definition
   return ExportCall(
       "AddVirtualDiskParent", [&] { return AddParentImpl(VirtualDiskHandle, ParentPath); },
-      [&] { return std::string(Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle))); });
+      [&] { return std::string(Hex(VirtualDiskHandle)); });
 }
 
 }  // extern "C"

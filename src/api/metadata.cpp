@@ -161,8 +161,6 @@ DWORD DeleteImpl(HANDLE handle, const GUID* item) {
   return status.ok() ? ERROR_SUCCESS : Fail(status);
 }
 
-std::string HandleArg(HANDLE h) { return Hex(reinterpret_cast<ULONG_PTR>(h)); }
-
 }  // namespace
 }  // namespace vdisk::api
 
@@ -177,7 +175,7 @@ VIRTDISK_API DWORD WINAPI SetVirtualDiskInformation(HANDLE VirtualDiskHandle,
       [&] { return SetInformationImpl(VirtualDiskHandle, VirtualDiskInfo); },
       [&] {
         return std::string(
-            HandleArg(VirtualDiskHandle) + ", version " +
+            Hex(VirtualDiskHandle) + ", version " +
             (VirtualDiskInfo ? std::to_string(Raw(VirtualDiskInfo->Version)) : "NULL"));
       });
 }
@@ -187,7 +185,7 @@ VIRTDISK_API DWORD WINAPI EnumerateVirtualDiskMetadata(HANDLE VirtualDiskHandle,
   return ExportCall(
       "EnumerateVirtualDiskMetadata",
       [&] { return EnumerateImpl(VirtualDiskHandle, NumberOfItems, Items); },
-      [&] { return std::string(HandleArg(VirtualDiskHandle)); });
+      [&] { return std::string(Hex(VirtualDiskHandle)); });
 }
 
 VIRTDISK_API DWORD WINAPI GetVirtualDiskMetadata(HANDLE VirtualDiskHandle, const GUID* Item,
@@ -195,7 +193,7 @@ VIRTDISK_API DWORD WINAPI GetVirtualDiskMetadata(HANDLE VirtualDiskHandle, const
   return ExportCall(
       "GetVirtualDiskMetadata",
       [&] { return GetImpl(VirtualDiskHandle, Item, MetaDataSize, MetaData); },
-      [&] { return std::string(HandleArg(VirtualDiskHandle)); });
+      [&] { return std::string(Hex(VirtualDiskHandle)); });
 }
 
 VIRTDISK_API DWORD WINAPI SetVirtualDiskMetadata(HANDLE VirtualDiskHandle, const GUID* Item,
@@ -204,7 +202,7 @@ VIRTDISK_API DWORD WINAPI SetVirtualDiskMetadata(HANDLE VirtualDiskHandle, const
       "SetVirtualDiskMetadata",
       [&] { return SetImpl(VirtualDiskHandle, Item, MetaDataSize, MetaData); },
       [&] {
-        return std::string(HandleArg(VirtualDiskHandle) + ", " + std::to_string(MetaDataSize) +
+        return std::string(Hex(VirtualDiskHandle) + ", " + std::to_string(MetaDataSize) +
                            " bytes");
       });
 }
@@ -212,7 +210,7 @@ VIRTDISK_API DWORD WINAPI SetVirtualDiskMetadata(HANDLE VirtualDiskHandle, const
 VIRTDISK_API DWORD WINAPI DeleteVirtualDiskMetadata(HANDLE VirtualDiskHandle, const GUID* Item) {
   return ExportCall(
       "DeleteVirtualDiskMetadata", [&] { return DeleteImpl(VirtualDiskHandle, Item); },
-      [&] { return std::string(HandleArg(VirtualDiskHandle)); });
+      [&] { return std::string(Hex(VirtualDiskHandle)); });
 }
 
 }  // extern "C"

@@ -62,8 +62,6 @@ DWORD BreakImpl(HANDLE handle) {
   return status.ok() ? ERROR_SUCCESS : Fail(status);
 }
 
-std::string HandleArg(HANDLE h) { return Hex(reinterpret_cast<ULONG_PTR>(h)); }
-
 }  // namespace
 }  // namespace vdisk::api
 
@@ -78,7 +76,7 @@ VIRTDISK_API DWORD WINAPI MirrorVirtualDisk(HANDLE VirtualDiskHandle, MIRROR_VIR
       "MirrorVirtualDisk",
       [&] { return MirrorImpl(VirtualDiskHandle, Raw(Flags), Parameters, Overlapped); },
       [&] {
-        return std::string(HandleArg(VirtualDiskHandle) + ", " + Hex(Raw(Flags)) + ", " +
+        return std::string(Hex(VirtualDiskHandle) + ", " + Hex(Raw(Flags)) + ", " +
                            (Parameters && Raw(Parameters->Version) == MIRROR_VIRTUAL_DISK_VERSION_1
                                 ? Quote(Parameters->Version1.MirrorVirtualDiskPath)
                                 : std::string("?")));
@@ -88,7 +86,7 @@ VIRTDISK_API DWORD WINAPI MirrorVirtualDisk(HANDLE VirtualDiskHandle, MIRROR_VIR
 VIRTDISK_API DWORD WINAPI BreakMirrorVirtualDisk(HANDLE VirtualDiskHandle) {
   return ExportCall(
       "BreakMirrorVirtualDisk", [&] { return BreakImpl(VirtualDiskHandle); },
-      [&] { return std::string(HandleArg(VirtualDiskHandle)); });
+      [&] { return std::string(Hex(VirtualDiskHandle)); });
 }
 
 }  // extern "C"

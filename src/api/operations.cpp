@@ -97,7 +97,7 @@ VIRTDISK_API DWORD WINAPI GetVirtualDiskOperationProgress(HANDLE VirtualDiskHand
   return ExportCall(
       "GetVirtualDiskOperationProgress",
       [&] { return ProgressImpl(VirtualDiskHandle, Overlapped, Progress); },
-      [&] { return std::string(Hex(reinterpret_cast<ULONG_PTR>(VirtualDiskHandle))); },
+      [&] { return std::string(Hex(VirtualDiskHandle)); },
       TraceWhen::kOnFailure);
 }
 

@@ -67,8 +67,6 @@ DWORD ExpandImpl(HANDLE handle, DWORD flags, PEXPAND_VIRTUAL_DISK_PARAMETERS par
   return Run(handle, request, overlapped);
 }
 
-std::string HandleArg(HANDLE h) { return Hex(reinterpret_cast<ULONG_PTR>(h)); }
-
 }  // namespace
 }  // namespace vdisk::api
 
@@ -84,7 +82,7 @@ VIRTDISK_API DWORD WINAPI ResizeVirtualDisk(HANDLE VirtualDiskHandle, RESIZE_VIR
       [&] { return ResizeImpl(VirtualDiskHandle, Raw(Flags), Parameters, Overlapped); },
       [&] {
         return std::string(
-            HandleArg(VirtualDiskHandle) + ", " + Hex(Raw(Flags)) + ", " +
+            Hex(VirtualDiskHandle) + ", " + Hex(Raw(Flags)) + ", " +
             (Parameters ? std::to_string(Parameters->Version1.NewSize) : std::string("NULL")));
       });
 }
@@ -97,7 +95,7 @@ VIRTDISK_API DWORD WINAPI ExpandVirtualDisk(HANDLE VirtualDiskHandle, EXPAND_VIR
       [&] { return ExpandImpl(VirtualDiskHandle, Raw(Flags), Parameters, Overlapped); },
       [&] {
         return std::string(
-            HandleArg(VirtualDiskHandle) + ", " + Hex(Raw(Flags)) + ", " +
+            Hex(VirtualDiskHandle) + ", " + Hex(Raw(Flags)) + ", " +
             (Parameters ? std::to_string(Parameters->Version1.NewSize) : std::string("NULL")));
       });
 }

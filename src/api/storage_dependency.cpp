@@ -234,7 +234,7 @@ VIRTDISK_API DWORD WINAPI GetStorageDependencyInformation(
                               StorageDependencyInfo, SizeUsed);
       },
       [&] {
-        return std::string(Hex(reinterpret_cast<ULONG_PTR>(ObjectHandle)) + ", flags " +
+        return std::string(Hex(ObjectHandle) + ", flags " +
                            Hex(Raw(Flags)) + ", " + std::to_string(StorageDependencyInfoSize) +
                            " bytes");
       });

@@ -2,27 +2,10 @@
 
 #include <cstdint>
 
+#include "base/unicode.h"
+
 namespace vdisk::api {
 namespace {
-
-void AppendUtf8(std::string& out, std::uint32_t cp) {
-  if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) cp = 0xFFFD;
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 void AppendWide(std::basic_string<WCHAR>& out, std::uint32_t cp) {
   if constexpr (sizeof(WCHAR) == 2) {
@@ -49,7 +32,7 @@ std::string ToUtf8(PCWSTR text) {
         ++p;
       }
     }
-    AppendUtf8(out, cp);
+    AppendUtf8(out, static_cast<char32_t>(cp));
   }
   return out;
 }
@@ -64,28 +47,7 @@ std::filesystem::path ToPath(PCWSTR text) {
 
 std::basic_string<WCHAR> ToWide(std::string_view utf8) {
   std::basic_string<WCHAR> out;
-  for (std::size_t i = 0; i < utf8.size();) {
-    const auto c = static_cast<unsigned char>(utf8[i]);
-    std::uint32_t cp = 0xFFFD;
-    std::size_t n = 1;
-    if (c < 0x80) {
-      cp = c;
-    } else if ((c >> 5) == 0x6 && i + 1 < utf8.size()) {
-      cp = ((c & 0x1Fu) << 6) | (static_cast<unsigned char>(utf8[i + 1]) & 0x3Fu);
-      n = 2;
-    } else if ((c >> 4) == 0xE && i + 2 < utf8.size()) {
-      cp = ((c & 0x0Fu) << 12) | ((static_cast<unsigned char>(utf8[i + 1]) & 0x3Fu) << 6) |
-           (static_cast<unsigned char>(utf8[i + 2]) & 0x3Fu);
-      n = 3;
-    } else if ((c >> 3) == 0x1E && i + 3 < utf8.size()) {
-      cp = ((c & 0x07u) << 18) | ((static_cast<unsigned char>(utf8[i + 1]) & 0x3Fu) << 12) |
-           ((static_cast<unsigned char>(utf8[i + 2]) & 0x3Fu) << 6) |
-           (static_cast<unsigned char>(utf8[i + 3]) & 0x3Fu);
-      n = 4;
-    }
-    AppendWide(out, cp);
-    i += n;
-  }
+  for (std::size_t i = 0; i < utf8.size();) AppendWide(out, NextCodePoint(utf8, i));
   return out;
 }
 

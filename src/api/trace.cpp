@@ -1,5 +1,6 @@
 #include "api/trace.h"
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -74,6 +75,8 @@ std::string Hex(unsigned long long value) {
   std::snprintf(text, sizeof text, "0x%llx", value);
   return text;
 }
+
+std::string Hex(const void* pointer) { return Hex(reinterpret_cast<std::uintptr_t>(pointer)); }
 
 std::string Quote(PCWSTR text) {
   if (text == nullptr) return "NULL";

@@ -20,6 +20,8 @@ void ClearLastFailureMessage() noexcept;
 const char* LastFailureMessage() noexcept;
 
 std::string Hex(unsigned long long value);
+// A handle or pointer, in hex (as the traces name disk handles).
+std::string Hex(const void* pointer);
 std::string Quote(PCWSTR text);
 
 enum class TraceWhen { kAlways, kOnFailure };

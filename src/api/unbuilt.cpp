@@ -22,7 +22,7 @@ DWORD Refuse(const char* name, HANDLE handle, DWORD answer, const char* why,
         SetLastFailureMessage(std::string(name) + ": " + why);
         return answer;
       },
-      [&] { return Hex(reinterpret_cast<ULONG_PTR>(handle)); });
+      [&] { return Hex(handle); });
 }
 
 DWORD NoVhdSet(const char* name, HANDLE handle) {

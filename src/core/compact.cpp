@@ -25,12 +25,12 @@ bool AllZero(std::span<const std::byte> bytes) {
 
 class DiskCompactEnvironment final : public CompactEnvironment {
  public:
-  DiskCompactEnvironment(OpenDisk& open, VirtualDisk& disk, const CompactControl& control)
+  DiskCompactEnvironment(OpenDisk& open, VirtualDisk& disk, OperationControl& control)
       : open_(open), disk_(disk), control_(control) {}
 
-  bool cancelled() const override { return control_.cancelled && control_.cancelled(); }
-  void Progress(std::uint64_t done, std::uint64_t total) override {
-    if (control_.progress) control_.progress(done, total);
+  bool cancelled() const override { return control_.cancelled(); }
+  void SetProgress(std::uint64_t done, std::uint64_t total) override {
+    control_.SetProgress(done, total);
   }
   Status Exclusive(const std::function<Status()>& step) override { return open_.Drained(step); }
 
@@ -76,7 +76,7 @@ class DiskCompactEnvironment final : public CompactEnvironment {
   static constexpr std::uint64_t kChunk = std::uint64_t{1} << 20;
   OpenDisk& open_;
   VirtualDisk& disk_;
-  const CompactControl& control_;
+  OperationControl& control_;
   std::vector<std::byte> buffer_;
 };
 
@@ -109,7 +109,7 @@ Status CheckCompactable(OpenDisk& disk) {
 }
 
 Result<CompactReport> CompactDisk(OpenDisk& disk, const CompactOptions& options,
-                                  const CompactControl& control) {
+                                  OperationControl& control) {
   VDISK_RETURN_IF_ERROR(CheckCompactable(disk));
   const std::shared_ptr<VirtualDisk> active = disk.disk();
   VDISK_RETURN_IF_ERROR(disk.SetWriteFanout(std::make_shared<CompactionFanout>()));

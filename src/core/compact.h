@@ -17,14 +17,6 @@
 
 namespace vdisk {
 
-struct CompactControl {
-  // Polled between steps; when true the compaction stops at the next consistent point with
-  // kOperationAborted.
-  std::function<bool()> cancelled;
-  // (done, total) after each step.
-  std::function<void(std::uint64_t, std::uint64_t)> progress;
-};
-
 // The checks CompactDisk makes before it starts (see below), for a caller that answers them
 // before going asynchronous.
 Status CheckCompactable(OpenDisk& disk);
@@ -34,7 +26,8 @@ Status CheckCompactable(OpenDisk& disk);
 // ends), kDiskAlreadyOwned if an attach host serves it, kVhdInvalidType for a fixed disk,
 // kWriteProtect if the disk is open read-only; with kOperationAborted when cancelled, leaving
 // every step done so far in place and the disk consistent.
+// Progress: blocks scanned, then moved.
 Result<CompactReport> CompactDisk(OpenDisk& disk, const CompactOptions& options,
-                                  const CompactControl& control);
+                                  OperationControl& control);
 
 }  // namespace vdisk

@@ -15,6 +15,7 @@
 #include <mutex>
 
 #include "base/status.h"
+#include "formats/image.h"
 
 namespace vdisk {
 
@@ -25,11 +26,13 @@ struct OperationProgress {
   Status final_status;
 };
 
-class OperationContext {
+// What the work of an operation polls and reports through (as the OperationControl that
+// formats and the core's lifecycle operations take); read by Report from other threads.
+class OperationContext final : public OperationControl {
  public:
   // Whether the operation was asked to stop.
-  bool cancelled() const noexcept { return cancelled_.load(std::memory_order_relaxed); }
-  void SetProgress(std::uint64_t current, std::uint64_t completion) noexcept {
+  bool cancelled() const noexcept override { return cancelled_.load(std::memory_order_relaxed); }
+  void SetProgress(std::uint64_t current, std::uint64_t completion) noexcept override {
     completion_.store(completion, std::memory_order_relaxed);
     current_.store(current, std::memory_order_relaxed);
   }

@@ -12,7 +12,6 @@ namespace {
 // between windows, and a window of several merged images is read through the chain at once.
 constexpr std::uint64_t kWindow = 4u << 20;
 
-bool Cancelled(const MergeControl& control) { return control.cancelled && control.cancelled(); }
 
 Status Aborted(const VirtualDisk& chain) {
   return Status(Code::kOperationAborted,
@@ -103,7 +102,7 @@ Status CheckMerge(const VirtualDisk& disk, const MergeRequest& request) {
 }
 
 Status CopyMergedData(VirtualDisk& chain, const MergeRequest& request,
-                      const MergeControl& control) {
+                      OperationControl& control) {
   VDISK_RETURN_IF_ERROR(CheckMerge(chain, request));
   Image& target = *chain.chain()[request.target_level];
   if (target.read_only()) {
@@ -114,7 +113,7 @@ Status CopyMergedData(VirtualDisk& chain, const MergeRequest& request,
   std::vector<std::byte> buffer(static_cast<std::size_t>(kWindow));
   const bool one_image = request.target_level == request.source_level + 1;
   for (std::uint64_t offset = 0; offset < size; offset += kWindow) {
-    if (Cancelled(control)) {
+    if (control.cancelled()) {
       VDISK_RETURN_IF_ERROR(target.Flush());
       return Aborted(chain);
     }
@@ -123,7 +122,7 @@ Status CopyMergedData(VirtualDisk& chain, const MergeRequest& request,
                                              length, buffer)
                               : CopyImages(chain, request, offset, length, buffer);
     if (!status.ok()) return status.WithContext("merging into " + target.file().path().string());
-    if (control.progress) control.progress(offset + length, size);
+    control.SetProgress(offset + length, size);
   }
   return target.Flush();
 }
@@ -200,7 +199,7 @@ Status RepointLevel(OpenDisk& disk, const ProviderRegistry& registry, std::size_
 }
 
 Status MergeDisk(OpenDisk& disk, const ProviderRegistry& registry, const MergeRequest& request,
-                 const MergeControl& control) {
+                 OperationControl& control) {
   const DiskOpenRequest asked = disk.request();
   std::vector<std::filesystem::path> paths;
   std::vector<DiskFormat> formats;

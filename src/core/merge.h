@@ -43,12 +43,6 @@ struct MergeRequest {
   std::size_t target_level = 1;  // the image that receives it
 };
 
-// Cancellation and progress of a long operation (polled between steps).
-struct MergeControl {
-  std::function<bool()> cancelled;                             // may be empty
-  std::function<void(std::uint64_t, std::uint64_t)> progress;  // (current, completion)
-};
-
 // Checks `request` against `disk`'s chain: kInvalidParameter (naming the depths) unless
 // source_level < target_level < chain length.
 Status CheckMerge(const VirtualDisk& disk, const MergeRequest& request);
@@ -59,7 +53,7 @@ Status CheckMerge(const VirtualDisk& disk, const MergeRequest& request);
 // kSharingViolation), kOperationAborted when cancelled (the chain reads as before), or the I/O
 // error that stopped it (the chain reads as before; rerun to complete).
 Status MergeDisk(OpenDisk& disk, const ProviderRegistry& registry, const MergeRequest& request,
-                 const MergeControl& control);
+                 OperationControl& control);
 
 // SET_VIRTUAL_DISK_INFO_PARENT_PATH_WITH_DEPTH below the top: re-points the image at `level`
 // (0 is the top) of the disk's chain to `parent_path` (Image::SetParentLocation), reopening the
@@ -71,6 +65,6 @@ Status RepointLevel(OpenDisk& disk, const ProviderRegistry& registry, std::size_
 // The copy step alone, over an opened chain whose target image is writable (tests and the
 // crash harness use it to stop at chosen points). Progress is reported in bytes of the disk.
 Status CopyMergedData(VirtualDisk& chain, const MergeRequest& request,
-                      const MergeControl& control);
+                      OperationControl& control);
 
 }  // namespace vdisk

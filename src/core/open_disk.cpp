@@ -53,13 +53,11 @@ OpenDisk::~OpenDisk() {
   if (it != table.disks.end() && it->second.expired()) table.disks.erase(it);
 }
 
-Result<std::shared_ptr<OpenDisk>> OpenDisk::Open(const ProviderRegistry& registry,
-                                                 const DiskOpenRequest& request,
-                                                 bool get_info_only) {
+Result<std::shared_ptr<OpenDisk>> OpenDisk::OpenInTable(const ProviderRegistry& registry,
+                                                        const DiskOpenRequest& request,
+                                                        bool unshared, bool handed_over,
+                                                        const Reuse& reuse) {
   const auto key = KeyFor(request.path);
-  // A handle that asked for only part of the chain (or only information) gets a disk of its own:
-  // another handle's full disk must not be handed a partial one, nor the other way round.
-  const bool unshared = get_info_only || request.no_parents || request.custom_chain;
   // Declared before the lock: a disk that dies here (a failed step below) unregisters itself
   // under that lock in its destructor, which must run after the lock is released.
   std::shared_ptr<OpenDisk> open;
@@ -68,8 +66,27 @@ Result<std::shared_ptr<OpenDisk>> OpenDisk::Open(const ProviderRegistry& registr
   std::lock_guard lock(table.mutex);
   if (!unshared) {
     auto it = table.disks.find(key);
-    if (it != table.disks.end()) {
-      if ((existing = it->second.lock())) {
+    if (it != table.disks.end() && (existing = it->second.lock())) return reuse(existing);
+  }
+  VDISK_ASSIGN_OR_RETURN(auto disk,
+                         VirtualDisk::Open(registry, handed_over ? ViewOf(request) : request));
+  open = std::make_shared<OpenDisk>(std::shared_ptr<VirtualDisk>(std::move(disk)), key, unshared);
+  open->providers_ = &registry;
+  open->request_ = request;
+  open->handed_over_ = handed_over;
+  if (!unshared) table.disks[key] = open;
+  return open;
+}
+
+Result<std::shared_ptr<OpenDisk>> OpenDisk::Open(const ProviderRegistry& registry,
+                                                 const DiskOpenRequest& request,
+                                                 bool get_info_only) {
+  // A handle that asked for only part of the chain (or only information) gets a disk of its own:
+  // another handle's full disk must not be handed a partial one, nor the other way round.
+  const bool unshared = get_info_only || request.no_parents || request.custom_chain;
+  return OpenInTable(
+      registry, request, unshared, /*handed_over=*/false,
+      [&request](const std::shared_ptr<OpenDisk>& existing) -> Result<std::shared_ptr<OpenDisk>> {
         if (existing->handed_over()) {
           std::unique_lock io(existing->io_mutex_);
           // Taken back later for writing if any handle asked for it.
@@ -82,41 +99,16 @@ Result<std::shared_ptr<OpenDisk>> OpenDisk::Open(const ProviderRegistry& registr
                             ": open read-only by another handle; cannot open it for writing");
         }
         return existing;
-      }
-    }
-  }
-  VDISK_ASSIGN_OR_RETURN(auto disk, VirtualDisk::Open(registry, request));
-  open = std::make_shared<OpenDisk>(std::shared_ptr<VirtualDisk>(std::move(disk)), key, unshared);
-  open->providers_ = &registry;
-  open->request_ = request;
-  if (!unshared) table.disks[key] = open;
-  return open;
+      });
 }
 
 Result<std::shared_ptr<OpenDisk>> OpenDisk::OpenHandedOver(const ProviderRegistry& registry,
                                                            const DiskOpenRequest& request,
                                                            bool get_info_only) {
-  const auto key = KeyFor(request.path);
-  // A handle that asked for only part of the chain (or only information) gets a disk of its own:
-  // another handle's full disk must not be handed a partial one, nor the other way round.
+  // As in Open; a custom chain shares the view, which serves the whole chain.
   const bool unshared = get_info_only || request.no_parents;
-  std::shared_ptr<OpenDisk> open;  // before the lock, as in Open
-  std::shared_ptr<OpenDisk> existing;
-  auto& table = Table();
-  std::lock_guard lock(table.mutex);
-  if (!unshared) {
-    auto it = table.disks.find(key);
-    if (it != table.disks.end()) {
-      if ((existing = it->second.lock())) return existing;
-    }
-  }
-  VDISK_ASSIGN_OR_RETURN(auto view, VirtualDisk::Open(registry, ViewOf(request)));
-  open = std::make_shared<OpenDisk>(std::shared_ptr<VirtualDisk>(std::move(view)), key, unshared);
-  open->providers_ = &registry;
-  open->request_ = request;
-  open->handed_over_ = true;
-  if (!unshared) table.disks[key] = open;
-  return open;
+  return OpenInTable(registry, request, unshared, /*handed_over=*/true,
+                     [](const std::shared_ptr<OpenDisk>& existing) { return existing; });
 }
 
 Result<std::shared_ptr<OpenDisk>> OpenDisk::Adopt(std::unique_ptr<VirtualDisk> disk,

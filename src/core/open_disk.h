@@ -143,6 +143,15 @@ class OpenDisk {
   bool handed_over() const;
 
  private:
+  // Open and OpenHandedOver: a disk of its own when `unshared`, else the one the table holds for
+  // the file (`reuse` decides what a handle gets of it), else a new one, opened as `request`
+  // asks or, `handed_over`, as the view of a disk another process serves.
+  using Reuse =
+      std::function<Result<std::shared_ptr<OpenDisk>>(const std::shared_ptr<OpenDisk>& existing)>;
+  static Result<std::shared_ptr<OpenDisk>> OpenInTable(const ProviderRegistry& registry,
+                                                       const DiskOpenRequest& request,
+                                                       bool unshared, bool handed_over,
+                                                       const Reuse& reuse);
   mutable platform::SharedMutex io_mutex_;  // shared: I/O; exclusive: fan-out change, switch
   std::shared_ptr<VirtualDisk> disk_;
   std::shared_ptr<WriteFanout> fanout_;

@@ -5,26 +5,6 @@
 #include "formats/partition_table.h"
 
 namespace vdisk {
-namespace {
-
-class ContextControl final : public OperationControl {
- public:
-  explicit ContextControl(OperationContext& context) : context_(context) {}
-  bool cancelled() const override { return context_.cancelled(); }
-  void SetProgress(std::uint64_t current, std::uint64_t completion) override {
-    context_.SetProgress(current, completion);
-  }
-
- private:
-  OperationContext& context_;
-};
-
-}  // namespace
-
-Status ResizeDisk(OpenDisk& open, const ResizeRequest& request, OperationContext& context) {
-  ContextControl control(context);
-  return ResizeDisk(open, request, control);
-}
 
 Result<std::uint64_t> SmallestSafeSize(VirtualDisk& disk) {
   const VirtualReader read = [&disk](std::uint64_t offset, std::span<std::byte> out) {

@@ -33,9 +33,6 @@ struct ResizeRequest {
 //  or the image's error.
 Status ResizeDisk(OpenDisk& open, const ResizeRequest& request, OperationControl& progress);
 
-// The same, reporting progress to and polling cancellation from an operation's context.
-Status ResizeDisk(OpenDisk& open, const ResizeRequest& request, OperationContext& context);
-
 // The smallest size that keeps every partition of `disk` (read through its whole chain).
 Result<std::uint64_t> SmallestSafeSize(VirtualDisk& disk);
 

@@ -2,8 +2,68 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 
 namespace vdisk::compaction {
+namespace {
+
+Status Cancelled(const platform::File& file) {
+  return Status(Code::kOperationAborted, file.path().string() + ": compaction cancelled");
+}
+
+}  // namespace
+
+Result<CompactReport> Run(const CompactOptions& options, CompactEnvironment& env,
+                          platform::File& file, const Steps& steps) {
+  const std::string path = file.path().string();
+  if (steps.subtype == DiskSubtype::kFixed) {
+    return Status(Code::kVhdInvalidType,
+                  path + ": a fixed disk cannot be compacted (only dynamic and differencing)");
+  }
+  if (steps.read_only) return Status(Code::kWriteProtect, path + ": opened read-only");
+  CompactReport report;
+  VDISK_ASSIGN_OR_RETURN(report.file_size_before, file.Size());
+  std::uint64_t total = (options.zero_scan ? steps.allocated : 0) +
+                        (options.block_moves ? steps.allocated : 0);
+  std::uint64_t done = 0;
+  env.SetProgress(done, total);
+
+  if (options.zero_scan && steps.allocated > 0) {
+    if (steps.begin_changes) VDISK_RETURN_IF_ERROR(steps.begin_changes());
+    for (std::uint64_t block = 0; block < steps.blocks;) {
+      if (env.cancelled()) return Cancelled(file);
+      std::uint64_t next = block;
+      const std::uint64_t scanned_before = report.blocks_scanned;
+      VDISK_RETURN_IF_ERROR(
+          env.Exclusive([&] { return steps.release_zero_blocks(block, report, next); }));
+      done += report.blocks_scanned - scanned_before;
+      env.SetProgress(done, total);
+      block = next;
+    }
+  }
+
+  if (options.block_moves) {
+    if (env.cancelled()) return Cancelled(file);
+    VDISK_ASSIGN_OR_RETURN(std::vector<LayoutItem> items, steps.layout());
+    const auto moves = PlanBlockMoves(std::move(items), steps.floor, steps.place);
+    total = done + moves.size();
+    env.SetProgress(done, total);
+    if (!moves.empty() && steps.begin_changes) VDISK_RETURN_IF_ERROR(steps.begin_changes());
+    for (const PlannedMove& move : moves) {
+      if (env.cancelled()) return Cancelled(file);
+      VDISK_RETURN_IF_ERROR(env.Exclusive([&] { return steps.move(move); }));
+      ++report.blocks_moved;
+      env.SetProgress(++done, total);
+    }
+  }
+
+  // Space after the last block in use goes, with or without moves.
+  if (env.cancelled()) return Cancelled(file);
+  VDISK_RETURN_IF_ERROR(env.Exclusive([&] { return steps.truncate(); }));
+  VDISK_ASSIGN_OR_RETURN(report.file_size_after, file.Size());
+  env.SetProgress(total, total);
+  return report;
+}
 
 std::vector<PlannedMove> PlanBlockMoves(
     std::vector<LayoutItem> items, std::uint64_t floor,

@@ -1,5 +1,6 @@
-// What the VHD and VHDX compactions (vhd_compact.cpp, vhdx_compact.cpp) share: the zero test of
-// a block's bytes and the plan of block moves that lets the file shrink.
+// What the VHD and VHDX compactions (vhd_compact.cpp, vhdx_compact.cpp) share: the order of the
+// steps and their progress and cancellation (Run), the zero test of a block's bytes and the plan
+// of block moves that lets the file shrink.
 #pragma once
 
 #include <cstddef>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "formats/image.h"
 #include "platform/file.h"
 
 namespace vdisk::compaction {
@@ -38,6 +40,37 @@ struct PlannedMove {
 std::vector<PlannedMove> PlanBlockMoves(
     std::vector<LayoutItem> items, std::uint64_t floor,
     const std::function<std::uint64_t(std::uint64_t, std::uint64_t)>& place);
+
+// One format's compaction steps, which Run calls in order. Each runs with the disk's I/O drained
+// (CompactEnvironment::Exclusive) and leaves the image consistent.
+struct Steps {
+  DiskSubtype subtype = DiskSubtype::kDynamic;
+  bool read_only = false;
+  std::uint64_t blocks = 0;     // payload blocks of the disk
+  std::uint64_t allocated = 0;  // of which have space in the file
+  // Before the first change of the zero scan and of the moves, if set (VHDX: a new
+  // FileWriteGuid, MS-VHDX §2.2.2).
+  std::function<Status()> begin_changes;
+  // One bounded step of the zero scan from block `first`: counts what it scans and gives back in
+  // `report`, sets `next` to the block the next step starts at.
+  std::function<Status(std::uint64_t first, CompactReport& report, std::uint64_t& next)>
+      release_zero_blocks;
+  // What occupies the file (blocks that may move, metadata that may not), nothing below `floor`,
+  // and where an item may start (`place`, as PlanBlockMoves takes it).
+  std::function<Result<std::vector<LayoutItem>>()> layout;
+  std::uint64_t floor = 0;
+  std::function<std::uint64_t(std::uint64_t, std::uint64_t)> place;
+  std::function<Status(const PlannedMove&)> move;
+  // Cuts the file after the last block in use.
+  std::function<Status()> truncate;
+};
+
+// Compacts `file` with `steps`: the zero scan (options.zero_scan), the moves (block_moves), then
+// the truncation, with progress (blocks scanned, then moved) and a cancellation check between
+// steps (kOperationAborted, naming the file). Fixed images: kVhdInvalidType; read-only:
+// kWriteProtect.
+Result<CompactReport> Run(const CompactOptions& options, CompactEnvironment& env,
+                          platform::File& file, const Steps& steps);
 
 // Whether every byte of `bytes` is zero.
 bool AllZero(std::span<const std::byte> bytes);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <string>
 
 namespace vdisk {
 
@@ -57,6 +58,44 @@ Status Image::CheckParent(const Image& parent) const {
                       std::to_string(virtual_size()));
   }
   return Status::Ok();
+}
+
+Status CheckResize(const Image& image, std::uint64_t new_size, std::uint32_t sector_size,
+                   std::uint64_t max_size, std::string_view limit, const OperationControl& control) {
+  const std::string path = image.file().path().string();
+  if (image.read_only()) return Status(Code::kWriteProtect, path + ": opened read-only");
+  if (image.subtype() == DiskSubtype::kDifferencing) {
+    return Status(Code::kVhdInvalidType,
+                  path + ": a differencing disk cannot be resized; only fixed and dynamic disks "
+                         "can (resizing its parent invalidates the chain)");
+  }
+  if (new_size == 0 || new_size % sector_size != 0 || new_size > max_size) {
+    return Status(Code::kInvalidParameter,
+                  path + ": new size " + std::to_string(new_size) + " is not a multiple of the " +
+                      std::to_string(sector_size) + "-byte sector between one sector and " +
+                      std::string(limit));
+  }
+  if (control.cancelled()) return ResizeCancelled(image.file());
+  return Status::Ok();
+}
+
+Status ResizeCancelled(const platform::File& file) {
+  return Status(Code::kOperationAborted,
+                file.path().string() + ": resize cancelled; the disk keeps its old size");
+}
+
+Status PayloadImage::Write(std::uint64_t offset, std::span<const std::byte> data) {
+  return WritePayloadAt(offset, WritePayload(data));
+}
+
+Result<platform::CopyMethod> PayloadImage::WriteFromFile(std::uint64_t offset,
+                                                         std::uint64_t length,
+                                                         platform::File& source,
+                                                         std::uint64_t source_offset) {
+  WritePayload::CopyTally tally;
+  VDISK_RETURN_IF_ERROR(WritePayloadAt(offset, WritePayload(source, source_offset, length, tally)));
+  return tally.buffered_bytes == 0 ? platform::CopyMethod::kKernel
+                                   : platform::CopyMethod::kBuffered;
 }
 
 }  // namespace vdisk

@@ -14,6 +14,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/guid.h"
@@ -84,6 +85,31 @@ class WritePayload {
   CopyTally* tally_ = nullptr;
 };
 
+// Progress and cancellation of a long operation on an image (resize, compaction, merge; the
+// core's OperationContext is one). Lives for one call.
+class OperationControl {
+ public:
+  virtual ~OperationControl() = default;
+  // Polled between steps: when true, the operation stops at the next point where its files are
+  // consistent and returns kOperationAborted.
+  virtual bool cancelled() const = 0;
+  // GetVirtualDiskOperationProgress's CurrentValue and CompletionValue.
+  virtual void SetProgress(std::uint64_t current, std::uint64_t completion) = 0;
+};
+
+// An OperationControl made of two functions, either of which may be empty (never cancelled, no
+// progress): for tests and tools that watch or stop an operation at chosen points.
+class CallbackControl final : public OperationControl {
+ public:
+  std::function<bool()> stop_when;
+  std::function<void(std::uint64_t, std::uint64_t)> on_progress;
+
+  bool cancelled() const override { return stop_when && stop_when(); }
+  void SetProgress(std::uint64_t current, std::uint64_t completion) override {
+    if (on_progress) on_progress(current, completion);
+  }
+};
+
 // --- Compaction (CompactVirtualDisk; core/compact.h runs it over a chain).
 
 struct CompactOptions {
@@ -101,32 +127,17 @@ struct CompactReport {
   std::uint64_t file_size_after = 0;
 };
 
-// What the caller of Image::Compact provides: the disk's I/O path and the layers below.
-class CompactEnvironment {
+// What the caller of Image::Compact provides: progress and cancellation (the compaction stops
+// between steps, each of which leaves the image consistent), the disk's I/O path and the layers
+// below.
+class CompactEnvironment : public OperationControl {
  public:
-  virtual ~CompactEnvironment() = default;
-  // True once the caller wants the compaction to stop; it stops between steps (each step leaves
-  // the image consistent) and returns kOperationAborted.
-  virtual bool cancelled() const = 0;
-  virtual void Progress(std::uint64_t done, std::uint64_t total) = 0;
   // Runs `step` while no read or write of the disk is in flight or starting, so that no request
   // holds a mapping that the step changes.
   virtual Status Exclusive(const std::function<Status()>& step) = 0;
   // Differencing images: whether the layers below this one read zeros over
   // [offset, offset + length) of the virtual disk (so that a zero block may fall through).
   virtual Result<bool> BelowReadsZero(std::uint64_t offset, std::uint64_t length) = 0;
-};
-
-// Progress and cancellation of a long operation on an image (the core's OperationContext reaches
-// a format through it). Not thread-safe; lives for one call.
-class OperationControl {
- public:
-  virtual ~OperationControl() = default;
-  // Polled between steps: when true, the format stops at the next point where its file is
-  // consistent and returns kOperationAborted.
-  virtual bool cancelled() const = 0;
-  // GetVirtualDiskOperationProgress's CurrentValue and CompletionValue.
-  virtual void SetProgress(std::uint64_t current, std::uint64_t completion) = 0;
 };
 
 class Image {
@@ -259,6 +270,29 @@ class Image {
     (void)item;
     return Status(Code::kNotSupported, "this format has no user metadata");
   }
+};
+
+// The refusals every format's Image::Resize starts with: a read-only image (kWriteProtect), a
+// differencing one (kVhdInvalidType), a size that is not a whole number of `sector_size`
+// sectors from one sector to `max_size` (kInvalidParameter; `limit` names the limit), and a
+// cancellation already asked for (kOperationAborted, as ResizeCancelled).
+Status CheckResize(const Image& image, std::uint64_t new_size, std::uint32_t sector_size,
+                   std::uint64_t max_size, std::string_view limit, const OperationControl& control);
+// kOperationAborted: "<file>: resize cancelled; the disk keeps its old size".
+Status ResizeCancelled(const platform::File& file);
+
+// An image whose writes all take one path, given a WritePayload (VHD and VHDX): Write and
+// WriteFromFile hand their bytes to WritePayloadAt.
+class PayloadImage : public Image {
+ public:
+  Status Write(std::uint64_t offset, std::span<const std::byte> data) final;
+  // The same steps as Write, with the payload data copied by File::CopyFrom.
+  Result<platform::CopyMethod> WriteFromFile(std::uint64_t offset, std::uint64_t length,
+                                             platform::File& source,
+                                             std::uint64_t source_offset) final;
+
+ protected:
+  virtual Status WritePayloadAt(std::uint64_t offset, const WritePayload& data) = 0;
 };
 
 }  // namespace vdisk

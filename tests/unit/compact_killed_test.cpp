@@ -96,8 +96,8 @@ class CompactKilledWithSigkill : public ::testing::TestWithParam<KillLayout> {
     request.options.read_only = false;
     auto open = OpenDisk::Open(BuiltinProviders(), request);
     if (!open.ok()) return open.status();
-    CompactControl control;
-    control.progress = [&on_step](std::uint64_t, std::uint64_t) { on_step(); };
+    CallbackControl control;
+    control.on_progress = [&on_step](std::uint64_t, std::uint64_t) { on_step(); };
     return CompactDisk(**open, {}, control);
   }
 

@@ -23,6 +23,9 @@
 namespace vdisk {
 namespace {
 
+// Neither cancels nor watches progress.
+CallbackControl quiet;
+
 using vdisk_unit::TempDir;
 namespace fs = std::filesystem;
 
@@ -97,10 +100,10 @@ class CompactTest : public ::testing::TestWithParam<Layout> {
   }
 
   Result<CompactReport> Compact(const fs::path& path, CompactOptions options = {},
-                                CompactControl control = {}) {
+                                OperationControl* control = nullptr) {
     auto open = OpenWritable(path);
     if (!open) return Status(Code::kInternal, "open failed");
-    return CompactDisk(*open, options, control);
+    return CompactDisk(*open, options, control != nullptr ? *control : quiet);
   }
 
   // The chain's bytes as libvhdi reads them (empty, with a test failure, if it cannot).
@@ -285,10 +288,10 @@ TEST_P(CompactTest, CancelStopsBetweenStepsAndLeavesTheDiskReadable) {
   for (int b = 0; b < 24; ++b) content.push_back(b % 3 == 0 ? 2 : 1);
   ASSERT_NO_FATAL_FAILURE(CreateDisk(path, 24, content));
   const auto before = ReadAll(path);
-  CompactControl control;
+  CallbackControl control;
   int polls = 0;
-  control.cancelled = [&polls] { return ++polls > 2; };
-  auto report = Compact(path, {}, control);
+  control.stop_when = [&polls] { return ++polls > 2; };
+  auto report = Compact(path, {}, &control);
   ASSERT_FALSE(report.ok());
   EXPECT_EQ(report.status().code(), Code::kOperationAborted) << report.status().message();
   EXPECT_TRUE(ReadAll(path) == before) << "content changed by a cancelled compaction";
@@ -306,14 +309,14 @@ TEST_P(CompactTest, ProgressEndsAtItsTotal) {
   std::uint64_t last_done = 0;
   std::uint64_t last_total = 0;
   int calls = 0;
-  CompactControl control;
-  control.progress = [&](std::uint64_t done, std::uint64_t total) {
+  CallbackControl control;
+  control.on_progress = [&](std::uint64_t done, std::uint64_t total) {
     EXPECT_LE(done, total);
     last_done = done;
     last_total = total;
     ++calls;
   };
-  auto report = Compact(path, {}, control);
+  auto report = Compact(path, {}, &control);
   ASSERT_TRUE(report.ok()) << report.status().message();
   EXPECT_GE(calls, 2);
   EXPECT_GT(last_total, 0u);
@@ -327,12 +330,12 @@ TEST_P(CompactTest, RefusedWhileAttachedReadWriteAllowedReadOnly) {
   auto open = OpenWritable(path);
   ASSERT_NE(open, nullptr);
   ASSERT_TRUE(open->AttachRaw(/*read_only=*/false).ok());
-  auto refused = CompactDisk(*open, {}, {});
+  auto refused = CompactDisk(*open, {}, quiet);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), Code::kVhdInvalidState) << refused.status().message();
   ASSERT_TRUE(open->Detach().ok());
   ASSERT_TRUE(open->AttachRaw(/*read_only=*/true).ok());
-  auto allowed = CompactDisk(*open, {}, {});
+  auto allowed = CompactDisk(*open, {}, quiet);
   ASSERT_TRUE(allowed.ok()) << allowed.status().message();
   EXPECT_EQ(allowed->blocks_released, 2u);
   std::vector<std::byte> through_attachment(before.size());

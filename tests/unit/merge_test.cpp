@@ -19,6 +19,9 @@
 namespace vdisk {
 namespace {
 
+// Neither cancels nor watches progress.
+CallbackControl quiet;
+
 namespace fs = std::filesystem;
 using vdisk_unit::TempDir;
 
@@ -82,9 +85,9 @@ TEST_P(MergeCore, CancelledMergeLeavesTheChainAsBeforeAndASecondOneCompletes) {
   auto open = OpenDisk::Open(BuiltinProviders(), request);
   ASSERT_TRUE(open.ok());
   int windows = 0;
-  MergeControl control;
-  control.cancelled = [&windows] { return windows >= 1; };
-  control.progress = [&windows](std::uint64_t, std::uint64_t) { ++windows; };
+  CallbackControl control;
+  control.stop_when = [&windows] { return windows >= 1; };
+  control.on_progress = [&windows](std::uint64_t, std::uint64_t) { ++windows; };
   const Status cancelled = MergeDisk(**open, BuiltinProviders(), {0, 1}, control);
   EXPECT_EQ(cancelled.code(), Code::kOperationAborted) << cancelled.message();
   EXPECT_EQ(windows, 1);
@@ -97,7 +100,7 @@ TEST_P(MergeCore, CancelledMergeLeavesTheChainAsBeforeAndASecondOneCompletes) {
 
   open = OpenDisk::Open(BuiltinProviders(), request);
   ASSERT_TRUE(open.ok());
-  ASSERT_TRUE(MergeDisk(**open, BuiltinProviders(), {0, 1}, {}).ok());
+  ASSERT_TRUE(MergeDisk(**open, BuiltinProviders(), {0, 1}, quiet).ok());
   open = Status::Ok();
   EXPECT_EQ(ReadAll(File("base")), before);
   EXPECT_EQ(ReadAll(File("child")), before);
@@ -110,8 +113,8 @@ TEST_P(MergeCore, RefusesDepthsOutsideTheChain) {
   request.options.read_only = false;
   auto open = OpenDisk::Open(BuiltinProviders(), request);
   ASSERT_TRUE(open.ok());
-  EXPECT_EQ(MergeDisk(**open, BuiltinProviders(), {0, 2}, {}).code(), Code::kInvalidParameter);
-  EXPECT_EQ(MergeDisk(**open, BuiltinProviders(), {1, 1}, {}).code(), Code::kInvalidParameter);
+  EXPECT_EQ(MergeDisk(**open, BuiltinProviders(), {0, 2}, quiet).code(), Code::kInvalidParameter);
+  EXPECT_EQ(MergeDisk(**open, BuiltinProviders(), {1, 1}, quiet).code(), Code::kInvalidParameter);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, MergeCore, ::testing::Values(DiskFormat::kVhd, DiskFormat::kVhdx),

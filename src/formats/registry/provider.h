@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -68,5 +69,15 @@ class Provider {
   virtual Result<std::unique_ptr<Image>> Create(const std::filesystem::path& path,
                                                 const CreateOptions& options) const = 0;
 };
+
+// What a provider's Create does around writing a new image: creates `path` (which must not
+// exist), locks it, writes the image with `write`, and opens it read-write with `open`. On any
+// failure, an exception included, the file is removed; the error names the path.
+using ImageOpener = std::function<Result<std::unique_ptr<Image>>(std::unique_ptr<platform::File>,
+                                                                 const OpenOptions&)>;
+Result<std::unique_ptr<Image>> CreateImageFile(const std::filesystem::path& path,
+                                               const CreateOptions& options,
+                                               const std::function<Status(platform::File&)>& write,
+                                               const ImageOpener& open);
 
 }  // namespace vdisk

@@ -32,10 +32,6 @@ constexpr std::uint32_t kBatEntriesPerSector = kSectorSize / 4;
 
 std::uint64_t RoundUp(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
 
-Status Cancelled(const platform::File& file) {
-  return Status(Code::kOperationAborted, file.path().string() + ": compaction cancelled");
-}
-
 }  // namespace
 
 Result<std::vector<std::pair<std::uint64_t, std::uint64_t>>> VhdImage::MetadataRanges() {
@@ -67,71 +63,44 @@ Result<std::vector<std::pair<std::uint64_t, std::uint64_t>>> VhdImage::MetadataR
 }
 
 Result<CompactReport> VhdImage::Compact(const CompactOptions& options, CompactEnvironment& env) {
-  const std::string path = file_->path().string();
-  if (subtype_ == DiskSubtype::kFixed) {
-    return Status(Code::kVhdInvalidType,
-                  path + ": a fixed disk cannot be compacted (only dynamic and differencing)");
-  }
-  if (read_only_) return Status(Code::kWriteProtect, path + ": opened read-only");
-  CompactReport report;
-  VDISK_ASSIGN_OR_RETURN(report.file_size_before, file_->Size());
-  const auto blocks = static_cast<std::uint32_t>(bat_.size());
-  std::uint64_t allocated = 0;
-  for (const auto& slot : bat_) allocated += slot.load(std::memory_order_acquire) != kUnallocated;
-  std::uint64_t total = (options.zero_scan ? allocated : 0) + (options.block_moves ? allocated : 0);
-  std::uint64_t done = 0;
-  env.Progress(done, total);
-
-  if (options.zero_scan) {
-    for (std::uint32_t block = 0; block < blocks;) {
-      if (env.cancelled()) return Cancelled(*file_);
-      std::uint32_t next = block;
-      const std::uint64_t scanned_before = report.blocks_scanned;
-      VDISK_RETURN_IF_ERROR(env.Exclusive(
-          [&] { return ReleaseZeroBlocks(block, blocks, env, report, next); }));
-      done += report.blocks_scanned - scanned_before;
-      env.Progress(done, total);
-      block = next;
-    }
-  }
-
-  if (options.block_moves) {
-    if (env.cancelled()) return Cancelled(*file_);
+  compaction::Steps steps;
+  steps.subtype = subtype_;
+  steps.read_only = read_only_;
+  steps.blocks = bat_.size();
+  for (const auto& slot : bat_) steps.allocated += slot.load(std::memory_order_acquire) != kUnallocated;
+  steps.release_zero_blocks = [&](std::uint64_t first, CompactReport& report,
+                                  std::uint64_t& next) {
+    std::uint32_t after = static_cast<std::uint32_t>(first);
+    const Status status = ReleaseZeroBlocks(static_cast<std::uint32_t>(first),
+                                            static_cast<std::uint32_t>(bat_.size()), env, report,
+                                            after);
+    next = after;
+    return status;
+  };
+  steps.layout = [&]() -> Result<std::vector<compaction::LayoutItem>> {
     std::vector<compaction::LayoutItem> items;
     VDISK_ASSIGN_OR_RETURN(const auto metadata, MetadataRanges());
     for (const auto& [start, end] : metadata) items.push_back({start, end - start, 0, false});
     const std::uint64_t slot = std::uint64_t{bitmap_bytes_} + block_size_;
-    for (std::uint32_t b = 0; b < blocks; ++b) {
+    for (std::uint32_t b = 0; b < bat_.size(); ++b) {
       const std::uint32_t entry = bat_[b].load(std::memory_order_acquire);
       if (entry != kUnallocated) items.push_back({BlockFileOffset(entry), slot, b, true});
     }
-    // Blocks we allocate start their data on 4 KiB; an image laid out that way stays so. Others
-    // (qemu packs blocks end to end) fill holes sector-aligned, which is what their holes fit.
-    const bool aligned = is_4k_aligned();
-    const std::uint32_t bitmap = bitmap_bytes_;
-    const auto moves = compaction::PlanBlockMoves(
-        std::move(items), 0, [aligned, bitmap](std::uint64_t cursor, std::uint64_t) {
-          const std::uint64_t at = RoundUp(cursor, kSectorSize);
-          return aligned ? RoundUp(at + bitmap, kDataAlignment) - bitmap : at;
-        });
-    total = done + moves.size();
-    env.Progress(done, total);
-    for (const compaction::PlannedMove& move : moves) {
-      if (env.cancelled()) return Cancelled(*file_);
-      VDISK_RETURN_IF_ERROR(env.Exclusive([&] {
-        return MoveBlock(static_cast<std::uint32_t>(move.id), move.from, move.to);
-      }));
-      ++report.blocks_moved;
-      env.Progress(++done, total);
-    }
-  }
-
-  // Space after the last block in use goes, with or without moves.
-  if (env.cancelled()) return Cancelled(*file_);
-  VDISK_RETURN_IF_ERROR(env.Exclusive([&] { return TruncateAfterLastBlock(); }));
-  VDISK_ASSIGN_OR_RETURN(report.file_size_after, file_->Size());
-  env.Progress(total, total);
-  return report;
+    return items;
+  };
+  // Blocks we allocate start their data on 4 KiB; an image laid out that way stays so. Others
+  // (qemu packs blocks end to end) fill holes sector-aligned, which is what their holes fit.
+  const bool aligned = is_4k_aligned();
+  const std::uint32_t bitmap = bitmap_bytes_;
+  steps.place = [aligned, bitmap](std::uint64_t cursor, std::uint64_t) {
+    const std::uint64_t at = RoundUp(cursor, kSectorSize);
+    return aligned ? RoundUp(at + bitmap, kDataAlignment) - bitmap : at;
+  };
+  steps.move = [&](const compaction::PlannedMove& move) {
+    return MoveBlock(static_cast<std::uint32_t>(move.id), move.from, move.to);
+  };
+  steps.truncate = [&] { return TruncateAfterLastBlock(); };
+  return compaction::Run(options, env, *file_, steps);
 }
 
 Status VhdImage::ReleaseZeroBlocks(std::uint32_t first, std::uint32_t end, CompactEnvironment& env,

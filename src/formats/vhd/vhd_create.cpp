@@ -218,25 +218,13 @@ Status WriteNewImage(platform::File& file, const std::filesystem::path& path,
 Result<std::unique_ptr<Image>> CreateVhdImage(const std::filesystem::path& path,
                                               const CreateOptions& options) {
   VDISK_RETURN_IF_ERROR(CheckOptions(options));
-  platform::NewFileGuard created(path);  // before the file: removed after it is closed
-  VDISK_ASSIGN_OR_RETURN(auto file, platform::OpenFile(path, platform::FileAccess::kReadWrite,
-                                                       platform::FileDisposition::kCreateNew));
-  created.Arm();
-  Status status = file->Lock(/*exclusive=*/true);
-  if (status.ok()) status = WriteNewImage(*file, path, options);
-  if (status.ok()) {
-    OpenOptions open_options;
-    open_options.read_only = false;
-    open_options.no_write_hardening = options.no_write_hardening;
-    auto image = VhdImage::Open(std::move(file), open_options);
-    if (image.ok()) {
-      created.Keep();
-      return std::unique_ptr<Image>(std::move(image).value());
-    }
-    status = image.status();
-  }
-  file.reset();
-  return status.WithContext("creating " + path.string());
+  return CreateImageFile(
+      path, options, [&](platform::File& file) { return WriteNewImage(file, path, options); },
+      [](std::unique_ptr<platform::File> file,
+         const OpenOptions& open_options) -> Result<std::unique_ptr<Image>> {
+        VDISK_ASSIGN_OR_RETURN(auto image, VhdImage::Open(std::move(file), open_options));
+        return std::unique_ptr<Image>(std::move(image));
+      });
 }
 
 }  // namespace vdisk::vhd

@@ -3,12 +3,13 @@
 #include <algorithm>
 #include <chrono>
 
+#include "base/unicode.h"
+
 namespace vdisk::vhd {
 namespace {
 
 // 2000-01-01 00:00:00 UTC in Unix time.
 constexpr std::int64_t kVhdEpochUnixSeconds = 946684800;
-constexpr char32_t kReplacement = 0xFFFD;
 
 std::uint16_t LoadUnit(std::span<const std::byte> bytes, std::size_t i, bool big_endian) {
   const auto a = std::to_integer<std::uint16_t>(bytes[2 * i]);
@@ -17,53 +18,11 @@ std::uint16_t LoadUnit(std::span<const std::byte> bytes, std::size_t i, bool big
                     : static_cast<std::uint16_t>((b << 8) | a);
 }
 
-void AppendUtf8(std::string& out, char32_t c) {
-  if (c < 0x80) {
-    out += static_cast<char>(c);
-  } else if (c < 0x800) {
-    out += static_cast<char>(0xC0 | (c >> 6));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else if (c < 0x10000) {
-    out += static_cast<char>(0xE0 | (c >> 12));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (c >> 18));
-    out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  }
-}
-
 void AppendUnit(std::vector<std::byte>& out, std::uint16_t unit, bool big_endian) {
   const auto hi = static_cast<std::byte>(unit >> 8);
   const auto lo = static_cast<std::byte>(unit & 0xFF);
   out.push_back(big_endian ? hi : lo);
   out.push_back(big_endian ? lo : hi);
-}
-
-// Decodes one code point from UTF-8 at `i`, advancing `i`; invalid input yields U+FFFD.
-char32_t NextCodePoint(std::string_view s, std::size_t& i) {
-  const auto lead = static_cast<unsigned char>(s[i++]);
-  if (lead < 0x80) return lead;
-  int extra = 0;
-  char32_t c = 0;
-  char32_t min = 0;
-  if ((lead & 0xE0) == 0xC0) {
-    extra = 1, c = lead & 0x1F, min = 0x80;
-  } else if ((lead & 0xF0) == 0xE0) {
-    extra = 2, c = lead & 0x0F, min = 0x800;
-  } else if ((lead & 0xF8) == 0xF0) {
-    extra = 3, c = lead & 0x07, min = 0x10000;
-  } else {
-    return kReplacement;
-  }
-  for (int k = 0; k < extra; ++k) {
-    if (i >= s.size() || (static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) return kReplacement;
-    c = (c << 6) | (static_cast<unsigned char>(s[i++]) & 0x3F);
-  }
-  if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return kReplacement;
-  return c;
 }
 
 }  // namespace
@@ -133,7 +92,7 @@ std::string Utf16ToUtf8(std::span<const std::byte> utf16, bool big_endian) {
         continue;
       }
     }
-    AppendUtf8(out, (u >= 0xD800 && u <= 0xDFFF) ? kReplacement : char32_t{u});
+    AppendUtf8(out, (u >= 0xD800 && u <= 0xDFFF) ? kReplacementCharacter : char32_t{u});
   }
   return out;
 }

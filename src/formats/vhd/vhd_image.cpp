@@ -7,6 +7,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "base/bytes.h"
+
 namespace vdisk::vhd {
 namespace {
 
@@ -35,14 +37,6 @@ std::string Where(const platform::File& file, std::string_view structure, std::u
          std::to_string(offset);
 }
 
-template <typename T>
-T Load(std::span<const std::byte> bytes) {
-  T value;
-  static_assert(std::is_trivially_copyable_v<T>);
-  std::memcpy(&value, bytes.data(), sizeof(T));
-  return value;
-}
-
 bool HasCookie(std::span<const std::byte> bytes, std::string_view cookie) {
   return bytes.size() >= cookie.size() &&
          std::memcmp(bytes.data(), cookie.data(), cookie.size()) == 0;
@@ -53,7 +47,7 @@ Status CheckFooter(std::span<const std::byte, kFooterSize> bytes, const std::str
   if (!HasCookie(bytes, kFooterCookie)) {
     return Status(Code::kVhdFooterMissing, where + ": no VHD footer (cookie \"conectix\" missing)");
   }
-  const auto footer = Load<Footer>(bytes);
+  const auto footer = LoadAs<Footer>(bytes);
   const std::uint32_t computed = ComputeChecksum(bytes, kFooterChecksumOffset);
   if (footer.checksum.get() != computed) {
     return Status(Code::kVhdFooterChecksumMismatch,
@@ -137,7 +131,7 @@ Status ReadDynamicMetadata(platform::File& file, std::uint64_t file_size, std::u
   if (!HasCookie(header_bytes, kDynamicHeaderCookie)) {
     return Status(Code::kVhdSparseHeaderCorrupt, where + ": cookie \"cxsparse\" missing");
   }
-  const auto header = Load<DynamicHeader>(header_bytes);
+  const auto header = LoadAs<DynamicHeader>(header_bytes);
   const std::uint32_t computed = ComputeChecksum(header_bytes, kDynamicHeaderChecksumOffset);
   if (header.checksum.get() != computed) {
     return Status(Code::kVhdSparseHeaderChecksumMismatch,
@@ -209,7 +203,7 @@ Status ReadDynamicMetadata(platform::File& file, std::uint64_t file_size, std::u
   std::vector<Placed> placed;
   m.bat.resize(needed);
   for (std::uint64_t i = 0; i < needed; ++i) {
-    const std::uint32_t entry = Load<Be32>(std::span(table).subspan(i * 4, 4)).get();
+    const std::uint32_t entry = LoadAs<Be32>(std::span(table).subspan(i * 4, 4)).get();
     m.bat[i] = entry;
     if (entry == kUnallocated) continue;
     const std::uint64_t start = std::uint64_t{entry} * kSectorSize;
@@ -346,7 +340,7 @@ Result<std::unique_ptr<VhdImage>> VhdImage::Open(std::unique_ptr<platform::File>
     VDISK_RETURN_IF_ERROR(file->ReadAt(0, head_footer));
     head_status = CheckFooter(head_footer, Where(*file, "footer copy", 0));
   }
-  const auto head_type = Load<Footer>(head_footer).disk_type.get();
+  const auto head_type = LoadAs<Footer>(head_footer).disk_type.get();
   const bool head_is_dynamic = head_status && head_status->ok() &&
                                (head_type == static_cast<std::uint32_t>(DiskType::kDynamic) ||
                                 head_type == static_cast<std::uint32_t>(DiskType::kDifferencing));
@@ -361,7 +355,7 @@ Result<std::unique_ptr<VhdImage>> VhdImage::Open(std::unique_ptr<platform::File>
     m.footer = end_footer;
   }
 
-  const auto footer = Load<Footer>(m.footer);
+  const auto footer = LoadAs<Footer>(m.footer);
   m.virtual_size = footer.current_size.get();
   m.timestamp = footer.time_stamp.get();
   std::memcpy(m.unique_id.bytes.data(), footer.unique_id.data(), 16);
@@ -474,17 +468,9 @@ Result<Extent> VhdImage::Map(std::uint64_t offset, std::uint64_t length) {
   return Extent{Extent::Kind::kParent, run_bytes, 0};
 }
 
-Status VhdImage::Write(std::uint64_t offset, std::span<const std::byte> data) {
-  return WritePayloadAt(offset, WritePayload(data));
-}
-
-Result<platform::CopyMethod> VhdImage::WriteFromFile(std::uint64_t offset, std::uint64_t length,
-                                                     platform::File& source,
-                                                     std::uint64_t source_offset) {
-  WritePayload::CopyTally tally;
-  VDISK_RETURN_IF_ERROR(WritePayloadAt(offset, WritePayload(source, source_offset, length, tally)));
-  return tally.buffered_bytes == 0 ? platform::CopyMethod::kKernel
-                                   : platform::CopyMethod::kBuffered;
+std::array<std::byte, kFooterSize> VhdImage::FooterBytes() const {
+  std::lock_guard identity(identity_mutex_);
+  return footer_;
 }
 
 Status VhdImage::WritePayloadAt(std::uint64_t offset, const WritePayload& data) {
@@ -554,12 +540,7 @@ Status VhdImage::AllocateAndWrite(std::uint32_t block, std::uint32_t within,
   }
   // (a) The footer copy at the new end of file; the block's space becomes a hole that reads
   // as zeros.
-  std::array<std::byte, kFooterSize> footer;
-  {
-    std::lock_guard identity(identity_mutex_);
-    footer = footer_;
-  }
-  VDISK_RETURN_IF_ERROR(file_->WriteAt(new_footer_offset, footer));
+  VDISK_RETURN_IF_ERROR(file_->WriteAt(new_footer_offset, FooterBytes()));
   // The old footer, where the alignment gap leaves it uncovered, is cleared: no stale footer
   // stays inside the file.
   if (block_offset >= footer_offset_ + kFooterSize) {

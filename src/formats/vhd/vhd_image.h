@@ -54,7 +54,7 @@ Result<ParentReference> ReadParentReference(platform::File& file, std::uint64_t 
                                             const DynamicHeader& header,
                                             const OpenOptions& options, std::uint64_t& used_end);
 
-class VhdImage final : public Image {
+class VhdImage final : public PayloadImage {
  public:
   // The validated metadata that Open hands to the constructor.
   struct Metadata {
@@ -97,11 +97,6 @@ class VhdImage final : public Image {
   std::optional<ParentReference> parent() const override;
 
   Result<Extent> Map(std::uint64_t offset, std::uint64_t length) override;
-  Status Write(std::uint64_t offset, std::span<const std::byte> data) override;
-  // The same steps as Write (above), with the data step done by File::CopyFrom.
-  Result<platform::CopyMethod> WriteFromFile(std::uint64_t offset, std::uint64_t length,
-                                             platform::File& source,
-                                             std::uint64_t source_offset) override;
   Status Flush() override;
   // The end of the last partition of an MBR or GPT at the start of the disk, else the size.
   Result<std::uint64_t> SmallestSafeVirtualSize() const override;
@@ -136,8 +131,8 @@ class VhdImage final : public Image {
   // Rewrites the end footer and/or the copy at offset 0 that Open found damaged (read-write
   // opens only).
   Status RepairFooters(bool end_footer, bool head_footer);
-  // Write and WriteFromFile.
-  Status WritePayloadAt(std::uint64_t offset, const WritePayload& data);
+  // Write and WriteFromFile (PayloadImage).
+  Status WritePayloadAt(std::uint64_t offset, const WritePayload& data) override;
   // Writes `data` (inside one block) into an allocated block at `within` bytes from its start.
   Status WriteAllocated(std::uint32_t block, std::uint32_t entry, std::uint32_t within,
                         const WritePayload& data);
@@ -183,6 +178,9 @@ class VhdImage final : public Image {
   // The identity and parent link; SetUniqueId and SetParentLocation change them. footer_ is
   // also written by allocations, so it changes with allocation_mutex_ held too, and by Resize
   // (with the disk's I/O drained).
+  // A copy of the footer's bytes, taken under identity_mutex_.
+  std::array<std::byte, kFooterSize> FooterBytes() const;
+
   mutable std::mutex identity_mutex_;
   Guid unique_id_;                               // GUARDED_BY(identity_mutex_)
   std::array<std::byte, kFooterSize> footer_;    // GUARDED_BY(identity_mutex_, allocation_mutex_)

@@ -71,11 +71,6 @@ Status WriteZeros(platform::File& file, std::uint64_t from, std::uint64_t to) {
   return Status::Ok();
 }
 
-Status Aborted(const platform::File& file) {
-  return Status(Code::kOperationAborted,
-                file.path().string() + ": resize cancelled; the disk keeps its old size");
-}
-
 }  // namespace
 
 Result<std::uint64_t> VhdImage::SmallestSafeVirtualSize() const {
@@ -84,18 +79,8 @@ Result<std::uint64_t> VhdImage::SmallestSafeVirtualSize() const {
 
 Status VhdImage::Resize(std::uint64_t new_size, OperationControl& progress) {
   const std::string path = file_->path().string();
-  if (read_only_) return Status(Code::kWriteProtect, path + ": opened read-only");
-  if (subtype_ == DiskSubtype::kDifferencing) {
-    return Status(Code::kVhdInvalidType,
-                  path + ": a differencing disk cannot be resized; only fixed and dynamic disks "
-                         "can (resizing its parent invalidates the chain)");
-  }
-  if (new_size == 0 || new_size % kSectorSize != 0 || new_size > kMaxDiskSize) {
-    return Status(Code::kInvalidParameter, path + ": new size " + std::to_string(new_size) +
-                                               " is not a multiple of 512 between 512 bytes and "
-                                               "2040 GiB, the VHD limit");
-  }
-  if (progress.cancelled()) return Aborted(*file_);
+  VDISK_RETURN_IF_ERROR(
+      CheckResize(*this, new_size, kSectorSize, kMaxDiskSize, "2040 GiB, the VHD limit", progress));
   std::lock_guard lock(allocation_mutex_);
   const auto footer = FooterWithSize(footer_, new_size);
   const Status status = subtype_ == DiskSubtype::kFixed
@@ -114,7 +99,7 @@ Status VhdImage::ResizeFixed(std::uint64_t new_size,
   auto flush = [&] { return harden ? file_->Flush() : Status::Ok(); };
   const std::uint64_t old_size = size_;
   progress.SetProgress(0, 1);
-  if (progress.cancelled()) return Aborted(*file_);
+  if (progress.cancelled()) return ResizeCancelled(*file_);
   if (new_size > old_size) {
     const std::uint64_t file_end = footer_offset_ + kFooterSize;
     if (footer_offset_ < new_size) {
@@ -179,7 +164,7 @@ Status VhdImage::ResizeDynamic(std::uint64_t new_size,
       VDISK_RETURN_IF_ERROR(flush());
     }
     progress.SetProgress(1, steps);
-    if (progress.cancelled()) return Aborted(*file_);
+    if (progress.cancelled()) return ResizeCancelled(*file_);
 
     // (2) The new blocks' entries, unallocated.
     if (new_blocks > old_blocks) {
@@ -236,7 +221,7 @@ Status VhdImage::ResizeDynamic(std::uint64_t new_size,
     }
   }
   progress.SetProgress(2, steps);
-  if (progress.cancelled()) return Aborted(*file_);
+  if (progress.cancelled()) return ResizeCancelled(*file_);
 
   // (3) The switch.
   VDISK_RETURN_IF_ERROR(WriteFooters(footer));

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <string>
 
+#include "base/bytes.h"
 #include "formats/vhd/vhd_image.h"
 
 namespace vdisk::vhd {
@@ -42,13 +43,8 @@ Status VhdImage::SetParentLocation(const std::filesystem::path& parent_path, con
   VDISK_RETURN_IF_ERROR(DescribeParent(file_->path(), parent_path, name, locators));
 
   std::unique_lock allocation(allocation_mutex_);
-  std::array<std::byte, kFooterSize> footer;
-  {
-    std::lock_guard identity(identity_mutex_);
-    footer = footer_;
-  }
-  Footer f;
-  std::memcpy(&f, footer.data(), kFooterSize);
+  const std::array<std::byte, kFooterSize> footer = FooterBytes();
+  Footer f = LoadAs<Footer>(footer);
   const std::uint64_t header_offset = f.data_offset.get();
 
   // (1) Space for the locator data before a footer copy at the new end.
@@ -105,13 +101,8 @@ Status VhdImage::SetParentLocation(const std::filesystem::path& parent_path, con
 Status VhdImage::SetUniqueId(const Guid& id) {
   if (read_only_) return Status(Code::kWriteProtect, Where(*file_) + ": opened read-only");
   std::unique_lock allocation(allocation_mutex_);
-  std::array<std::byte, kFooterSize> bytes;
-  {
-    std::lock_guard identity(identity_mutex_);
-    bytes = footer_;
-  }
-  Footer f;
-  std::memcpy(&f, bytes.data(), kFooterSize);
+  std::array<std::byte, kFooterSize> bytes = FooterBytes();
+  Footer f = LoadAs<Footer>(bytes);
   std::memcpy(f.unique_id.data(), id.bytes.data(), 16);
   f.checksum.set(0);
   std::memcpy(bytes.data(), &f, kFooterSize);

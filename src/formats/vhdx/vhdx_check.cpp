@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/bytes.h"
 #include "formats/vhdx/vhdx_format.h"
 #include "platform/file.h"
 
@@ -14,13 +15,6 @@ namespace vdisk::vhdx {
 namespace {
 
 std::string KiB(std::uint64_t offset) { return std::to_string(offset / kKiB) + " KiB"; }
-
-template <typename T>
-T Load(const std::vector<std::byte>& bytes, std::size_t at = 0) {
-  T value;
-  std::memcpy(&value, bytes.data() + at, sizeof value);
-  return value;
-}
 
 }  // namespace
 
@@ -44,7 +38,7 @@ CheckFindings CheckVhdxStructures(const Image& image) {
       corrupt("cannot read header " + std::to_string(number) + " at " + KiB(offset));
       continue;
     }
-    const auto header = Load<Header>(bytes);
+    const auto header = LoadAs<Header>(bytes);
     std::string problem;
     if (header.signature.get() != kHeaderSignature) {
       problem = "no 'head' signature";
@@ -82,7 +76,7 @@ CheckFindings CheckVhdxStructures(const Image& image) {
       corrupt("cannot read region table " + std::to_string(number) + " at " + KiB(offset));
       continue;
     }
-    const auto table = Load<RegionTableHeader>(bytes);
+    const auto table = LoadAs<RegionTableHeader>(bytes);
     std::string problem;
     if (table.signature.get() != kRegionTableSignature) {
       problem = "no 'regi' signature";
@@ -102,10 +96,10 @@ CheckFindings CheckVhdxStructures(const Image& image) {
   if (!regions) return findings;
 
   std::uint64_t bat_offset = 0, bat_length = 0, metadata_offset = 0;
-  const auto table = Load<RegionTableHeader>(*regions);
+  const auto table = LoadAs<RegionTableHeader>(*regions);
   for (std::uint32_t i = 0; i < std::min(table.entry_count.get(), kMaxRegionEntries); ++i) {
     const auto entry =
-        Load<RegionTableEntry>(*regions, sizeof(RegionTableHeader) + i * sizeof(RegionTableEntry));
+        LoadAs<RegionTableEntry>(*regions, sizeof(RegionTableHeader) + i * sizeof(RegionTableEntry));
     const std::uint64_t begin = entry.file_offset.get();
     const std::uint64_t end = begin + entry.length.get();
     if (entry.guid == kBatRegionGuid) {
@@ -129,14 +123,14 @@ CheckFindings CheckVhdxStructures(const Image& image) {
       corrupt("cannot read the metadata table at " + KiB(metadata_offset));
       return findings;
     }
-    const auto header = Load<MetadataTableHeader>(table_bytes);
+    const auto header = LoadAs<MetadataTableHeader>(table_bytes);
     for (std::uint32_t i = 0; i < std::min<std::uint32_t>(header.entry_count.get(), kMaxMetadataEntries); ++i) {
-      const auto item = Load<MetadataTableEntry>(
+      const auto item = LoadAs<MetadataTableEntry>(
           table_bytes, sizeof(MetadataTableHeader) + i * sizeof(MetadataTableEntry));
       if (item.item_id != kFileParametersGuid) continue;
       std::vector<std::byte> parameters(4);
       if (file.ReadAt(metadata_offset + item.offset.get(), parameters).ok()) {
-        block_size = Load<Le32>(parameters).get();
+        block_size = LoadAs<Le32>(parameters).get();
       }
     }
     if (block_size < kMinBlockSize || block_size > kMaxBlockSize) return findings;
@@ -151,7 +145,7 @@ CheckFindings CheckVhdxStructures(const Image& image) {
     return findings;
   }
   for (std::uint64_t i = 0; i < entries; ++i) {
-    const std::uint64_t entry = Load<Le64>(bat, i * 8).get();
+    const std::uint64_t entry = LoadAs<Le64>(bat, i * 8).get();
     const bool bitmap = (i + 1) % (geometry.chunk_ratio + 1) == 0;
     const std::uint8_t state = BatState(entry);
     const bool has_data = bitmap ? state == kBitmapPresent

@@ -33,11 +33,6 @@ namespace {
 constexpr std::uint64_t kScanStepBytes = 128ull << 20;
 // Sectors one zero-scan step may stage: its log entry stays well inside a 1 MiB log.
 constexpr std::size_t kMaxStagedSectors = 48;
-constexpr std::uint64_t kBitsPerBitmapSector = kLogSectorSize * 8;
-
-Status Cancelled(const platform::File& file) {
-  return Status(Code::kOperationAborted, file.path().string() + ": compaction cancelled");
-}
 
 bool Present(std::uint8_t state) {
   return state == kPayloadFullyPresent || state == kPayloadPartiallyPresent;
@@ -74,41 +69,21 @@ Result<std::vector<std::pair<std::uint64_t, std::uint64_t>>> VhdxImage::FixedRan
 }
 
 Result<CompactReport> VhdxImage::Compact(const CompactOptions& options, CompactEnvironment& env) {
-  const std::string path = file_->path().string();
-  if (subtype_ == DiskSubtype::kFixed) {
-    return Status(Code::kVhdInvalidType,
-                  path + ": a fixed disk cannot be compacted (only dynamic and differencing)");
-  }
-  if (read_only_) return Status(Code::kWriteProtect, path + ": opened read-only");
-  CompactReport report;
-  VDISK_ASSIGN_OR_RETURN(report.file_size_before, file_->Size());
-  const std::uint64_t blocks = geometry_.payload_blocks;
-  std::uint64_t allocated = 0;
-  for (std::uint64_t b = 0; b < blocks; ++b) {
+  compaction::Steps steps;
+  steps.subtype = subtype_;
+  steps.read_only = read_only_;
+  steps.blocks = geometry_.payload_blocks;
+  for (std::uint64_t b = 0; b < steps.blocks; ++b) {
     VDISK_ASSIGN_OR_RETURN(const std::uint64_t entry, bat_->Get(geometry_.PayloadIndex(b)));
-    allocated += Present(BatState(entry));
+    steps.allocated += Present(BatState(entry));
   }
-  std::uint64_t total = (options.zero_scan ? allocated : 0) + (options.block_moves ? allocated : 0);
-  std::uint64_t done = 0;
-  env.Progress(done, total);
-
-  if (options.zero_scan && allocated > 0) {
-    // §2.2.2: a new FileWriteGuid before the first change; the DataWriteGuid stays.
-    VDISK_RETURN_IF_ERROR(BeginSession(/*user_data=*/false));
-    for (std::uint64_t block = 0; block < blocks;) {
-      if (env.cancelled()) return Cancelled(*file_);
-      std::uint64_t next = block;
-      const std::uint64_t scanned_before = report.blocks_scanned;
-      VDISK_RETURN_IF_ERROR(env.Exclusive(
-          [&] { return ReleaseZeroBlocks(block, blocks, env, report, next); }));
-      done += report.blocks_scanned - scanned_before;
-      env.Progress(done, total);
-      block = next;
-    }
-  }
-
-  if (options.block_moves) {
-    if (env.cancelled()) return Cancelled(*file_);
+  // MS-VHDX §2.2.2: a new FileWriteGuid before the first change; the DataWriteGuid stays.
+  steps.begin_changes = [&] { return BeginSession(/*user_data=*/false); };
+  steps.release_zero_blocks = [&](std::uint64_t first, CompactReport& report,
+                                  std::uint64_t& next) {
+    return ReleaseZeroBlocks(first, geometry_.payload_blocks, env, report, next);
+  };
+  steps.layout = [&]() -> Result<std::vector<compaction::LayoutItem>> {
     std::vector<compaction::LayoutItem> items;
     VDISK_ASSIGN_OR_RETURN(const auto fixed, FixedRanges());
     for (const auto& [start, end] : fixed) items.push_back({start, end - start, 0, false});
@@ -118,7 +93,7 @@ Result<CompactReport> VhdxImage::Compact(const CompactOptions& options, CompactE
       file_size = physical_size_;
     }
     const std::uint64_t bs = geometry_.block_size;
-    for (std::uint64_t b = 0; b < blocks; ++b) {
+    for (std::uint64_t b = 0; b < geometry_.payload_blocks; ++b) {
       const std::uint64_t index = geometry_.PayloadIndex(b);
       VDISK_ASSIGN_OR_RETURN(const std::uint64_t entry, bat_->Get(index));
       if (!Present(BatState(entry))) continue;
@@ -132,51 +107,15 @@ Result<CompactReport> VhdxImage::Compact(const CompactOptions& options, CompactE
       if (BatState(entry) != kBitmapPresent) continue;
       items.push_back({BatFileOffset(entry), kSectorBitmapBlockSize, index, true});
     }
-    const auto moves = compaction::PlanBlockMoves(
-        std::move(items), kHeaderSectionSize,
-        [](std::uint64_t cursor, std::uint64_t) { return RoundUp(cursor, kAlignment); });
-    total = done + moves.size();
-    env.Progress(done, total);
-    if (!moves.empty()) VDISK_RETURN_IF_ERROR(BeginSession(/*user_data=*/false));
-    for (const compaction::PlannedMove& move : moves) {
-      if (env.cancelled()) return Cancelled(*file_);
-      VDISK_RETURN_IF_ERROR(
-          env.Exclusive([&] { return MoveBlock(move.id, move.from, move.to, move.length); }));
-      ++report.blocks_moved;
-      env.Progress(++done, total);
-    }
-  }
-
-  if (env.cancelled()) return Cancelled(*file_);
-  VDISK_RETURN_IF_ERROR(env.Exclusive([&] { return TruncateAfterLastBlock(); }));
-  VDISK_ASSIGN_OR_RETURN(report.file_size_after, file_->Size());
-  env.Progress(total, total);
-  return report;
-}
-
-Status VhdxImage::StageClearBitmapBits(StagedSectors& staged, std::uint64_t block,
-                                       std::uint64_t bitmap_entry) {
-  const std::uint64_t base = BatFileOffset(bitmap_entry);
-  std::uint64_t bit = (block % geometry_.chunk_ratio) * geometry_.sectors_per_block();
-  const std::uint64_t end = bit + geometry_.sectors_per_block();
-  while (bit < end) {
-    const std::uint64_t sector = bit / kBitsPerBitmapSector;
-    const std::uint64_t sector_end = std::min(end, (sector + 1) * kBitsPerBitmapSector);
-    const std::uint64_t offset = base + sector * kLogSectorSize;
-    auto it = staged.find(offset);
-    if (it == staged.end()) {
-      std::vector<std::byte> content(kLogSectorSize);
-      VDISK_RETURN_IF_ERROR(reader_.Read(offset, content));
-      it = staged.emplace(offset, std::move(content)).first;
-    }
-    auto* bytes = reinterpret_cast<std::uint8_t*>(it->second.data());
-    for (; bit < sector_end; ++bit) {
-      const std::uint64_t b = bit % kBitsPerBitmapSector;
-      // §2.4: bit 0 of byte 0 is the first sector (LSB first).
-      bytes[b / 8] = static_cast<std::uint8_t>(bytes[b / 8] & ~(1u << (b % 8)));
-    }
-  }
-  return Status::Ok();
+    return items;
+  };
+  steps.floor = kHeaderSectionSize;
+  steps.place = [](std::uint64_t cursor, std::uint64_t) { return RoundUp(cursor, kAlignment); };
+  steps.move = [&](const compaction::PlannedMove& move) {
+    return MoveBlock(move.id, move.from, move.to, move.length);
+  };
+  steps.truncate = [&] { return TruncateAfterLastBlock(); };
+  return compaction::Run(options, env, *file_, steps);
 }
 
 Status VhdxImage::ReleaseZeroBlocks(std::uint64_t first, std::uint64_t end, CompactEnvironment& env,
@@ -241,7 +180,9 @@ Status VhdxImage::ReleaseZeroBlocks(std::uint64_t first, std::uint64_t end, Comp
         VDISK_ASSIGN_OR_RETURN(const std::uint64_t bitmap_entry,
                                bat_->Get(geometry_.BitmapIndex(block / geometry_.chunk_ratio)));
         if (BatState(bitmap_entry) == kBitmapPresent) {
-          VDISK_RETURN_IF_ERROR(StageClearBitmapBits(staged, block, bitmap_entry));
+          bool cleared = false;
+          VDISK_RETURN_IF_ERROR(StageBitmapBits(staged, block, bitmap_entry, 0,
+                                                geometry_.sectors_per_block(), false, cleared));
           change.bitmap_entry = bitmap_entry;
         }
       }

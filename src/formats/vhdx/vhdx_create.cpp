@@ -6,6 +6,7 @@
 #include <system_error>
 #include <vector>
 
+#include "base/bytes.h"
 #include "formats/vhd/vhd_format.h"  // UTF-8 -> UTF-16
 #include "formats/vhdx/vhdx_format.h"
 #include "formats/vhdx/vhdx_image.h"
@@ -18,11 +19,6 @@ constexpr std::uint64_t kLogOffset = kMiB;
 constexpr std::uint64_t kMetadataOffset = 2 * kMiB;
 constexpr std::uint64_t kBatOffset = 3 * kMiB;
 constexpr std::string_view kCreator = "virtdisk";
-
-template <typename T>
-void Store(std::vector<std::byte>& bytes, std::size_t offset, const T& value) {
-  std::memcpy(bytes.data() + offset, &value, sizeof(T));
-}
 
 struct Plan {
   DiskSubtype subtype = DiskSubtype::kDynamic;
@@ -131,9 +127,9 @@ std::vector<std::byte> MakeHeader(std::uint64_t sequence, const Guid& file_write
   h.log_length.set(kDefaultLogSize);
   h.log_offset.set(kLogOffset);
   std::vector<std::byte> bytes(kHeaderSize);
-  Store(bytes, 0, h);
+  StoreAs(bytes, 0, h);
   h.checksum.set(Crc32cWithZeroedField(bytes, offsetof(Header, checksum)));
-  Store(bytes, 0, h);
+  StoreAs(bytes, 0, h);
   return bytes;
 }
 
@@ -152,11 +148,11 @@ std::vector<std::byte> MakeRegionTable(std::uint64_t bat_length) {
   metadata.file_offset.set(kMetadataOffset);
   metadata.length.set(kDefaultMetadataRegionSize);
   metadata.required.set(1);
-  Store(table, sizeof header, bat);
-  Store(table, sizeof header + sizeof bat, metadata);
-  Store(table, 0, header);
+  StoreAs(table, sizeof header, bat);
+  StoreAs(table, sizeof header + sizeof bat, metadata);
+  StoreAs(table, 0, header);
   header.checksum.set(Crc32cWithZeroedField(table, offsetof(RegionTableHeader, checksum)));
-  Store(table, 0, header);
+  StoreAs(table, 0, header);
   return table;
 }
 
@@ -300,25 +296,13 @@ Result<ParentLocator> MakeParentLocator(const std::filesystem::path& child_path,
 Result<std::unique_ptr<Image>> CreateVhdxImage(const std::filesystem::path& path,
                                                const CreateOptions& options) {
   VDISK_ASSIGN_OR_RETURN(const Plan plan, CheckOptions(options));
-  platform::NewFileGuard created(path);  // before the file: removed after it is closed
-  VDISK_ASSIGN_OR_RETURN(auto file, platform::OpenFile(path, platform::FileAccess::kReadWrite,
-                                                       platform::FileDisposition::kCreateNew));
-  created.Arm();
-  Status status = file->Lock(/*exclusive=*/true);
-  if (status.ok()) status = WriteNewImage(*file, path, plan, options);
-  if (status.ok()) {
-    OpenOptions open_options;
-    open_options.read_only = false;
-    open_options.no_write_hardening = options.no_write_hardening;
-    auto image = VhdxImage::Open(std::move(file), open_options);
-    if (image.ok()) {
-      created.Keep();
-      return std::unique_ptr<Image>(std::move(image).value());
-    }
-    status = image.status();
-  }
-  file.reset();
-  return status.WithContext("creating " + path.string());
+  return CreateImageFile(
+      path, options, [&](platform::File& file) { return WriteNewImage(file, path, plan, options); },
+      [](std::unique_ptr<platform::File> file,
+         const OpenOptions& open_options) -> Result<std::unique_ptr<Image>> {
+        VDISK_ASSIGN_OR_RETURN(auto image, VhdxImage::Open(std::move(file), open_options));
+        return std::unique_ptr<Image>(std::move(image));
+      });
 }
 
 }  // namespace vdisk::vhdx

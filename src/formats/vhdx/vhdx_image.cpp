@@ -6,6 +6,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "base/bytes.h"
 #include "formats/partition_table.h"
 #include "formats/vhdx/vhdx_create.h"
 
@@ -18,47 +19,8 @@ constexpr std::uint64_t kMaxFileEnd = 128 * kTiB;
 constexpr std::uint64_t kBitsPerBitmapSector = kLogSectorSize * 8;
 constexpr std::uint64_t kBitmapSectorsPerBlock = kSectorBitmapBlockSize / kLogSectorSize;
 constexpr std::uint64_t kHeaderOffsets[2] = {kHeader1Offset, kHeader2Offset};
-constexpr std::uint64_t kRegionTableOffsets[2] = {kRegionTable1Offset, kRegionTable2Offset};
-
-template <typename T>
-T LoadAs(std::span<const std::byte> bytes, std::size_t offset = 0) {
-  static_assert(std::is_trivially_copyable_v<T>);
-  T value;
-  std::memcpy(&value, bytes.data() + offset, sizeof(T));
-  return value;
-}
-
-template <typename T>
-void Store(std::span<std::byte> bytes, std::size_t offset, const T& value) {
-  std::memcpy(bytes.data() + offset, &value, sizeof(T));
-}
 
 Status Corrupt(std::string message) { return Status(Code::kFileCorrupt, std::move(message)); }
-
-std::string HeaderName(int index) {
-  return "header " + std::to_string(index + 1) + " at " + DescribeOffset(kHeaderOffsets[index]);
-}
-
-std::string RegionTableName(int index) {
-  return "region table " + std::to_string(index + 1) + " at " +
-         DescribeOffset(kRegionTableOffsets[index]);
-}
-
-// A stored locator path as a path on this OS: on POSIX, "\\?\" prefixes go and backslashes
-// become slashes ("C:/x" stays relative there and simply will not exist).
-std::filesystem::path LocatorToPath(std::string text) {
-#ifndef _WIN32
-  for (std::string_view prefix : {"\\\\?\\UNC\\", "\\\\?\\", "\\\\.\\"}) {
-    if (text.starts_with(prefix)) {
-      text.erase(0, prefix.size());
-      if (prefix == "\\\\?\\UNC\\") text.insert(0, "\\\\");
-      break;
-    }
-  }
-  std::replace(text.begin(), text.end(), '\\', '/');
-#endif
-  return std::filesystem::path(std::u8string(text.begin(), text.end()));
-}
 
 std::uint64_t BitmapKey(std::uint64_t chunk, std::uint64_t sector) {
   return chunk * kBitmapSectorsPerBlock + sector;
@@ -66,7 +28,7 @@ std::uint64_t BitmapKey(std::uint64_t chunk, std::uint64_t sector) {
 
 }  // namespace
 
-// --- open --------------------------------------------------------------------------------------
+// --- construction ------------------------------------------------------------------------------
 
 VhdxImage::VhdxImage(std::unique_ptr<platform::File> file, const OpenOptions& options)
     : file_(std::move(file)),
@@ -75,344 +37,6 @@ VhdxImage::VhdxImage(std::unique_ptr<platform::File> file, const OpenOptions& op
       ignore_relative_parent_locator_(options.ignore_relative_parent_locator),
       keep_data_write_guid_(options.keep_data_write_guid),
       reader_(*file_) {}
-
-Result<std::unique_ptr<VhdxImage>> VhdxImage::Open(std::unique_ptr<platform::File> file,
-                                                   const OpenOptions& options) {
-  if (file == nullptr) return Status(Code::kInvalidParameter, "VHDX open without a file");
-  const std::string path = file->path().string();
-  std::unique_ptr<VhdxImage> image(new VhdxImage(std::move(file), options));
-  const Status status = image->Load();
-  if (!status.ok()) return status.WithContext(path);
-  return image;
-}
-
-VhdxImage::~VhdxImage() {
-  if (read_only_) return;
-  std::lock_guard lock(update_mutex_);
-  if (!log_active_ || journal_failed_) return;
-  // A clean log for the next reader (§2.2.2 LogGuid): everything applied is made durable first.
-  if (!file_->Flush().ok()) return;
-  std::lock_guard header_lock(header_mutex_);
-  (void)UpdateHeadersLocked([](Header& h) { h.log_guid = Guid{}; });
-}
-
-Status VhdxImage::Load() {
-  VDISK_ASSIGN_OR_RETURN(std::uint64_t file_size, file_->Size());
-  if (file_size < kHeaderSectionSize) {
-    return Corrupt("the file is " + std::to_string(file_size) +
-                   " bytes, smaller than the 1 MiB VHDX header section");
-  }
-  std::array<std::byte, 8> signature;
-  VDISK_RETURN_IF_ERROR(file_->ReadAt(0, signature));
-  if (LoadAs<Le64>(signature).get() != kFileSignature) {
-    return Corrupt("file type identifier at 0: signature \"vhdxfile\" missing");
-  }
-  VDISK_RETURN_IF_ERROR(ReadHeaders());
-  // The log region must lie inside the file, after the header section (§2.2.2 LogOffset).
-  if (log_length_ != 0 &&
-      (log_offset_ % kAlignment != 0 || log_length_ % kAlignment != 0 ||
-       log_offset_ < kHeaderSectionSize || log_offset_ + log_length_ > file_size)) {
-    return Corrupt(
-        HeaderName(current_header_) + ": log at " + std::to_string(log_offset_) + " of " +
-        std::to_string(log_length_) +
-        " bytes is not 1 MiB aligned inside the file after the header section (file of " +
-        std::to_string(file_size) + " bytes)");
-  }
-  VDISK_RETURN_IF_ERROR(ReplayLog(file_size));
-  VDISK_RETURN_IF_ERROR(ReadRegionTable(file_size));
-
-  VDISK_ASSIGN_OR_RETURN(metadata_, ParseMetadata(
-                                        [this](std::uint64_t offset, std::span<std::byte> out) {
-                                          return reader_.Read(metadata_offset_ + offset, out);
-                                        },
-                                        metadata_length_));
-  subtype_ = metadata_.has_parent               ? DiskSubtype::kDifferencing
-             : metadata_.leave_blocks_allocated ? DiskSubtype::kFixed
-                                                : DiskSubtype::kDynamic;
-  geometry_ = BatGeometry::Compute(metadata_.virtual_size, metadata_.block_size,
-                                   metadata_.logical_sector_size, metadata_.has_parent);
-  if (bat_length_ / 8 < geometry_.entry_count) {
-    return Corrupt("region table: the BAT region of " + std::to_string(bat_length_) +
-                   " bytes cannot hold the " + std::to_string(geometry_.entry_count) +
-                   " entries of a " + std::to_string(geometry_.virtual_size) + "-byte disk in " +
-                   std::to_string(geometry_.block_size) + "-byte blocks");
-  }
-
-  std::vector<ReservedRange> reserved = {
-      {bat_offset_, bat_offset_ + bat_length_, "the BAT region"},
-      {metadata_offset_, metadata_offset_ + metadata_length_, "the metadata region"},
-  };
-  if (log_length_ != 0) reserved.push_back({log_offset_, log_offset_ + log_length_, "the log"});
-  VDISK_ASSIGN_OR_RETURN(const BatValidation validation,
-                         ValidateBat(reader_, bat_offset_, geometry_, file_size, reserved));
-  bat_ = std::make_unique<VhdxBlockAllocationTable>(reader_, bat_offset_, geometry_.entry_count,
-                                                    kMaxResidentBatPages);
-  physical_size_ = file_size;
-  alloc_end_ = RoundUp(
-      std::max({file_size, validation.used_end, bat_offset_ + bat_length_,
-                metadata_offset_ + metadata_length_, log_offset_ + std::uint64_t{log_length_}}),
-      kAlignment);
-  return BuildParentReference();
-}
-
-Status VhdxImage::ReadHeaders() {
-  std::array<std::array<std::byte, kHeaderSize>, 2> bytes;
-  std::string problems[2];
-  bool valid[2] = {false, false};
-  for (int i = 0; i < 2; ++i) {
-    VDISK_RETURN_IF_ERROR(file_->ReadAt(kHeaderOffsets[i], bytes[i]));
-    const auto h = LoadAs<Header>(bytes[i]);
-    if (h.signature.get() != kHeaderSignature) {
-      problems[i] = HeaderName(i) + ": signature \"head\" missing";
-      continue;
-    }
-    const std::uint32_t crc = Crc32cWithZeroedField(bytes[i], offsetof(Header, checksum));
-    if (crc != h.checksum.get()) {
-      problems[i] = HeaderName(i) + ": CRC-32C mismatch (stored " +
-                    std::to_string(h.checksum.get()) + ", computed " + std::to_string(crc) + ")";
-      continue;
-    }
-    valid[i] = true;
-  }
-  if (!valid[0] && !valid[1]) {
-    return Corrupt("both headers are invalid: " + problems[0] + "; " + problems[1]);
-  }
-  int current = valid[0] ? 0 : 1;
-  if (valid[0] && valid[1] &&
-      LoadAs<Header>(bytes[1]).sequence_number.get() >
-          LoadAs<Header>(bytes[0]).sequence_number.get()) {
-    current = 1;
-  }
-  const auto h = LoadAs<Header>(bytes[current]);
-  if (h.version.get() != kVersion) {
-    return Status(Code::kVhdUnsupportedVersion, HeaderName(current) + ": version " +
-                                                    std::to_string(h.version.get()) + " is not 1");
-  }
-  if (h.log_version.get() != kLogVersion && !h.log_guid.is_zero()) {
-    return Status(Code::kVhdUnsupportedVersion, HeaderName(current) + ": log version " +
-                                                    std::to_string(h.log_version.get()) +
-                                                    " is not 0, and the log needs replay");
-  }
-  std::lock_guard lock(header_mutex_);
-  header_ = bytes[current];
-  current_header_ = current;
-  log_offset_ = h.log_offset.get();
-  log_length_ = h.log_length.get();
-  return Status::Ok();
-}
-
-Status VhdxImage::ReplayLog(std::uint64_t& file_size) {
-  Guid log_guid;
-  {
-    std::lock_guard lock(header_mutex_);
-    log_guid = LoadAs<Header>(header_).log_guid;
-  }
-  if (log_guid.is_zero()) return Status::Ok();  // §2.2.2: an empty log
-  if (log_length_ == 0) {
-    return Corrupt(HeaderName(current_header_) + ": LogGuid " + log_guid.ToString() +
-                   " is set but the log is empty");
-  }
-  std::vector<std::byte> log(log_length_);
-  VDISK_RETURN_IF_ERROR(file_->ReadAt(log_offset_, log));
-  LogScan scan = FindActiveSequence(log, log_guid);
-  log.clear();
-  log.shrink_to_fit();
-  if (!scan.active) {
-    return Corrupt("log: no valid log sequence for LogGuid " + log_guid.ToString() +
-                   (scan.first_problem.empty() ? std::string(" (no log entries)")
-                                               : " (" + scan.first_problem + ")"));
-  }
-  const LogSequence& sequence = *scan.active;
-  if (file_size < sequence.flushed_file_offset) {
-    return Corrupt("log: the file is " + std::to_string(file_size) +
-                   " bytes, shorter than the FlushedFileOffset " +
-                   std::to_string(sequence.flushed_file_offset) +
-                   " of its head entry: it has been truncated");
-  }
-  if (sequence.last_file_offset > kMaxFileEnd) {
-    return Corrupt("log: LastFileOffset " + std::to_string(sequence.last_file_offset) +
-                   " of the head entry is beyond any VHDX file");
-  }
-  const std::uint64_t logical_end = std::max(file_size, sequence.last_file_offset);
-  for (const LogUpdate& u : sequence.updates) {
-    const std::uint64_t length = u.zero_length != 0 ? u.zero_length : kLogSectorSize;
-    const std::uint64_t end = u.file_offset + length;
-    const std::string what = "log: an update of " + std::to_string(length) + " bytes at " +
-                             std::to_string(u.file_offset);
-    if (u.file_offset < kRegionTable1Offset) {
-      return Corrupt(what + " would overwrite the file identifier or the headers");
-    }
-    if (u.file_offset < log_offset_ + log_length_ && log_offset_ < end) {
-      return Corrupt(what + " would overwrite the log");
-    }
-    if (end > logical_end || end < u.file_offset) {
-      return Corrupt(what + " ends past the LastFileOffset " +
-                     std::to_string(sequence.last_file_offset) + " of the head entry");
-    }
-  }
-  replayed_log_ = true;
-
-  if (read_only_) {
-    // §5 <5>: a read-only open replays in memory; the file stays as it is.
-    LogOverlay overlay;
-    for (const LogUpdate& u : sequence.updates) overlay.Apply(u);
-    reader_.SetOverlay(std::move(overlay), file_size, logical_end);
-    file_size = logical_end;
-    return Status::Ok();
-  }
-
-  // §2.2.2: a new FileWriteGuid before log playback changes the file.
-  VDISK_RETURN_IF_ERROR(BeginSession(/*user_data=*/false));
-  std::uint64_t size = file_size;
-  std::vector<std::byte> zeros;
-  for (const LogUpdate& u : sequence.updates) {
-    if (u.zero_length == 0) {
-      VDISK_RETURN_IF_ERROR(file_->WriteAt(u.file_offset, u.data));
-      size = std::max(size, u.file_offset + kLogSectorSize);
-      continue;
-    }
-    const std::uint64_t end = u.file_offset + u.zero_length;
-    for (std::uint64_t at = u.file_offset; at < std::min(end, size);) {
-      const std::uint64_t n = std::min<std::uint64_t>(kMiB, std::min(end, size) - at);
-      zeros.resize(static_cast<std::size_t>(n));
-      VDISK_RETURN_IF_ERROR(file_->WriteAt(at, zeros));
-      at += n;
-    }
-    if (end > size) {
-      VDISK_RETURN_IF_ERROR(file_->Resize(end));
-      size = end;
-    }
-  }
-  // §2.3.3: the file is at least as long as the head entry's LastFileOffset.
-  if (size < sequence.last_file_offset) {
-    VDISK_RETURN_IF_ERROR(file_->Resize(sequence.last_file_offset));
-    size = sequence.last_file_offset;
-  }
-  if (write_hardening_) VDISK_RETURN_IF_ERROR(file_->Flush());
-  {
-    std::lock_guard lock(header_mutex_);
-    VDISK_RETURN_IF_ERROR(UpdateHeadersLocked([](Header& h) { h.log_guid = Guid{}; }));
-  }
-  file_size = size;
-  return Status::Ok();
-}
-
-Status VhdxImage::ReadRegionTable(std::uint64_t file_size) {
-  std::vector<std::byte> table(kRegionTableSize);
-  std::string problems[2];
-  int used = -1;
-  for (int i = 0; i < 2 && used < 0; ++i) {
-    VDISK_RETURN_IF_ERROR(reader_.Read(kRegionTableOffsets[i], table));
-    const auto header = LoadAs<RegionTableHeader>(table);
-    if (header.signature.get() != kRegionTableSignature) {
-      problems[i] = RegionTableName(i) + ": signature \"regi\" missing";
-      continue;
-    }
-    const std::uint32_t crc = Crc32cWithZeroedField(table, offsetof(RegionTableHeader, checksum));
-    if (crc != header.checksum.get()) {
-      problems[i] = RegionTableName(i) + ": CRC-32C mismatch (stored " +
-                    std::to_string(header.checksum.get()) + ", computed " + std::to_string(crc) +
-                    ")";
-      continue;
-    }
-    if (header.entry_count.get() > kMaxRegionEntries) {
-      problems[i] = RegionTableName(i) + ": " + std::to_string(header.entry_count.get()) +
-                    " entries, at most 2047 allowed";
-      continue;
-    }
-    used = i;
-  }
-  if (used < 0) {
-    return Corrupt("both region tables are invalid: " + problems[0] + "; " + problems[1]);
-  }
-  struct Region {
-    Guid id;
-    std::uint64_t offset;
-    std::uint64_t length;
-    std::string name;
-  };
-  std::vector<Region> regions;
-  const std::uint32_t count = LoadAs<RegionTableHeader>(table).entry_count.get();
-  for (std::uint32_t i = 0; i < count; ++i) {
-    const auto e = LoadAs<RegionTableEntry>(table, sizeof(RegionTableHeader) + i * 32);
-    Region r{e.guid, e.file_offset.get(), e.length.get(), {}};
-    const bool known = r.id == kBatRegionGuid || r.id == kMetadataRegionGuid;
-    r.name = r.id == kBatRegionGuid        ? "the BAT region"
-             : r.id == kMetadataRegionGuid ? "the metadata region"
-                                           : "region " + r.id.ToString();
-    const std::string where = "region table: " + r.name;
-    if (!known && (e.required.get() & 1) != 0) {
-      return Status(Code::kNotSupported, "region table: region " + r.id.ToString() +
-                                             " is marked required but is not known");
-    }
-    for (const Region& other : regions) {
-      if (other.id == r.id) return Corrupt(where + " appears twice");
-    }
-    if (r.offset % kAlignment != 0 || r.length % kAlignment != 0 || r.offset < kHeaderSectionSize ||
-        (known && r.length == 0)) {
-      return Corrupt(where + " at " + std::to_string(r.offset) + ", " + std::to_string(r.length) +
-                     " bytes, is not a non-empty 1 MiB aligned range after the header section");
-    }
-    if (r.offset + r.length > file_size) {
-      return Corrupt(where + " at " + DescribeOffset(r.offset) + ", " + std::to_string(r.length) +
-                     " bytes, ends past the end of the file (" + std::to_string(file_size) +
-                     " bytes)");
-    }
-    if (log_length_ != 0 && r.offset < log_offset_ + log_length_ &&
-        log_offset_ < r.offset + r.length) {
-      return Corrupt(where + " at " + DescribeOffset(r.offset) + " overlaps the log at " +
-                     DescribeOffset(log_offset_));
-    }
-    for (const Region& other : regions) {
-      if (r.offset < other.offset + other.length && other.offset < r.offset + r.length) {
-        return Corrupt(where + " at " + DescribeOffset(r.offset) + " overlaps " + other.name +
-                       " at " + DescribeOffset(other.offset));
-      }
-    }
-    regions.push_back(std::move(r));
-  }
-  bool have_bat = false;
-  bool have_metadata = false;
-  for (const Region& r : regions) {
-    if (r.id == kBatRegionGuid) {
-      bat_offset_ = r.offset;
-      bat_length_ = r.length;
-      have_bat = true;
-    } else if (r.id == kMetadataRegionGuid) {
-      metadata_offset_ = r.offset;
-      metadata_length_ = r.length;
-      have_metadata = true;
-    }
-  }
-  if (!have_bat) return Corrupt("region table: the BAT region is missing");
-  if (!have_metadata) return Corrupt("region table: the metadata region is missing");
-  return Status::Ok();
-}
-
-Status VhdxImage::BuildParentReference() {
-  std::lock_guard lock(metadata_mutex_);
-  parent_.reset();
-  if (!metadata_.has_parent || !metadata_.parent_locator) return Status::Ok();
-  const ParentLocator& locator = *metadata_.parent_locator;
-  ParentReference ref;
-  ref.parent_id = ParseGuid(*locator.Find("parent_linkage")).value_or(Guid{});
-  const std::filesystem::path dir = file_->path().parent_path();
-  // The brief's order: relative, then absolute, then volume path.
-  for (std::string_view key : {"relative_path", "absolute_win32_path", "volume_path"}) {
-    const std::string* value = locator.Find(key);
-    if (value == nullptr || value->empty()) continue;
-    ref.stored_locations.push_back(*value);
-    const bool relative = key == "relative_path";
-    if (relative && ignore_relative_parent_locator_) continue;
-    std::filesystem::path candidate = LocatorToPath(*value);
-    if (relative) candidate = dir / candidate;
-    candidate = candidate.lexically_normal();
-    if (std::find(ref.candidates.begin(), ref.candidates.end(), candidate) == ref.candidates.end())
-      ref.candidates.push_back(std::move(candidate));
-  }
-  parent_ = std::move(ref);
-  return Status::Ok();
-}
 
 // --- identity ----------------------------------------------------------------------------------
 
@@ -490,8 +114,7 @@ Status VhdxImage::CheckParent(const Image& parent) const {
 
 // --- headers and sessions ----------------------------------------------------------------------
 
-template <typename Edit>
-Status VhdxImage::UpdateHeadersLocked(Edit edit) {
+Status VhdxImage::UpdateHeadersLocked(const std::function<void(Header&)>& edit) {
   Header h = LoadAs<Header>(header_);
   edit(h);
   // §2.2.2.1: twice, so that both headers end up current and identical but for the number.
@@ -559,7 +182,7 @@ Status VhdxImage::StageBatEntry(StagedSectors& staged, std::uint64_t index, std:
 
 Status VhdxImage::StageBitmapBits(StagedSectors& staged, std::uint64_t block,
                                   std::uint64_t bitmap_entry, std::uint64_t first_sector,
-                                  std::uint64_t count, bool& changed) {
+                                  std::uint64_t count, bool set, bool& changed) {
   const std::uint64_t base = BatFileOffset(bitmap_entry);
   std::uint64_t bit =
       (block % geometry_.chunk_ratio) * geometry_.sectors_per_block() + first_sector;
@@ -578,14 +201,16 @@ Status VhdxImage::StageBitmapBits(StagedSectors& staged, std::uint64_t block,
     auto* bytes = reinterpret_cast<std::uint8_t*>(it->second.data());
     for (; bit < sector_end; ++bit) {
       const std::uint64_t b = bit % kBitsPerBitmapSector;
-      // §2.4: bit 0 of byte 0 is the first sector (LSB first).
-      if ((b % 8) == 0 && sector_end - bit >= 8 && bytes[b / 8] == 0xFF) {
+      // §2.4: bit 0 of byte 0 is the first sector (LSB first). A whole byte already as wanted
+      // is skipped.
+      const std::uint8_t unchanged = set ? 0xFF : 0x00;
+      if ((b % 8) == 0 && sector_end - bit >= 8 && bytes[b / 8] == unchanged) {
         bit += 7;
         continue;
       }
       const auto mask = static_cast<std::uint8_t>(1u << (b % 8));
-      if ((bytes[b / 8] & mask) == 0) {
-        bytes[b / 8] = static_cast<std::uint8_t>(bytes[b / 8] | mask);
+      if (((bytes[b / 8] & mask) != 0) != set) {
+        bytes[b / 8] = static_cast<std::uint8_t>(set ? bytes[b / 8] | mask : bytes[b / 8] & ~mask);
         changed = true;
       }
     }
@@ -792,19 +417,6 @@ void VhdxImage::CacheStagedBitmapSectors(const StagedSectors& staged, std::uint6
 
 // --- write -------------------------------------------------------------------------------------
 
-Status VhdxImage::Write(std::uint64_t offset, std::span<const std::byte> data) {
-  return WritePayloadAt(offset, WritePayload(data));
-}
-
-Result<platform::CopyMethod> VhdxImage::WriteFromFile(std::uint64_t offset, std::uint64_t length,
-                                                      platform::File& source,
-                                                      std::uint64_t source_offset) {
-  WritePayload::CopyTally tally;
-  VDISK_RETURN_IF_ERROR(WritePayloadAt(offset, WritePayload(source, source_offset, length, tally)));
-  return tally.buffered_bytes == 0 ? platform::CopyMethod::kKernel
-                                   : platform::CopyMethod::kBuffered;
-}
-
 Status VhdxImage::WritePayloadAt(std::uint64_t offset, const WritePayload& data) {
   if (read_only_) return Status(Code::kWriteProtect, file_->path().string() + ": opened read-only");
   const std::uint32_t ls = geometry_.logical_sector_size;
@@ -861,7 +473,7 @@ Status VhdxImage::MarkSectorsPresent(std::uint64_t block, std::uint64_t first_se
   }
   StagedSectors staged;
   bool changed = false;
-  VDISK_RETURN_IF_ERROR(StageBitmapBits(staged, block, bitmap_entry, first_sector, count, changed));
+  VDISK_RETURN_IF_ERROR(StageBitmapBits(staged, block, bitmap_entry, first_sector, count, true, changed));
   if (!changed) return Status::Ok();
   VDISK_RETURN_IF_ERROR(Commit(staged));
   CacheStagedBitmapSectors(staged, chunk, bitmap_entry);
@@ -934,7 +546,7 @@ Status VhdxImage::AllocateAndWrite(std::uint64_t block, std::uint64_t within,
     if (new_bitmap) VDISK_RETURN_IF_ERROR(StageBatEntry(staged, bitmap_index, bitmap_entry));
     bool changed = false;
     VDISK_RETURN_IF_ERROR(
-        StageBitmapBits(staged, block, bitmap_entry, within / ls, data.size() / ls, changed));
+        StageBitmapBits(staged, block, bitmap_entry, within / ls, data.size() / ls, true, changed));
   }
   VDISK_RETURN_IF_ERROR(Commit(staged));
   if (partial) {
@@ -949,232 +561,6 @@ Status VhdxImage::AllocateAndWrite(std::uint64_t block, std::uint64_t within,
 Status VhdxImage::Flush() {
   if (read_only_) return Status::Ok();
   return file_->Flush();
-}
-
-// --- metadata operations -----------------------------------------------------------------------
-
-Result<std::uint32_t> VhdxImage::PlaceItem(std::vector<MetadataItem>& items, const Guid& id,
-                                           bool is_user, std::uint32_t flags,
-                                           std::uint32_t length) {
-  std::size_t index = items.size();
-  std::size_t user_items = 0;
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    if (items[i].id == id && items[i].is_user() == is_user) index = i;
-    if (items[i].is_user()) ++user_items;
-  }
-  if (index == items.size()) {
-    if (items.size() >= kMaxMetadataEntries || (is_user && user_items >= kMaxUserMetadataEntries)) {
-      return Status(Code::kDiskFull, file_->path().string() +
-                                         ": the metadata table is full (2047 items, of them at "
-                                         "most 1024 user items)");
-    }
-  }
-  std::uint32_t offset = 0;
-  if (length != 0) {
-    // The old item's space may be reused: the whole update is one atomic log entry.
-    const auto place = FindMetadataSpace(items, index, length, metadata_length_);
-    if (!place) {
-      return Status(Code::kDiskFull, file_->path().string() + ": the " +
-                                         std::to_string(metadata_length_) +
-                                         "-byte metadata region has no free range of " +
-                                         std::to_string(length) + " bytes");
-    }
-    offset = *place;
-  }
-  if (index == items.size()) {
-    items.push_back({id, offset, length, flags});
-  } else {
-    items[index].offset = offset;
-    items[index].length = length;
-    items[index].flags = flags;
-  }
-  return offset;
-}
-
-Status VhdxImage::CommitMetadata(
-    std::vector<MetadataItem> items,
-    std::span<const std::pair<std::uint32_t, std::vector<std::byte>>> payload) {
-  StagedSectors staged;
-  // Only the table sectors that change.
-  const auto table = SerializeMetadataTable(items);
-  std::vector<std::byte> current(kMetadataTableSize);
-  VDISK_RETURN_IF_ERROR(reader_.Read(metadata_offset_, current));
-  for (std::size_t s = 0; s < kMetadataTableSize; s += kLogSectorSize) {
-    if (std::memcmp(table.data() + s, current.data() + s, kLogSectorSize) != 0) {
-      staged.emplace(
-          metadata_offset_ + s,
-          std::vector<std::byte>(table.begin() + static_cast<std::ptrdiff_t>(s),
-                                 table.begin() + static_cast<std::ptrdiff_t>(s + kLogSectorSize)));
-    }
-  }
-  for (const auto& [offset, bytes] : payload)
-    VDISK_RETURN_IF_ERROR(StageBytes(staged, metadata_offset_ + offset, bytes));
-  if (LogEntryLength(staged.size(), 0) > log_length_) {
-    return Status(Code::kInvalidParameter, file_->path().string() + ": a metadata update of " +
-                                               std::to_string(staged.size()) +
-                                               " sectors does not fit in the " +
-                                               std::to_string(log_length_) + "-byte log");
-  }
-  VDISK_RETURN_IF_ERROR(Commit(staged));
-  std::lock_guard lock(metadata_mutex_);
-  metadata_.items = std::move(items);
-  return Status::Ok();
-}
-
-Status VhdxImage::WriteSystemItem(const Guid& id, std::span<const std::byte> bytes) {
-  if (read_only_) return Status(Code::kWriteProtect, file_->path().string() + ": opened read-only");
-  VDISK_RETURN_IF_ERROR(BeginSession(/*user_data=*/false));
-  std::lock_guard lock(update_mutex_);
-  for (const MetadataItem& item : metadata_.items) {
-    if (item.is_user() || !(item.id == id)) continue;
-    StagedSectors staged;
-    VDISK_RETURN_IF_ERROR(
-        StageBytes(staged, metadata_offset_ + item.offset,
-                   bytes.first(std::min<std::size_t>(bytes.size(), item.length))));
-    return Commit(staged);
-  }
-  return Status(Code::kInternal, "metadata item " + MetadataItemName(id) + " missing");
-}
-
-// SET_VIRTUAL_DISK_INFO_IDENTIFIER sets what IDENTIFIER returns, the DataWriteGuid, through the
-// two-header protocol. A child that recorded the old one no longer matches (as on VHD).
-Status VhdxImage::SetUniqueId(const Guid& id) {
-  if (read_only_) return Status(Code::kWriteProtect, file_->path().string() + ": opened read-only");
-  // The session's own first-write change must not replace the id afterwards.
-  VDISK_RETURN_IF_ERROR(BeginSession(/*user_data=*/true));
-  std::lock_guard lock(header_mutex_);
-  return UpdateHeadersLocked([&](Header& h) { h.data_write_guid = id; });
-}
-
-Status VhdxImage::SetVirtualDiskId(const Guid& id) {
-  VDISK_RETURN_IF_ERROR(WriteSystemItem(kPage83DataGuid, std::as_bytes(std::span(id.bytes))));
-  std::lock_guard lock(metadata_mutex_);
-  metadata_.page83 = id;
-  return Status::Ok();
-}
-
-Status VhdxImage::SetPhysicalSectorSize(std::uint32_t bytes) {
-  if ((bytes != 512 && bytes != 4096) || bytes < geometry_.logical_sector_size) {
-    return Status(Code::kInvalidParameter,
-                  "physical sector size " + std::to_string(bytes) +
-                      " must be 512 or 4096 and at least the logical sector size " +
-                      std::to_string(geometry_.logical_sector_size));
-  }
-  Le32 value;
-  value.set(bytes);
-  VDISK_RETURN_IF_ERROR(
-      WriteSystemItem(kPhysicalSectorSizeGuid, std::as_bytes(std::span(&value, 1))));
-  std::lock_guard lock(metadata_mutex_);
-  metadata_.physical_sector_size = bytes;
-  return Status::Ok();
-}
-
-Status VhdxImage::SetParentLocation(const std::filesystem::path& parent_path, const Image& parent) {
-  if (read_only_) return Status(Code::kWriteProtect, file_->path().string() + ": opened read-only");
-  if (!metadata_.has_parent) {
-    return Status(
-        Code::kInvalidParameter,
-        file_->path().string() + " is not a differencing disk: it has no parent to locate");
-  }
-  const auto* vhdx = dynamic_cast<const VhdxImage*>(&parent);
-  if (vhdx == nullptr) {
-    return Status(Code::kInvalidParameter,
-                  parent_path.string() + ": the parent of a VHDX must be a VHDX");
-  }
-  VDISK_ASSIGN_OR_RETURN(ParentLocator locator,
-                         MakeParentLocator(file_->path(), parent_path, vhdx->data_write_guid()));
-  const auto bytes = SerializeParentLocator(locator);
-  if (bytes.size() > kMaxMetadataItemLength) {
-    return Status(Code::kInvalidParameter, parent_path.string() + ": path too long for a locator");
-  }
-  VDISK_RETURN_IF_ERROR(BeginSession(/*user_data=*/false));
-  {
-    std::lock_guard lock(update_mutex_);
-    std::vector<MetadataItem> items = metadata_.items;
-    VDISK_ASSIGN_OR_RETURN(const std::uint32_t offset,
-                           PlaceItem(items, kParentLocatorGuid, false, kMetadataIsRequired,
-                                     static_cast<std::uint32_t>(bytes.size())));
-    const std::pair<std::uint32_t, std::vector<std::byte>> payload[] = {{offset, bytes}};
-    VDISK_RETURN_IF_ERROR(CommitMetadata(std::move(items), payload));
-    std::lock_guard meta_lock(metadata_mutex_);
-    metadata_.parent_locator = std::move(locator);
-  }
-  return BuildParentReference();
-}
-
-Result<std::vector<Guid>> VhdxImage::ListUserMetadata() const {
-  std::lock_guard lock(metadata_mutex_);
-  std::vector<Guid> ids;
-  for (const MetadataItem& item : metadata_.items) {
-    if (item.is_user()) ids.push_back(item.id);
-  }
-  return ids;
-}
-
-Result<std::vector<std::byte>> VhdxImage::GetUserMetadata(const Guid& id) const {
-  // Serialised with updates, which may rewrite the space of a replaced item.
-  std::lock_guard update_lock(update_mutex_);
-  MetadataItem found;
-  bool have = false;
-  {
-    std::lock_guard lock(metadata_mutex_);
-    for (const MetadataItem& item : metadata_.items) {
-      if (item.is_user() && item.id == id) {
-        found = item;
-        have = true;
-      }
-    }
-  }
-  if (!have) {
-    return Status(Code::kNotFound,
-                  file_->path().string() + ": no user metadata item " + id.ToString());
-  }
-  std::vector<std::byte> bytes(found.length);
-  if (found.length != 0)
-    VDISK_RETURN_IF_ERROR(reader_.Read(metadata_offset_ + found.offset, bytes));
-  return bytes;
-}
-
-Status VhdxImage::SetUserMetadata(const Guid& id, std::span<const std::byte> data) {
-  if (read_only_) return Status(Code::kWriteProtect, file_->path().string() + ": opened read-only");
-  if (data.size() > kMaxMetadataItemLength) {
-    return Status(Code::kInvalidParameter, "user metadata item of " + std::to_string(data.size()) +
-                                               " bytes exceeds the 1 MiB limit of a VHDX item");
-  }
-  VDISK_RETURN_IF_ERROR(BeginSession(/*user_data=*/false));
-  std::lock_guard lock(update_mutex_);
-  std::vector<MetadataItem> items = metadata_.items;
-  VDISK_ASSIGN_OR_RETURN(
-      const std::uint32_t offset,
-      PlaceItem(items, id, true, kMetadataIsUser, static_cast<std::uint32_t>(data.size())));
-  std::vector<std::pair<std::uint32_t, std::vector<std::byte>>> payload;
-  if (!data.empty()) payload.emplace_back(offset, std::vector<std::byte>(data.begin(), data.end()));
-  return CommitMetadata(std::move(items), payload);
-}
-
-Status VhdxImage::DeleteUserMetadata(const Guid& id) {
-  if (read_only_) return Status(Code::kWriteProtect, file_->path().string() + ": opened read-only");
-  {
-    std::lock_guard lock(metadata_mutex_);
-    const bool exists =
-        std::any_of(metadata_.items.begin(), metadata_.items.end(),
-                    [&](const MetadataItem& i) { return i.is_user() && i.id == id; });
-    if (!exists) {
-      return Status(Code::kNotFound,
-                    file_->path().string() + ": no user metadata item " + id.ToString());
-    }
-  }
-  VDISK_RETURN_IF_ERROR(BeginSession(/*user_data=*/false));
-  std::lock_guard lock(update_mutex_);
-  std::vector<MetadataItem> items = metadata_.items;
-  const auto it = std::find_if(items.begin(), items.end(),
-                               [&](const MetadataItem& i) { return i.is_user() && i.id == id; });
-  if (it == items.end()) {
-    return Status(Code::kNotFound,
-                  file_->path().string() + ": no user metadata item " + id.ToString());
-  }
-  items.erase(it);
-  return CommitMetadata(std::move(items), {});
 }
 
 // --- smallest safe size ------------------------------------------------------------------------

@@ -36,6 +36,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -53,7 +54,7 @@
 
 namespace vdisk::vhdx {
 
-class VhdxImage final : public Image {
+class VhdxImage final : public PayloadImage {
  public:
   // BAT pages (1 MiB each) kept in memory at most, when the table is larger than this.
   static constexpr std::size_t kMaxResidentBatPages = 16;
@@ -93,11 +94,6 @@ class VhdxImage final : public Image {
 
   Result<Extent> Map(std::uint64_t offset, std::uint64_t length) override;
   Status ReadData(std::uint64_t file_offset, std::span<std::byte> out) override;
-  Status Write(std::uint64_t offset, std::span<const std::byte> data) override;
-  // The same steps as Write, with the payload data copied by File::CopyFrom.
-  Result<platform::CopyMethod> WriteFromFile(std::uint64_t offset, std::uint64_t length,
-                                             platform::File& source,
-                                             std::uint64_t source_offset) override;
   bool data_in_file() const override { return !reader_.has_overlay(); }
   Status Flush() override;
   bool write_hardening() const override { return write_hardening_.load(); }
@@ -149,8 +145,7 @@ class VhdxImage final : public Image {
   Status BuildParentReference();
 
   // Header updates (§2.2.2.1). REQUIRES: header_mutex_ held.
-  template <typename Edit>
-  Status UpdateHeadersLocked(Edit edit);
+  Status UpdateHeadersLocked(const std::function<void(Header&)>& edit);
   // Before the first change of a session: new FileWriteGuid, and for user data a new
   // DataWriteGuid.
   Status BeginSession(bool user_data);
@@ -159,18 +154,20 @@ class VhdxImage final : public Image {
   Status StageBytes(StagedSectors& staged, std::uint64_t file_offset,
                     std::span<const std::byte> bytes);
   Status StageBatEntry(StagedSectors& staged, std::uint64_t index, std::uint64_t value);
-  // Sets the bitmap bits of `count` sectors from `first_sector` of payload `block`, whose chunk's
-  // sector bitmap block is described by `bitmap_entry`. `changed` tells whether any bit was clear.
+  // Sets (`set`) or clears the bitmap bits of `count` sectors from `first_sector` of payload
+  // `block`, whose chunk's sector bitmap block is described by `bitmap_entry`. `changed` tells
+  // whether any bit changed.
   Status StageBitmapBits(StagedSectors& staged, std::uint64_t block, std::uint64_t bitmap_entry,
-                         std::uint64_t first_sector, std::uint64_t count, bool& changed);
+                         std::uint64_t first_sector, std::uint64_t count, bool set,
+                         bool& changed);
   Status Commit(StagedSectors& staged);
   Status EndLogSessionLocked();
   // Puts the committed bitmap sectors of `staged` in the bitmap cache.
   void CacheStagedBitmapSectors(const StagedSectors& staged, std::uint64_t chunk,
                                 std::uint64_t bitmap_entry);
 
-  // Write and WriteFromFile.
-  Status WritePayloadAt(std::uint64_t offset, const WritePayload& data);
+  // Write and WriteFromFile (PayloadImage).
+  Status WritePayloadAt(std::uint64_t offset, const WritePayload& data) override;
   Status WriteAllocated(std::uint64_t block, std::uint64_t entry, std::uint64_t within,
                         const WritePayload& data);
   Status AllocateAndWrite(std::uint64_t block, std::uint64_t within, const WritePayload& data);
@@ -190,9 +187,6 @@ class VhdxImage final : public Image {
   // Compaction steps (vhdx_compact.cpp), each run with the disk's I/O drained.
   Status ReleaseZeroBlocks(std::uint64_t first, std::uint64_t end, CompactEnvironment& env,
                            CompactReport& report, std::uint64_t& next);
-  // Clears the sector bitmap bits of payload `block`. REQUIRES: update_mutex_ held.
-  Status StageClearBitmapBits(StagedSectors& staged, std::uint64_t block,
-                              std::uint64_t bitmap_entry);
   Status MoveBlock(std::uint64_t index, std::uint64_t from, std::uint64_t to,
                    std::uint64_t length);
   Status TruncateAfterLastBlock();

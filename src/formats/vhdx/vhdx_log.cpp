@@ -4,21 +4,10 @@
 #include <cstring>
 #include <type_traits>
 
+#include "base/bytes.h"
+
 namespace vdisk::vhdx {
 namespace {
-
-template <typename T>
-T Load(std::span<const std::byte> bytes, std::size_t offset = 0) {
-  static_assert(std::is_trivially_copyable_v<T>);
-  T value;
-  std::memcpy(&value, bytes.data() + offset, sizeof(T));
-  return value;
-}
-
-template <typename T>
-void Store(std::span<std::byte> bytes, std::size_t offset, const T& value) {
-  std::memcpy(bytes.data() + offset, &value, sizeof(T));
-}
 
 std::size_t DescriptorSectors(std::size_t descriptors) {
   return (sizeof(LogEntryHeader) + descriptors * kLogDescriptorSize + kLogSectorSize - 1) /
@@ -59,7 +48,7 @@ struct Entry {
 std::optional<Entry> ReadEntry(std::span<const std::byte> log, std::size_t position,
                                const Guid& log_guid, std::string& problem) {
   const auto header_bytes = ReadRing(log, position, sizeof(LogEntryHeader));
-  const auto header = Load<LogEntryHeader>(header_bytes);
+  const auto header = LoadAs<LogEntryHeader>(header_bytes);
   if (header.signature.get() != kLogEntrySignature) return std::nullopt;  // not an entry
   const std::uint32_t length = header.entry_length.get();
   if (length == 0 || length % kLogSectorSize != 0 || length > log.size()) {
@@ -118,10 +107,10 @@ std::optional<Entry> ReadEntry(std::span<const std::byte> log, std::size_t posit
   const std::size_t sectors = length / kLogSectorSize;
   for (std::uint64_t i = 0; i < descriptors; ++i) {
     const std::size_t at = sizeof(LogEntryHeader) + i * kLogDescriptorSize;
-    const auto signature = Load<Le32>(bytes, at).get();
+    const auto signature = LoadAs<Le32>(bytes, at).get();
     const std::string which = At(position) + ", descriptor " + std::to_string(i);
     if (signature == kZeroDescriptorSignature) {
-      const auto d = Load<LogZeroDescriptor>(bytes, at);
+      const auto d = LoadAs<LogZeroDescriptor>(bytes, at);
       if (d.sequence_number.get() != sequence) {
         problem = which + ": sequence number does not match the entry's";
         return std::nullopt;
@@ -134,7 +123,7 @@ std::optional<Entry> ReadEntry(std::span<const std::byte> log, std::size_t posit
       }
       entry.updates.push_back(LogUpdate::Zero(d.file_offset.get(), d.zero_length.get()));
     } else if (signature == kDataDescriptorSignature) {
-      const auto d = Load<LogDataDescriptor>(bytes, at);
+      const auto d = LoadAs<LogDataDescriptor>(bytes, at);
       if (d.sequence_number.get() != sequence) {
         problem = which + ": sequence number does not match the entry's";
         return std::nullopt;
@@ -150,7 +139,7 @@ std::optional<Entry> ReadEntry(std::span<const std::byte> log, std::size_t posit
       }
       const auto sector_bytes =
           std::span(bytes).subspan(data_sector * kLogSectorSize, kLogSectorSize);
-      const auto s = Load<LogDataSector>(sector_bytes);
+      const auto s = LoadAs<LogDataSector>(sector_bytes);
       if (s.signature.get() != kDataSectorSignature ||
           s.sequence_high.get() != static_cast<std::uint32_t>(sequence >> 32) ||
           s.sequence_low.get() != static_cast<std::uint32_t>(sequence)) {
@@ -162,9 +151,9 @@ std::optional<Entry> ReadEntry(std::span<const std::byte> log, std::size_t posit
       update.file_offset = d.file_offset.get();
       update.data.resize(kLogSectorSize);
       const auto out = std::span(update.data);
-      Store(out, 0, d.leading_bytes);
+      StoreAs(out, 0, d.leading_bytes);
       std::memcpy(out.data() + 8, s.data.data(), s.data.size());
-      Store(out, kLogSectorSize - 4, d.trailing_bytes);
+      StoreAs(out, kLogSectorSize - 4, d.trailing_bytes);
       entry.updates.push_back(std::move(update));
       ++data_sector;
     } else {
@@ -303,28 +292,28 @@ std::vector<std::byte> BuildLogEntry(const Guid& log_guid, std::uint64_t sequenc
       d.zero_length.set(u.zero_length);
       d.file_offset.set(u.file_offset);
       d.sequence_number.set(sequence_number);
-      Store(out, at, d);
+      StoreAs(out, at, d);
       continue;
     }
     const auto data = std::span(u.data);
     LogDataDescriptor d{};
     d.signature.set(kDataDescriptorSignature);
-    d.trailing_bytes = Load<Le32>(data, kLogSectorSize - 4);
-    d.leading_bytes = Load<Le64>(data, 0);
+    d.trailing_bytes = LoadAs<Le32>(data, kLogSectorSize - 4);
+    d.leading_bytes = LoadAs<Le64>(data, 0);
     d.file_offset.set(u.file_offset);
     d.sequence_number.set(sequence_number);
-    Store(out, at, d);
+    StoreAs(out, at, d);
     LogDataSector s{};
     s.signature.set(kDataSectorSignature);
     s.sequence_high.set(static_cast<std::uint32_t>(sequence_number >> 32));
     std::memcpy(s.data.data(), data.data() + 8, s.data.size());
     s.sequence_low.set(static_cast<std::uint32_t>(sequence_number));
-    Store(out, data_sector * kLogSectorSize, s);
+    StoreAs(out, data_sector * kLogSectorSize, s);
     ++data_sector;
   }
-  Store(out, 0, header);
+  StoreAs(out, 0, header);
   header.checksum.set(Crc32cWithZeroedField(bytes, offsetof(LogEntryHeader, checksum)));
-  Store(out, 0, header);
+  StoreAs(out, 0, header);
   return bytes;
 }
 

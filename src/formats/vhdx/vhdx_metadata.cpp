@@ -4,18 +4,11 @@
 #include <cstring>
 #include <type_traits>
 
+#include "base/bytes.h"
 #include "formats/vhd/vhd_format.h"  // UTF-16 <-> UTF-8
 
 namespace vdisk::vhdx {
 namespace {
-
-template <typename T>
-T Load(std::span<const std::byte> bytes, std::size_t offset = 0) {
-  static_assert(std::is_trivially_copyable_v<T>);
-  T value;
-  std::memcpy(&value, bytes.data() + offset, sizeof(T));
-  return value;
-}
 
 Status Corrupt(const std::string& message) { return Status(Code::kFileCorrupt, message); }
 
@@ -74,7 +67,7 @@ Result<ParentLocator> ParseParentLocator(std::span<const std::byte> item) {
   if (item.size() < sizeof(ParentLocatorHeader)) {
     return Corrupt(what + ": " + std::to_string(item.size()) + " bytes is too short");
   }
-  const auto header = Load<ParentLocatorHeader>(item);
+  const auto header = LoadAs<ParentLocatorHeader>(item);
   ParentLocator locator;
   locator.type = header.locator_type;
   if (!(header.locator_type == kVhdxParentLocatorType)) {
@@ -87,7 +80,7 @@ Result<ParentLocator> ParseParentLocator(std::span<const std::byte> item) {
                    std::to_string(item.size()) + " bytes");
   }
   for (std::size_t i = 0; i < count; ++i) {
-    const auto e = Load<ParentLocatorEntry>(
+    const auto e = LoadAs<ParentLocatorEntry>(
         item, sizeof(ParentLocatorHeader) + i * sizeof(ParentLocatorEntry));
     const std::uint64_t ko = e.key_offset.get();
     const std::uint64_t vo = e.value_offset.get();
@@ -125,7 +118,7 @@ Result<Metadata> ParseMetadata(const RegionReader& read, std::uint64_t region_le
   }
   std::vector<std::byte> table(kMetadataTableSize);
   VDISK_RETURN_IF_ERROR(read(0, table));
-  const auto header = Load<MetadataTableHeader>(table);
+  const auto header = LoadAs<MetadataTableHeader>(table);
   if (header.signature.get() != kMetadataSignature) {
     return Corrupt("metadata table: signature \"metadata\" missing");
   }
@@ -138,7 +131,7 @@ Result<Metadata> ParseMetadata(const RegionReader& read, std::uint64_t region_le
   Metadata m;
   std::uint32_t user_items = 0;
   for (std::uint32_t i = 0; i < count; ++i) {
-    const auto e = Load<MetadataTableEntry>(table, sizeof(MetadataTableHeader) + i * 32);
+    const auto e = LoadAs<MetadataTableEntry>(table, sizeof(MetadataTableHeader) + i * 32);
     MetadataItem item{e.item_id, e.offset.get(), e.length.get(), e.flags.get() & 7};
     const std::string name = "metadata item " + (item.is_user() ? "(user) " + item.id.ToString()
                                                                 : MetadataItemName(item.id));
@@ -200,7 +193,7 @@ Result<Metadata> ParseMetadata(const RegionReader& read, std::uint64_t region_le
   };
 
   VDISK_ASSIGN_OR_RETURN(const auto params_bytes, require(kFileParametersGuid));
-  const auto params = Load<FileParameters>(params_bytes);
+  const auto params = LoadAs<FileParameters>(params_bytes);
   m.block_size = params.block_size.get();
   m.leave_blocks_allocated = (params.flags.get() & kLeaveBlocksAllocated) != 0;
   m.has_parent = (params.flags.get() & kHasParent) != 0;
@@ -211,14 +204,14 @@ Result<Metadata> ParseMetadata(const RegionReader& read, std::uint64_t region_le
   }
 
   VDISK_ASSIGN_OR_RETURN(const auto logical_bytes, require(kLogicalSectorSizeGuid));
-  m.logical_sector_size = Load<Le32>(logical_bytes).get();
+  m.logical_sector_size = LoadAs<Le32>(logical_bytes).get();
   VDISK_RETURN_IF_ERROR(CheckSectorSize(m.logical_sector_size, "Logical Sector Size"));
   VDISK_ASSIGN_OR_RETURN(const auto physical_bytes, require(kPhysicalSectorSizeGuid));
-  m.physical_sector_size = Load<Le32>(physical_bytes).get();
+  m.physical_sector_size = LoadAs<Le32>(physical_bytes).get();
   VDISK_RETURN_IF_ERROR(CheckSectorSize(m.physical_sector_size, "Physical Sector Size"));
 
   VDISK_ASSIGN_OR_RETURN(const auto size_bytes, require(kVirtualDiskSizeGuid));
-  m.virtual_size = Load<Le64>(size_bytes).get();
+  m.virtual_size = LoadAs<Le64>(size_bytes).get();
   if (m.virtual_size == 0 || m.virtual_size % m.logical_sector_size != 0 ||
       m.virtual_size > kMaxVirtualSize) {
     return Status(Code::kVhdInvalidSize,

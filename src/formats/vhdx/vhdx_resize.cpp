@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "base/bytes.h"
 #include "formats/vhdx/vhdx_image.h"
 
 namespace vdisk::vhdx {
@@ -33,17 +34,6 @@ namespace {
 constexpr std::size_t kBatchSectors = 64;
 constexpr std::uint64_t kCopyPiece = kMiB;
 
-Status Aborted(const platform::File& file) {
-  return Status(Code::kOperationAborted,
-                file.path().string() + ": resize cancelled; the disk keeps its old size");
-}
-
-template <typename T>
-T LoadHeader(std::span<const std::byte> bytes) {
-  T value;
-  std::memcpy(&value, bytes.data(), sizeof(T));
-  return value;
-}
 
 std::uint64_t LoadLe64(const std::byte* p) {
   std::uint64_t v = 0;
@@ -59,19 +49,8 @@ void StoreLe64(std::byte* p, std::uint64_t v) {
 
 Status VhdxImage::Resize(std::uint64_t new_size, OperationControl& progress) {
   const std::string path = file_->path().string();
-  if (read_only_) return Status(Code::kWriteProtect, path + ": opened read-only");
-  if (subtype_ == DiskSubtype::kDifferencing) {
-    return Status(Code::kVhdInvalidType,
-                  path + ": a differencing disk cannot be resized; only fixed and dynamic disks "
-                         "can (resizing its parent invalidates the chain)");
-  }
-  const std::uint32_t ls = geometry_.logical_sector_size;
-  if (new_size == 0 || new_size % ls != 0 || new_size > kMaxVirtualSize) {
-    return Status(Code::kInvalidParameter,
-                  path + ": new size " + std::to_string(new_size) + " is not a multiple of the " +
-                      std::to_string(ls) + "-byte sector between one sector and 64 TiB");
-  }
-  if (progress.cancelled()) return Aborted(*file_);
+  VDISK_RETURN_IF_ERROR(CheckResize(*this, new_size, geometry_.logical_sector_size,
+                                    kMaxVirtualSize, "64 TiB", progress));
   VDISK_RETURN_IF_ERROR(BeginSession(/*user_data=*/true));
   std::lock_guard lock(update_mutex_);
   const Status status = ResizeLocked(new_size, progress);
@@ -155,7 +134,7 @@ Status VhdxImage::ResizeLocked(std::uint64_t new_size, OperationControl& progres
         bat_->Set(old_g.PayloadIndex(last), moved_entry);
       }
     }
-    if (progress.cancelled()) return Aborted(*file_);
+    if (progress.cancelled()) return ResizeCancelled(*file_);
 
     // (2) The new entries.
     const std::uint64_t group = new_g.chunk_ratio + 1;
@@ -191,7 +170,7 @@ Status VhdxImage::ResizeLocked(std::uint64_t new_size, OperationControl& progres
         }
         VDISK_RETURN_IF_ERROR(file_->WriteAt(table_offset + at, piece));
         progress.SetProgress(at / 8, table_length / 8 + 1);
-        if (progress.cancelled()) return Aborted(*file_);
+        if (progress.cancelled()) return ResizeCancelled(*file_);
       }
       VDISK_RETURN_IF_ERROR(flush());
       apply_unflushed_ = false;
@@ -210,7 +189,7 @@ Status VhdxImage::ResizeLocked(std::uint64_t new_size, OperationControl& progres
             VDISK_RETURN_IF_ERROR(Commit(staged));
             staged.clear();
             progress.SetProgress(i + k - first, count + 1);
-            if (progress.cancelled()) return Aborted(*file_);
+            if (progress.cancelled()) return ResizeCancelled(*file_);
           }
         }
         i += n;
@@ -218,7 +197,7 @@ Status VhdxImage::ResizeLocked(std::uint64_t new_size, OperationControl& progres
     }
   }
   progress.SetProgress(1, 2);
-  if (progress.cancelled()) return Aborted(*file_);
+  if (progress.cancelled()) return ResizeCancelled(*file_);
 
   // (3) The switch: the size item, with the region tables if the BAT moved.
   Le64 size_value;
@@ -229,13 +208,13 @@ Status VhdxImage::ResizeLocked(std::uint64_t new_size, OperationControl& progres
     for (const std::uint64_t region_table : {kRegionTable1Offset, kRegionTable2Offset}) {
       std::vector<std::byte> table(kRegionTableSize);
       VDISK_RETURN_IF_ERROR(reader_.Read(region_table, table));
-      auto header = LoadHeader<RegionTableHeader>(table);
+      auto header = LoadAs<RegionTableHeader>(table);
       bool found = false;
       if (header.signature.get() == kRegionTableSignature &&
           header.entry_count.get() <= kMaxRegionEntries) {
         for (std::uint32_t i = 0; i < header.entry_count.get(); ++i) {
           const std::size_t at = sizeof(RegionTableHeader) + i * sizeof(RegionTableEntry);
-          auto entry = LoadHeader<RegionTableEntry>(std::span(table).subspan(at));
+          auto entry = LoadAs<RegionTableEntry>(std::span(table).subspan(at));
           if (!(entry.guid == kBatRegionGuid)) continue;
           entry.file_offset.set(table_offset);
           entry.length.set(static_cast<std::uint32_t>(table_length));

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "platform/socket.h"
+#include "platform/socket_common.h"
 
 namespace vdisk::platform {
 namespace {
@@ -83,16 +84,14 @@ Result<sockaddr_un> UnixAddress(const std::filesystem::path& path) {
   return address;
 }
 
-class PosixListener final : public Listener {
+class PosixListener final : public ListenerCommon {
  public:
   PosixListener(int fd, int wake_read, int wake_write, bool tcp, std::uint16_t port,
                 std::filesystem::path unix_path, dev_t dev, ino_t ino)
-      : fd_(fd),
+      : ListenerCommon(tcp, port, std::move(unix_path)),
+        fd_(fd),
         wake_read_(wake_read),
         wake_write_(wake_write),
-        tcp_(tcp),
-        port_(port),
-        unix_path_(std::move(unix_path)),
         dev_(dev),
         ino_(ino) {}
 
@@ -114,13 +113,13 @@ class PosixListener final : public Listener {
 
   Result<Socket> Accept() override {
     for (;;) {
-      if (shut_down_.load(std::memory_order_acquire)) return Aborted();
+      if (shut_down()) return Aborted();
       pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_read_, POLLIN, 0}};
       if (::poll(fds, 2, -1) < 0) {
         if (errno == EINTR) continue;
         return SocketError(errno, "poll", Where());
       }
-      if (shut_down_.load(std::memory_order_acquire) || fds[1].revents != 0) return Aborted();
+      if (shut_down() || fds[1].revents != 0) return Aborted();
       if ((fds[0].revents & POLLIN) == 0) continue;
       const int client = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
       if (client < 0) {
@@ -138,31 +137,18 @@ class PosixListener final : public Listener {
   }
 
   void Shutdown() noexcept override {
-    shut_down_.store(true, std::memory_order_release);
+    MarkShutDown();
     const char byte = 1;
     // The pipe is non-blocking: if it is full, a wake-up is pending anyway.
     (void)!::write(wake_write_, &byte, 1);
   }
 
-  std::uint16_t port() const override { return port_; }
-
  private:
-  Status Aborted() const {
-    return Status(Code::kOperationAborted, Where() + ": the listener was shut down");
-  }
-  std::string Where() const {
-    return tcp_ ? "TCP port " + std::to_string(port_) : unix_path_.string();
-  }
-
   const int fd_;
   const int wake_read_;
   const int wake_write_;
-  const bool tcp_;
-  const std::uint16_t port_;
-  const std::filesystem::path unix_path_;
   const dev_t dev_;
   const ino_t ino_;
-  std::atomic<bool> shut_down_{false};
 };
 
 // Creates the wake-up pipe and the listener object around a bound, listening socket.
@@ -192,17 +178,6 @@ bool SomeoneListens(const sockaddr_un& address) {
 
 }  // namespace
 
-Socket::~Socket() { Close(); }
-
-Socket& Socket::operator=(Socket&& other) noexcept {
-  if (this != &other) {
-    Close();
-    native_ = other.native_;
-    other.native_ = kInvalidNativeSocket;
-  }
-  return *this;
-}
-
 Status Socket::SendAll(std::span<const std::byte> data) {
   std::size_t done = 0;
   while (done < data.size()) {
@@ -212,20 +187,6 @@ Status Socket::SendAll(std::span<const std::byte> data) {
       return SocketError(errno, "send", "socket");
     }
     done += static_cast<std::size_t>(n);
-  }
-  return Status::Ok();
-}
-
-Status Socket::ReceiveAll(std::span<std::byte> out) {
-  std::size_t done = 0;
-  while (done < out.size()) {
-    VDISK_ASSIGN_OR_RETURN(const std::size_t n, ReceiveSome(out.subspan(done)));
-    if (n == 0) {
-      return Status(Code::kIoError, "socket: connection closed by the peer after " +
-                                        std::to_string(done) + " of " + std::to_string(out.size()) +
-                                        " bytes");
-    }
-    done += n;
   }
   return Status::Ok();
 }
@@ -297,19 +258,9 @@ Result<std::unique_ptr<Listener>> ListenUnix(const std::filesystem::path& path,
 
 Result<std::unique_ptr<Listener>> ListenTcp(std::string_view host, std::uint16_t port) {
   const std::string where = std::string(host) + ":" + std::to_string(port);
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  const std::string host_string(host);
-  const int rc = ::getaddrinfo(host_string.empty() ? nullptr : host_string.c_str(),
-                               std::to_string(port).c_str(), &hints, &found);
-  if (rc != 0) {
-    return Status(Code::kInvalidParameter, where + ": cannot resolve: " + ::gai_strerror(rc));
-  }
+  VDISK_ASSIGN_OR_RETURN(const AddressList found, ResolveTcp(host, port, true, where));
   Status last(Code::kInvalidParameter, where + ": no address to listen on");
-  for (const addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
+  for (const addrinfo* ai = found.get(); ai != nullptr; ai = ai->ai_next) {
     const int fd = NewSocket(ai->ai_family);
     if (fd < 0) {
       last = SocketError(errno, "socket", where);
@@ -332,10 +283,8 @@ Result<std::unique_ptr<Listener>> ListenTcp(std::string_view host, std::uint16_t
         bound_port = ntohs(reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port);
       }
     }
-    ::freeaddrinfo(found);
     return MakeListener(fd, true, bound_port, {}, 0, 0);
   }
-  ::freeaddrinfo(found);
   return last;
 }
 
@@ -352,18 +301,9 @@ Result<Socket> ConnectUnix(const std::filesystem::path& path) {
 
 Result<Socket> ConnectTcp(std::string_view host, std::uint16_t port) {
   const std::string where = std::string(host) + ":" + std::to_string(port);
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  const int rc =
-      ::getaddrinfo(std::string(host).c_str(), std::to_string(port).c_str(), &hints, &found);
-  if (rc != 0) {
-    return Status(Code::kInvalidParameter, where + ": cannot resolve: " + ::gai_strerror(rc));
-  }
+  VDISK_ASSIGN_OR_RETURN(const AddressList found, ResolveTcp(host, port, false, where));
   Status last(Code::kInvalidParameter, where + ": no address to connect to");
-  for (const addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
+  for (const addrinfo* ai = found.get(); ai != nullptr; ai = ai->ai_next) {
     const int fd = NewSocket(ai->ai_family);
     if (fd < 0) {
       last = SocketError(errno, "socket", where);
@@ -375,10 +315,8 @@ Result<Socket> ConnectTcp(std::string_view host, std::uint16_t port) {
       continue;
     }
     SetNoDelay(fd);
-    ::freeaddrinfo(found);
     return socket;
   }
-  ::freeaddrinfo(found);
   return last;
 }
 

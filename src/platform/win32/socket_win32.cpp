@@ -22,6 +22,7 @@
 
 #include "platform/file.h"
 #include "platform/socket.h"
+#include "platform/socket_common.h"
 
 namespace vdisk::platform {
 namespace {
@@ -81,16 +82,14 @@ Result<sockaddr_un> UnixAddress(const std::filesystem::path& path) {
   return address;
 }
 
-class Win32Listener final : public Listener {
+class Win32Listener final : public ListenerCommon {
  public:
   Win32Listener(SOCKET s, HANDLE accept_event, HANDLE stop_event, bool tcp, std::uint16_t port,
                 std::filesystem::path unix_path)
-      : socket_(s),
+      : ListenerCommon(tcp, port, std::move(unix_path)),
+        socket_(s),
         accept_event_(accept_event),
-        stop_event_(stop_event),
-        tcp_(tcp),
-        port_(port),
-        unix_path_(std::move(unix_path)) {}
+        stop_event_(stop_event) {}
 
   ~Win32Listener() override {
     closesocket(socket_);
@@ -103,7 +102,7 @@ class Win32Listener final : public Listener {
 
   Result<Socket> Accept() override {
     for (;;) {
-      if (shut_down_.load(std::memory_order_acquire)) return Aborted();
+      if (shut_down()) return Aborted();
       const SOCKET client = accept(socket_, nullptr, nullptr);
       if (client != INVALID_SOCKET) {
         // An accepted socket inherits the listener's event selection and non-blocking mode.
@@ -125,27 +124,14 @@ class Win32Listener final : public Listener {
   }
 
   void Shutdown() noexcept override {
-    shut_down_.store(true, std::memory_order_release);
+    MarkShutDown();
     SetEvent(stop_event_);
   }
 
-  std::uint16_t port() const override { return port_; }
-
  private:
-  Status Aborted() const {
-    return Status(Code::kOperationAborted, Where() + ": the listener was shut down");
-  }
-  std::string Where() const {
-    return tcp_ ? "TCP port " + std::to_string(port_) : unix_path_.string();
-  }
-
   const SOCKET socket_;
   const HANDLE accept_event_;
   const HANDLE stop_event_;
-  const bool tcp_;
-  const std::uint16_t port_;
-  const std::filesystem::path unix_path_;
-  std::atomic<bool> shut_down_{false};
 };
 
 Result<std::unique_ptr<Listener>> MakeListener(SOCKET s, bool tcp, std::uint16_t port,
@@ -181,17 +167,6 @@ std::uint16_t BoundPort(SOCKET s, std::uint16_t fallback) {
 
 }  // namespace
 
-Socket::~Socket() { Close(); }
-
-Socket& Socket::operator=(Socket&& other) noexcept {
-  if (this != &other) {
-    Close();
-    native_ = other.native_;
-    other.native_ = kInvalidNativeSocket;
-  }
-  return *this;
-}
-
 Status Socket::SendAll(std::span<const std::byte> data) {
   std::size_t done = 0;
   while (done < data.size()) {
@@ -199,20 +174,6 @@ Status Socket::SendAll(std::span<const std::byte> data) {
     const int n = send(Native(native_), reinterpret_cast<const char*>(data.data() + done), want, 0);
     if (n == SOCKET_ERROR) return SocketError(WSAGetLastError(), "send", "socket");
     done += static_cast<std::size_t>(n);
-  }
-  return Status::Ok();
-}
-
-Status Socket::ReceiveAll(std::span<std::byte> out) {
-  std::size_t done = 0;
-  while (done < out.size()) {
-    VDISK_ASSIGN_OR_RETURN(const std::size_t n, ReceiveSome(out.subspan(done)));
-    if (n == 0) {
-      return Status(Code::kIoError, "socket: connection closed by the peer after " +
-                                        std::to_string(done) + " of " + std::to_string(out.size()) +
-                                        " bytes");
-    }
-    done += n;
   }
   return Status::Ok();
 }
@@ -289,17 +250,9 @@ Result<std::unique_ptr<Listener>> ListenUnix(const std::filesystem::path& path,
 Result<std::unique_ptr<Listener>> ListenTcp(std::string_view host, std::uint16_t port) {
   VDISK_RETURN_IF_ERROR(EnsureWinsock());
   const std::string where = std::string(host) + ":" + std::to_string(port);
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  const std::string host_string(host);
-  const int rc = getaddrinfo(host_string.empty() ? nullptr : host_string.c_str(),
-                             std::to_string(port).c_str(), &hints, &found);
-  if (rc != 0) return SocketError(rc, "getaddrinfo", where);
+  VDISK_ASSIGN_OR_RETURN(const AddressList found, ResolveTcp(host, port, true, where));
   Status last(Code::kInvalidParameter, where + ": no address to listen on");
-  for (const addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
+  for (const addrinfo* ai = found.get(); ai != nullptr; ai = ai->ai_next) {
     const SOCKET s = socket(ai->ai_family, SOCK_STREAM, IPPROTO_TCP);
     if (s == INVALID_SOCKET) {
       last = SocketError(WSAGetLastError(), "socket", where);
@@ -315,10 +268,8 @@ Result<std::unique_ptr<Listener>> ListenTcp(std::string_view host, std::uint16_t
       continue;
     }
     const std::uint16_t bound_port = BoundPort(s, port);
-    freeaddrinfo(found);
     return MakeListener(s, true, bound_port, {}, where);
   }
-  freeaddrinfo(found);
   return last;
 }
 
@@ -337,16 +288,9 @@ Result<Socket> ConnectUnix(const std::filesystem::path& path) {
 Result<Socket> ConnectTcp(std::string_view host, std::uint16_t port) {
   VDISK_RETURN_IF_ERROR(EnsureWinsock());
   const std::string where = std::string(host) + ":" + std::to_string(port);
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  const int rc =
-      getaddrinfo(std::string(host).c_str(), std::to_string(port).c_str(), &hints, &found);
-  if (rc != 0) return SocketError(rc, "getaddrinfo", where);
+  VDISK_ASSIGN_OR_RETURN(const AddressList found, ResolveTcp(host, port, false, where));
   Status last(Code::kInvalidParameter, where + ": no address to connect to");
-  for (const addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
+  for (const addrinfo* ai = found.get(); ai != nullptr; ai = ai->ai_next) {
     const SOCKET s = socket(ai->ai_family, SOCK_STREAM, IPPROTO_TCP);
     if (s == INVALID_SOCKET) {
       last = SocketError(WSAGetLastError(), "socket", where);
@@ -358,10 +302,8 @@ Result<Socket> ConnectTcp(std::string_view host, std::uint16_t port) {
       continue;
     }
     SetNoDelay(s);
-    freeaddrinfo(found);
     return socket;
   }
-  freeaddrinfo(found);
   return last;
 }
 
