@@ -33,7 +33,8 @@ virtdisk_sources(VIRTDISK_CORE_SOURCES core compact.cpp disk_operation.cpp merge
 # mirror: the block-copy engine; attach: NBD exports, the attach host and its registry
 virtdisk_sources(VIRTDISK_MIRROR_SOURCES mirror mirror_job.cpp)
 virtdisk_sources(VIRTDISK_ATTACH_SOURCES attach attach_host.cpp attach_registry.cpp
-  disk_export_target.cpp nbd_attachment.cpp nbd_server.cpp security_descriptor.cpp tls_psk.cpp)
+  disk_export_target.cpp nbd_attachment.cpp nbd_server.cpp nbd_session.cpp security_descriptor.cpp
+  tls_psk.cpp)
 # api: the C exports over the layers; per OS the kernel32 subset (POSIX, with libvirtdisk.so's
 # non-SDK extensions) or disk handles as kernel handles (Windows)
 virtdisk_sources(VIRTDISK_API_SOURCES api attach.cpp compact.cpp disk_api_support.cpp

@@ -1,5 +1,5 @@
-// libFuzzer target for the NBD server (src/attach/nbd_server.cpp): the input is everything one
-// client sends on one connection, handshake and requests alike.
+// libFuzzer target for the NBD server (src/attach/nbd_server.cpp, nbd_session.cpp): the input is
+// everything one client sends on one connection, handshake and requests alike.
 //
 // One server runs for the whole process, on a Unix socket in a temporary directory, exporting
 // nbd_fixture.h's 1 MiB dynamic VHD held in memory (through DiskExportTarget, as an attached
