@@ -6,6 +6,7 @@
 // states what the sample needs from the call to go on.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -360,6 +361,35 @@ TEST_P(StorageSample, RawIoCopiesADiskWhoseSizeIsNoMultipleOfOneMiB) {
   CloseHandle(source);
   CloseHandle(destination);
   EXPECT_EQ(ReadAll(Path("dst"), kOdd), ReadAll(Path("src"), kOdd));
+}
+
+// GetVirtualDiskInformation.cpp opens a GetInfoOnly handle with NO_PARENTS: on a disk that is in
+// use, attached read-write by another handle and being written, the open succeeds (a
+// get-info-only handle takes no lock), the answers are the disk's, and the writer goes on.
+TEST_P(StorageSample, GetInformationOfADiskInUse) {
+  ASSERT_EQ(SampleCreate(Path("busy"), {}, CREATE_VIRTUAL_DISK_FLAG_NONE, 24 * kMiB, 0, 0, 0),
+            ERROR_SUCCESS);
+  HANDLE writer = nullptr;
+  ASSERT_EQ(OpenSample(Path("busy"), OPEN_VIRTUAL_DISK_FLAG_NONE, false, false, &writer),
+            ERROR_SUCCESS);
+  ASSERT_EQ(AttachRaw(writer), ERROR_SUCCESS);
+  const Bytes data = Pattern(kMiB, 25);
+  ASSERT_EQ(WriteAt(writer, 0, data.data(), static_cast<DWORD>(kMiB)), ERROR_SUCCESS);
+  HANDLE info = nullptr;
+  ASSERT_EQ(OpenSample(Path("busy"), OPEN_VIRTUAL_DISK_FLAG_NO_PARENTS, true, false, &info),
+            ERROR_SUCCESS);
+  EXPECT_EQ(Info(info, GET_VIRTUAL_DISK_INFO_SIZE).Size.VirtualSize, 24 * kMiB);
+  EXPECT_EQ(Info(info, GET_VIRTUAL_DISK_INFO_PROVIDER_SUBTYPE).ProviderSubtype, 3u);
+  const GUID seen = Info(info, GET_VIRTUAL_DISK_INFO_IDENTIFIER).Identifier;
+  const GUID writers = Info(writer, GET_VIRTUAL_DISK_INFO_IDENTIFIER).Identifier;
+  EXPECT_EQ(std::memcmp(&seen, &writers, sizeof(GUID)), 0);
+  ASSERT_EQ(WriteAt(writer, 4 * kMiB, data.data(), static_cast<DWORD>(kMiB)), ERROR_SUCCESS)
+      << "the information handle does not keep the writer out";
+  ASSERT_TRUE(CloseHandle(info));
+  ASSERT_TRUE(CloseHandle(writer));
+  const Bytes after = ReadAll(Path("busy"), 5 * kMiB);
+  EXPECT_TRUE(std::equal(data.begin(), data.end(), after.begin()));
+  EXPECT_TRUE(std::equal(data.begin(), data.end(), after.begin() + 4 * kMiB));
 }
 
 // ResizeVirtualDisk.cpp: V2 open (ACCESS_NONE, FLAG_NONE, neither GetInfoOnly nor ReadOnly),
