@@ -72,6 +72,31 @@ typedef void (*VIRTDISK_CHECK_CALLBACK)(void *Context, ULONG Severity, ULONG64 B
 VIRTDISK_API DWORD WINAPI VirtDiskCheckImage(PCWSTR Path, ULONG Flags,
                                              VIRTDISK_CHECK_CALLBACK Callback, void *Context);
 
+/* One attachment of the calling user's, as VirtDiskEnumerateAttachments describes it. The
+ * strings live until the callback returns. */
+typedef struct _VIRTDISK_ATTACHMENT {
+  PCWSTR DiskPath;     /* the disk's image file (the top of its chain), absolute */
+  PCWSTR PhysicalPath; /* where clients reach it (GetVirtualDiskPhysicalPath: the NBD URI) */
+  ULONG Flags;         /* VIRTDISK_ATTACHMENT_FLAG_* */
+  ULONG Reserved;
+  LONGLONG ProcessId;  /* the process serving the export */
+} VIRTDISK_ATTACHMENT;
+
+/* Attached with ATTACH_VIRTUAL_DISK_FLAG_READ_ONLY: clients may only read. */
+#define VIRTDISK_ATTACHMENT_FLAG_READ_ONLY 0x1
+/* Attached with ATTACH_VIRTUAL_DISK_FLAG_PERMANENT_LIFETIME: an attach host serves it (the
+ * ProcessId), and it stays until DetachVirtualDisk; without it the attaching process serves it
+ * until its handle closes. */
+#define VIRTDISK_ATTACHMENT_FLAG_PERMANENT 0x2
+
+typedef void (*VIRTDISK_ATTACHMENT_CALLBACK)(void *Context, const VIRTDISK_ATTACHMENT *Attachment);
+
+/* Calls Callback once for each disk attached by a live process of the calling user (the ones
+ * GetAllAttachedVirtualDiskPhysicalPaths lists, in the same order). ERROR_SUCCESS when the list
+ * was read, also when it is empty. */
+VIRTDISK_API DWORD WINAPI VirtDiskEnumerateAttachments(VIRTDISK_ATTACHMENT_CALLBACK Callback,
+                                                       void *Context);
+
 #ifdef __cplusplus
 }
 #endif

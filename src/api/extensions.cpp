@@ -1,6 +1,6 @@
 // The non-SDK entry points of libvirtdisk.so (include/virtdisk/extensions.h): the calling
-// thread's failure sentence, a disk's allocated ranges, and the structural check of an image
-// file. Linux only: VirtDisk.dll's export table is exactly the SDK's (exports.def), so nothing
+// thread's failure sentence, a disk's allocated ranges, the structural check of an image file,
+// and the user's attachments with what the attach registry records of each. Linux only: VirtDisk.dll's export table is exactly the SDK's (exports.def), so nothing
 // here is built for Windows.
 #ifndef _WIN32
 
@@ -16,6 +16,7 @@
 #include "api/error_map.h"
 #include "api/strings.h"
 #include "api/trace.h"
+#include "attach/attach_registry.h"
 #include "core/virtual_disk.h"
 #include "formats/registry/registry.h"
 #include "formats/vhd/vhd_check.h"
@@ -172,6 +173,26 @@ DWORD CheckImageImpl(PCWSTR path, ULONG flags, VIRTDISK_CHECK_CALLBACK callback,
   return ERROR_SUCCESS;
 }
 
+DWORD EnumerateAttachmentsImpl(VIRTDISK_ATTACHMENT_CALLBACK callback, void* context) {
+  if (callback == nullptr) return ERROR_INVALID_PARAMETER;
+  auto registry = attach::AttachRegistry::ForCurrentUser();
+  if (!registry.ok()) return Fail(registry.status());
+  auto records = registry->List();
+  if (!records.ok()) return Fail(records.status());
+  for (const auto& record : *records) {
+    const auto disk_path = ToWide(record.disk_path.string());
+    const auto uri = ToWide(record.uri);
+    VIRTDISK_ATTACHMENT attachment{};
+    attachment.DiskPath = disk_path.c_str();
+    attachment.PhysicalPath = uri.c_str();
+    if (record.read_only) attachment.Flags |= VIRTDISK_ATTACHMENT_FLAG_READ_ONLY;
+    if (record.permanent) attachment.Flags |= VIRTDISK_ATTACHMENT_FLAG_PERMANENT;
+    attachment.ProcessId = record.server.pid;
+    callback(context, &attachment);
+  }
+  return ERROR_SUCCESS;
+}
+
 }  // namespace
 }  // namespace vdisk::api
 
@@ -206,6 +227,14 @@ VIRTDISK_API DWORD WINAPI VirtDiskCheckImage(PCWSTR Path, ULONG Flags,
       "VirtDiskCheckImage",
       [&] { return vdisk::api::CheckImageImpl(Path, Flags, Callback, Context); },
       [&] { return std::string(vdisk::api::Quote(Path) + ", " + Hex(Flags)); });
+}
+
+VIRTDISK_API DWORD WINAPI VirtDiskEnumerateAttachments(VIRTDISK_ATTACHMENT_CALLBACK Callback,
+                                                       void* Context) {
+  return ExportCall(
+      "VirtDiskEnumerateAttachments",
+      [&] { return vdisk::api::EnumerateAttachmentsImpl(Callback, Context); },
+      [&] { return std::string(); });
 }
 
 }  // extern "C"

@@ -110,6 +110,11 @@ DWORD OpenDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, DWORD mask, DWORD fl
   // The caller builds the chain with AddVirtualDiskParent (Microsoft's storage sample,
   // Samples/Hyper-V/Storage/cpp/AddVirtualDiskParent.cpp: open with this flag, then add).
   request.custom_chain = (flags & OPEN_VIRTUAL_DISK_FLAG_CUSTOM_DIFF_CHAIN) != 0 && !request.no_parents;
+  // A get-info-only handle only answers questions: it reads the image without the lock, so it
+  // is not kept out by a process that holds the disk for writing and does not keep one out (as
+  // `qemu-img info -U` reads an image qemu holds). Its answers are of the image as it is when
+  // asked; the image is opened read-only and never written.
+  request.without_lock = options.get_info_only;
 
   auto disk = OpenDisk::Open(BuiltinProviders(), request, options.get_info_only);
   if (!disk.ok() && disk.status().code() == Code::kSharingViolation &&

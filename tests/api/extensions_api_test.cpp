@@ -1,9 +1,11 @@
 // libvirtdisk.so's non-SDK entry points (<virtdisk/extensions.h>): the failure sentence, the
-// allocated ranges, the structural check. Linux only: VirtDisk.dll does not export them.
+// allocated ranges, the structural check, the attachments. Linux only: VirtDisk.dll does not export them.
 #ifndef _WIN32
 
 #include <gtest/gtest.h>
 #include <virtdisk/extensions.h>
+
+#include <unistd.h>
 
 #include <string>
 #include <vector>
@@ -84,6 +86,51 @@ TEST(ExtensionsApi, CheckImageReportsThroughTheCallbackOrFailsToRun) {
   EXPECT_NE(std::string(VirtDiskGetLastFailureMessage()).find("none.vhd"), std::string::npos);
   EXPECT_EQ(VirtDiskCheckImage(path.c_str(), 0x80, collect, &findings),
             static_cast<DWORD>(ERROR_INVALID_PARAMETER));
+}
+
+struct SeenAttachment {
+  std::string disk, uri;
+  ULONG flags = 0;
+  LONGLONG pid = 0;
+};
+
+std::vector<SeenAttachment> EnumerateAttachments() {
+  std::vector<SeenAttachment> seen;
+  const auto add = [](void* context, const VIRTDISK_ATTACHMENT* a) {
+    static_cast<std::vector<SeenAttachment>*>(context)->push_back(
+        {Narrow(a->DiskPath), Narrow(a->PhysicalPath), a->Flags, a->ProcessId});
+  };
+  EXPECT_EQ(VirtDiskEnumerateAttachments(add, &seen), 0u);
+  return seen;
+}
+
+// An attachment for the life of this process's handle: the registry names the disk, its URI
+// (the one GetVirtualDiskPhysicalPath gives), read-only or not, not permanent, and this process.
+TEST(ExtensionsApi, EnumerateAttachmentsSaysWhatTheRegistryRecords) {
+  TempDir dir;
+  SetEnv("VIRTDISK_RUNTIME_DIR", (dir.path() / "run").string());
+  EXPECT_EQ(VirtDiskEnumerateAttachments(nullptr, nullptr),
+            static_cast<DWORD>(ERROR_INVALID_PARAMETER));
+  EXPECT_TRUE(EnumerateAttachments().empty());
+  HANDLE disk = nullptr;
+  const WString path = ToWide(dir.path() / "e.vhdx");
+  ASSERT_EQ(CreateVhd(path, 16 << 20, false, &disk, 0, WString(), VIRTUAL_STORAGE_TYPE_DEVICE_VHDX),
+            0u);
+  ATTACH_VIRTUAL_DISK_PARAMETERS parameters{};
+  parameters.Version = ATTACH_VIRTUAL_DISK_VERSION_1;
+  ASSERT_EQ(AttachVirtualDisk(disk, nullptr, ATTACH_VIRTUAL_DISK_FLAG_READ_ONLY, 0, &parameters,
+                              nullptr),
+            0u);
+  const auto seen = EnumerateAttachments();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].disk, std::filesystem::canonical(dir.path() / "e.vhdx").string());
+  EXPECT_EQ(seen[0].uri, PhysicalPath(disk));
+  EXPECT_EQ(seen[0].flags, ULONG{VIRTDISK_ATTACHMENT_FLAG_READ_ONLY});
+  EXPECT_EQ(seen[0].pid, static_cast<LONGLONG>(getpid()));
+  ASSERT_EQ(DetachVirtualDisk(disk, DETACH_VIRTUAL_DISK_FLAG_NONE, 0), 0u);
+  EXPECT_TRUE(EnumerateAttachments().empty());
+  CloseHandle(disk);
+  UnsetEnv("VIRTDISK_RUNTIME_DIR");
 }
 
 }  // namespace

@@ -1,11 +1,13 @@
 // The call sequences of Microsoft's storage sample (Windows-classic-samples,
 // Samples/Hyper-V/Storage/cpp), one test per command, VHD and VHDX where the sample allows both:
-// create (every kind), set information (with the sample's identifier check), merge, add parent,
-// raw I/O on a disk whose size is no multiple of 1 MiB, enumerate metadata with a small buffer.
-// The sequences are written anew here after the sample's steps; each test states what the
-// sample needs from the call to go on. (Compact and resize are added with those operations.)
+// create (every kind), set information (with the sample's identifier check), merge, compact,
+// resize, add parent, raw I/O on a disk whose size is no multiple of 1 MiB, enumerate metadata
+// with a small buffer. The sequences are written anew here after the sample's steps; each test
+// states what the sample needs from the call to go on.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -359,6 +361,275 @@ TEST_P(StorageSample, RawIoCopiesADiskWhoseSizeIsNoMultipleOfOneMiB) {
   CloseHandle(source);
   CloseHandle(destination);
   EXPECT_EQ(ReadAll(Path("dst"), kOdd), ReadAll(Path("src"), kOdd));
+}
+
+// GetVirtualDiskInformation.cpp opens a GetInfoOnly handle with NO_PARENTS: on a disk that is in
+// use, attached read-write by another handle and being written, the open succeeds (a
+// get-info-only handle takes no lock), the answers are the disk's, and the writer goes on.
+TEST_P(StorageSample, GetInformationOfADiskInUse) {
+  ASSERT_EQ(SampleCreate(Path("busy"), {}, CREATE_VIRTUAL_DISK_FLAG_NONE, 24 * kMiB, 0, 0, 0),
+            ERROR_SUCCESS);
+  HANDLE writer = nullptr;
+  ASSERT_EQ(OpenSample(Path("busy"), OPEN_VIRTUAL_DISK_FLAG_NONE, false, false, &writer),
+            ERROR_SUCCESS);
+  ASSERT_EQ(AttachRaw(writer), ERROR_SUCCESS);
+  const Bytes data = Pattern(kMiB, 25);
+  ASSERT_EQ(WriteAt(writer, 0, data.data(), static_cast<DWORD>(kMiB)), ERROR_SUCCESS);
+  HANDLE info = nullptr;
+  ASSERT_EQ(OpenSample(Path("busy"), OPEN_VIRTUAL_DISK_FLAG_NO_PARENTS, true, false, &info),
+            ERROR_SUCCESS);
+  EXPECT_EQ(Info(info, GET_VIRTUAL_DISK_INFO_SIZE).Size.VirtualSize, 24 * kMiB);
+  EXPECT_EQ(Info(info, GET_VIRTUAL_DISK_INFO_PROVIDER_SUBTYPE).ProviderSubtype, 3u);
+  const GUID seen = Info(info, GET_VIRTUAL_DISK_INFO_IDENTIFIER).Identifier;
+  const GUID writers = Info(writer, GET_VIRTUAL_DISK_INFO_IDENTIFIER).Identifier;
+  EXPECT_EQ(std::memcmp(&seen, &writers, sizeof(GUID)), 0);
+  ASSERT_EQ(WriteAt(writer, 4 * kMiB, data.data(), static_cast<DWORD>(kMiB)), ERROR_SUCCESS)
+      << "the information handle does not keep the writer out";
+  ASSERT_TRUE(CloseHandle(info));
+  ASSERT_TRUE(CloseHandle(writer));
+  const Bytes after = ReadAll(Path("busy"), 5 * kMiB);
+  EXPECT_TRUE(std::equal(data.begin(), data.end(), after.begin()));
+  EXPECT_TRUE(std::equal(data.begin(), data.end(), after.begin() + 4 * kMiB));
+}
+
+// ResizeVirtualDisk.cpp: V2 open (ACCESS_NONE, FLAG_NONE, neither GetInfoOnly nor ReadOnly),
+// RESIZE_VIRTUAL_DISK_VERSION_1 with NewSize, RESIZE_VIRTUAL_DISK_FLAG_NONE, no OVERLAPPED. The
+// sample's documented example grows a 1 GiB dynamic disk to 2147483648 bytes.
+DWORD SampleResize(const WString& path, ULONGLONG new_size) {
+  HANDLE h = nullptr;
+  DWORD e = OpenSample(path, OPEN_VIRTUAL_DISK_FLAG_NONE, false, false, &h);
+  if (e != ERROR_SUCCESS) return e;
+  RESIZE_VIRTUAL_DISK_PARAMETERS p{};
+  p.Version = RESIZE_VIRTUAL_DISK_VERSION_1;
+  p.Version1.NewSize = new_size;
+  e = ResizeVirtualDisk(h, RESIZE_VIRTUAL_DISK_FLAG_NONE, &p, nullptr);
+  CloseHandle(h);
+  return e;
+}
+
+// GetVirtualDiskInformation.cpp's questions about sizes, on its GetInfoOnly NO_PARENTS handle:
+// SIZE, then SMALLEST_SAFE_VIRTUAL_SIZE (the sample prints it as minInternalSize when the call
+// succeeds and carries on when it does not).
+struct SampleSizes {
+  ULONGLONG virtual_size = 0;
+  DWORD smallest_safe_error = ERROR_SUCCESS;
+  ULONGLONG smallest_safe = 0;
+};
+SampleSizes SampleQuerySizes(const WString& path) {
+  SampleSizes out;
+  HANDLE h = nullptr;
+  EXPECT_EQ(OpenSample(path, OPEN_VIRTUAL_DISK_FLAG_NO_PARENTS, true, false, &h), ERROR_SUCCESS);
+  if (h == nullptr) return out;
+  out.virtual_size = Info(h, GET_VIRTUAL_DISK_INFO_SIZE).Size.VirtualSize;
+  GET_VIRTUAL_DISK_INFO info{};
+  info.Version = GET_VIRTUAL_DISK_INFO_SMALLEST_SAFE_VIRTUAL_SIZE;
+  ULONG size = sizeof info;
+  out.smallest_safe_error = GetVirtualDiskInformation(h, &size, &info, nullptr);
+  out.smallest_safe = info.SmallestSafeVirtualSize;
+  CloseHandle(h);
+  return out;
+}
+
+// One MBR partition (type 0x07) from LBA 2048 up to `end` bytes.
+void WritePartitionTable(const WString& path, ULONGLONG end) {
+  std::vector<unsigned char> mbr(512);
+  mbr[446 + 4] = 0x07;
+  const std::uint32_t first = 2048;
+  const auto count = static_cast<std::uint32_t>(end / 512 - first);
+  std::memcpy(&mbr[446 + 8], &first, 4);
+  std::memcpy(&mbr[446 + 12], &count, 4);
+  mbr[510] = 0x55;
+  mbr[511] = 0xAA;
+  HANDLE h = nullptr;
+  ASSERT_EQ(OpenV2(path, false, &h), ERROR_SUCCESS);
+  ASSERT_EQ(AttachRaw(h), ERROR_SUCCESS);
+  ASSERT_EQ(WriteAt(h, 0, mbr.data(), 512), ERROR_SUCCESS);
+  ASSERT_TRUE(CloseHandle(h));
+}
+
+// The sample's example, for a dynamic disk of each format (and a fixed one): grown to 2 GiB, the
+// data it held reads back and the new space reads zeros.
+TEST_P(StorageSample, ResizeGrowsAsTheSampleDoes) {
+  constexpr ULONGLONG kGiB = 1ull << 30;
+  ASSERT_EQ(SampleCreate(Path("dynamic"), {}, CREATE_VIRTUAL_DISK_FLAG_NONE, kGiB, 0, 0, 0),
+            ERROR_SUCCESS);
+  ASSERT_EQ(SampleCreate(Path("fixed"), {}, CREATE_VIRTUAL_DISK_FLAG_FULL_PHYSICAL_ALLOCATION,
+                         8 * kMiB, 0, 0, 0),
+            ERROR_SUCCESS);
+  for (const char* stem : {"dynamic", "fixed"}) {
+    SCOPED_TRACE(stem);
+    const WString path = Path(stem);
+    const ULONGLONG old_size = SampleQuerySizes(path).virtual_size;
+    WriteSome(path, 21);  // 256 KiB at 1 MiB + 84 KiB
+    const Bytes before = ReadAll(path, 2 * kMiB);
+    const ULONGLONG new_size = std::string(stem) == "dynamic" ? 2 * kGiB : 16 * kMiB;
+    ASSERT_EQ(SampleResize(path, new_size), ERROR_SUCCESS);
+    EXPECT_EQ(SampleQuerySizes(path).virtual_size, new_size);
+    HANDLE h = nullptr;
+    ASSERT_EQ(OpenV2(path, true, &h), ERROR_SUCCESS);
+    ASSERT_EQ(AttachRaw(h, true), ERROR_SUCCESS);
+    Bytes got(2 * kMiB);
+    ASSERT_EQ(ReadAt(h, 0, got.data(), static_cast<DWORD>(got.size())), ERROR_SUCCESS);
+    EXPECT_EQ(got, before) << "the data before the old end";
+    ASSERT_EQ(ReadAt(h, old_size, got.data(), static_cast<DWORD>(kMiB)), ERROR_SUCCESS);
+    ASSERT_EQ(ReadAt(h, new_size - kMiB, got.data() + kMiB, static_cast<DWORD>(kMiB)),
+              ERROR_SUCCESS);
+    EXPECT_EQ(got, Bytes(2 * kMiB, 0)) << "the new space";
+    CloseHandle(h);
+  }
+}
+
+// The sample resizes with RESIZE_VIRTUAL_DISK_FLAG_NONE, which "prevents unsafe shrink where the
+// new virtual disk size cannot be less than the SmallestSafeVirtualSize reported through the
+// GetVirtualDiskInformation API": below the end of the last partition the shrink is refused and
+// the disk keeps its size; down to that size it succeeds, and the smallest safe size then is
+// the disk's size. The same bound as RESIZE_TO_SMALLEST_SAFE_VIRTUAL_SIZE reaches. (Windows
+// shrinks only VHDX; this library shrinks VHD too, docs/lifecycle.md.)
+TEST_P(StorageSample, ResizeShrinksNoFurtherThanTheSmallestSafeSize) {
+  ASSERT_EQ(SampleCreate(Path("disk"), {}, CREATE_VIRTUAL_DISK_FLAG_NONE, 64 * kMiB, 0, 0, 0),
+            ERROR_SUCCESS);
+  ASSERT_NO_FATAL_FAILURE(WritePartitionTable(Path("disk"), 40 * kMiB));
+  WriteSome(Path("disk"), 22);
+  const Bytes before = ReadAll(Path("disk"), 40 * kMiB);
+
+  SampleSizes sizes = SampleQuerySizes(Path("disk"));
+  ASSERT_EQ(sizes.smallest_safe_error, ERROR_SUCCESS);
+  EXPECT_EQ(sizes.smallest_safe, 40 * kMiB);
+  EXPECT_EQ(SampleResize(Path("disk"), 40 * kMiB - 512),
+            static_cast<DWORD>(ERROR_VHD_RESIZE_WOULD_TRUNCATE_DATA));
+  EXPECT_EQ(SampleQuerySizes(Path("disk")).virtual_size, 64 * kMiB) << "a refused shrink";
+  ASSERT_EQ(SampleResize(Path("disk"), sizes.smallest_safe), ERROR_SUCCESS);
+  sizes = SampleQuerySizes(Path("disk"));
+  EXPECT_EQ(sizes.virtual_size, 40 * kMiB);
+  EXPECT_EQ(sizes.smallest_safe, 40 * kMiB);
+  EXPECT_EQ(ReadAll(Path("disk"), 40 * kMiB), before) << "every partition's byte";
+
+  // A copy of the original, shrunk by the flag instead, ends at the same size.
+  ASSERT_EQ(SampleCreate(Path("copy"), {}, CREATE_VIRTUAL_DISK_FLAG_NONE, 64 * kMiB, 0, 0, 0),
+            ERROR_SUCCESS);
+  ASSERT_NO_FATAL_FAILURE(WritePartitionTable(Path("copy"), 40 * kMiB));
+  HANDLE h = nullptr;
+  ASSERT_EQ(OpenSample(Path("copy"), OPEN_VIRTUAL_DISK_FLAG_NONE, false, false, &h),
+            ERROR_SUCCESS);
+  RESIZE_VIRTUAL_DISK_PARAMETERS p{};
+  p.Version = RESIZE_VIRTUAL_DISK_VERSION_1;
+  EXPECT_EQ(ResizeVirtualDisk(h, RESIZE_VIRTUAL_DISK_FLAG_RESIZE_TO_SMALLEST_SAFE_VIRTUAL_SIZE, &p,
+                              nullptr),
+            ERROR_SUCCESS);
+  EXPECT_EQ(Info(h, GET_VIRTUAL_DISK_INFO_SIZE).Size.VirtualSize, 40 * kMiB);
+  CloseHandle(h);
+}
+
+// compactVirtualDisk.cpp: V2 open (FLAG_NONE), COMPACT_VIRTUAL_DISK_VERSION_1, FLAG_NONE (the
+// full compaction), no OVERLAPPED.
+DWORD SampleCompact(const WString& path) {
+  HANDLE h = nullptr;
+  DWORD e = OpenSample(path, OPEN_VIRTUAL_DISK_FLAG_NONE, false, false, &h);
+  if (e != ERROR_SUCCESS) return e;
+  COMPACT_VIRTUAL_DISK_PARAMETERS p{};
+  p.Version = COMPACT_VIRTUAL_DISK_VERSION_1;
+  e = CompactVirtualDisk(h, COMPACT_VIRTUAL_DISK_FLAG_NONE, &p, nullptr);
+  CloseHandle(h);
+  return e;
+}
+
+// A dynamic disk of 2 MiB blocks whose first four blocks are allocated: data, zeros, data, zeros.
+void MakeHalfZeroDisk(const WString& path) {
+  ASSERT_EQ(SampleCreate(path, {}, CREATE_VIRTUAL_DISK_FLAG_NONE, 32 * kMiB, 2 * kMiB, 512, 512),
+            ERROR_SUCCESS);
+  HANDLE h = nullptr;
+  ASSERT_EQ(OpenV2(path, false, &h), ERROR_SUCCESS);
+  ASSERT_EQ(AttachRaw(h), ERROR_SUCCESS);
+  for (std::uint32_t block = 0; block < 4; ++block) {
+    const Bytes data = block % 2 == 0 ? Pattern(2 * kMiB, 30 + block) : Bytes(2 * kMiB, 0);
+    ASSERT_EQ(WriteAt(h, block * 2 * kMiB, data.data(), static_cast<DWORD>(data.size())),
+              ERROR_SUCCESS);
+  }
+  ASSERT_TRUE(CloseHandle(h));
+}
+
+// The sample's example compacts a dynamic disk: the blocks that hold only zeros are given back
+// (the file shrinks by at least them) and the disk reads the same.
+TEST_P(StorageSample, CompactAsTheSampleDoes) {
+  ASSERT_NO_FATAL_FAILURE(MakeHalfZeroDisk(Path("dynamic")));
+  const Bytes before = ReadAll(Path("dynamic"), 32 * kMiB);
+  const std::uint64_t size_before = FileSize(dir_ / (std::string("dynamic") + GetParam().ext));
+  ASSERT_EQ(SampleCompact(Path("dynamic")), ERROR_SUCCESS);
+  EXPECT_LE(FileSize(dir_ / (std::string("dynamic") + GetParam().ext)) + 4 * kMiB, size_before)
+      << "the two zero blocks are given back";
+  EXPECT_EQ(ReadAll(Path("dynamic"), 32 * kMiB), before);
+  ASSERT_EQ(SampleCompact(Path("dynamic")), ERROR_SUCCESS) << "again: nothing left to do";
+  EXPECT_EQ(ReadAll(Path("dynamic"), 32 * kMiB), before);
+}
+
+// "To obtain the full benefit of compaction, the VHD should be mounted prior to and throughout
+// the compaction ... The VHD can only be mounted read-only during a compaction." The mount is
+// another handle's read-only attachment here (the sample's own AttachVirtualDisk asks for
+// PERMANENT_LIFETIME, which this library serves from another process: see docs/lifecycle.md);
+// the sample's compaction runs on its own handle, and the mount keeps reading the same disk.
+// Mounted read-write, the compaction is refused and nothing changes.
+TEST_P(StorageSample, CompactWhileMountedReadOnly) {
+  ASSERT_NO_FATAL_FAILURE(MakeHalfZeroDisk(Path("dynamic")));
+  const Bytes before = ReadAll(Path("dynamic"), 32 * kMiB);
+  const auto file = dir_ / (std::string("dynamic") + GetParam().ext);
+  const std::uint64_t size_before = FileSize(file);
+  HANDLE mount = nullptr;
+  ASSERT_EQ(OpenSample(Path("dynamic"), OPEN_VIRTUAL_DISK_FLAG_NONE, false, false, &mount),
+            ERROR_SUCCESS);
+  ASSERT_EQ(AttachRaw(mount, false), ERROR_SUCCESS);
+  EXPECT_EQ(SampleCompact(Path("dynamic")), static_cast<DWORD>(ERROR_VHD_INVALID_STATE))
+      << "mounted read-write";
+  EXPECT_EQ(FileSize(file), size_before);
+  ASSERT_EQ(DetachVirtualDisk(mount, DETACH_VIRTUAL_DISK_FLAG_NONE, 0), ERROR_SUCCESS);
+  ASSERT_EQ(AttachRaw(mount, true), ERROR_SUCCESS);
+  ASSERT_EQ(SampleCompact(Path("dynamic")), ERROR_SUCCESS);
+  EXPECT_LE(FileSize(file) + 4 * kMiB, size_before);
+  Bytes got(32 * kMiB);
+  ASSERT_EQ(ReadAt(mount, 0, got.data(), static_cast<DWORD>(got.size())), ERROR_SUCCESS);
+  EXPECT_EQ(got, before) << "the mount reads the same disk after the compaction";
+  CloseHandle(mount);
+}
+
+// The sample's documented example, "SetVirtualDiskInformation c:\diff.vhd c:\fixed.vhd 4096",
+// with the parent where the child's locators already point: the identifier check passes for a
+// fixed parent too, the parent path is written again, and the physical sector size succeeds only
+// on VHDX ("This operation will only succeed on VHDX"; for a VHD the sample reports the error).
+TEST_P(StorageSample, SetInformationWithTheDocumentedExample) {
+  ASSERT_EQ(SampleCreate(Path("fixed"), {}, CREATE_VIRTUAL_DISK_FLAG_FULL_PHYSICAL_ALLOCATION,
+                         8 * kMiB, 0, 0, 0),
+            ERROR_SUCCESS);
+  WriteSome(Path("fixed"), 23);
+  ASSERT_EQ(SampleCreate(Path("diff"), Path("fixed"), CREATE_VIRTUAL_DISK_FLAG_NONE, 0, 0, 0, 0),
+            ERROR_SUCCESS);
+  WriteSome(Path("diff"), 24);
+  const Bytes before = ReadAll(Path("diff"), 8 * kMiB);
+
+  HANDLE parent = nullptr;
+  ASSERT_EQ(OpenSample(Path("fixed"), OPEN_VIRTUAL_DISK_FLAG_NO_PARENTS, true, false, &parent),
+            ERROR_SUCCESS);
+  const GUID parent_id = Info(parent, GET_VIRTUAL_DISK_INFO_IDENTIFIER).Identifier;
+  HANDLE child = nullptr;
+  ASSERT_EQ(OpenSample(Path("diff"), OPEN_VIRTUAL_DISK_FLAG_NO_PARENTS, true, false, &child),
+            ERROR_SUCCESS);
+  const GUID expected = Info(child, GET_VIRTUAL_DISK_INFO_PARENT_IDENTIFIER).ParentIdentifier;
+  ASSERT_EQ(std::memcmp(&parent_id, &expected, sizeof(GUID)), 0)
+      << "the sample stops here with ERROR_INVALID_PARAMETER";
+  ASSERT_TRUE(CloseHandle(child));
+  ASSERT_EQ(OpenSample(Path("diff"), OPEN_VIRTUAL_DISK_FLAG_NO_PARENTS, false, false, &child),
+            ERROR_SUCCESS);
+  const WString fixed = Path("fixed");
+  SET_VIRTUAL_DISK_INFO set{};
+  set.Version = SET_VIRTUAL_DISK_INFO_PARENT_PATH_WITH_DEPTH;
+  set.ParentPathWithDepthInfo.ChildDepth = 1;
+  set.ParentPathWithDepthInfo.ParentFilePath = fixed.c_str();
+  EXPECT_EQ(SetVirtualDiskInformation(child, &set), ERROR_SUCCESS);
+  set.Version = SET_VIRTUAL_DISK_INFO_PHYSICAL_SECTOR_SIZE;  // the same struct, as the sample
+  set.VhdPhysicalSectorSize = 4096;
+  EXPECT_EQ(SetVirtualDiskInformation(child, &set),
+            vhdx() ? static_cast<DWORD>(ERROR_SUCCESS) : static_cast<DWORD>(ERROR_NOT_SUPPORTED));
+  ASSERT_TRUE(CloseHandle(child));
+  ASSERT_TRUE(CloseHandle(parent));
+  EXPECT_EQ(ReadAll(Path("diff"), 8 * kMiB), before);
 }
 
 // EnumerateUserMetaData.cpp (VHDX only: "User metadata is not applicable to VHD files"): a

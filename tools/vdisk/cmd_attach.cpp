@@ -1,10 +1,13 @@
 // vdisk attach PATH [--read-only] [--permanent] [--tcp], vdisk detach PATH, vdisk list
+// [--output=json]
 //
 // An attached disk is an NBD export (libvirtdisk has no kernel driver): attach prints its URI
 // (GetVirtualDiskPhysicalPath) with ready qemu-io and nbdinfo lines.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -15,6 +18,10 @@
 #include "errors.h"
 #include "json.h"
 #include "progress.h"
+
+#ifndef _WIN32
+#include <virtdisk/extensions.h>
+#endif
 
 namespace vdisk_tool {
 namespace {
@@ -39,6 +46,7 @@ std::string PhysicalPath(HANDLE disk, const std::string& file, DWORD* error_out 
   return ToNarrow(text.data());
 }
 
+#ifdef _WIN32
 // Every attached disk of this user (GetAllAttachedVirtualDiskPhysicalPaths, a MULTI_SZ).
 std::vector<std::string> AllAttached() {
   std::vector<WCHAR> text(4096);
@@ -62,6 +70,7 @@ std::vector<std::string> AllAttached() {
   }
   Fail(ERROR_INSUFFICIENT_BUFFER, "", "GetAllAttachedVirtualDiskPhysicalPaths");
 }
+#endif
 
 std::string Quoted(const std::string& text) { return "'" + text + "'"; }
 
@@ -123,16 +132,82 @@ int RunDetach(const std::string& path) {
   return 0;
 }
 
+// One attached disk as list shows it. Where the library cannot say more than the URI
+// (VirtDisk.dll has no entry point for it), the other fields stay unknown.
+struct Attachment {
+  std::string uri;
+  bool known = false;  // the fields below are set
+  std::string disk;
+  bool read_only = false;
+  bool permanent = false;
+  long long pid = 0;
+};
+
+std::vector<Attachment> Attachments() {
+  std::vector<Attachment> out;
+#ifdef _WIN32
+  for (auto& uri : AllAttached()) out.push_back(Attachment{std::move(uri)});
+#else
+  // libvirtdisk's VirtDiskEnumerateAttachments: what the attach registry records of each.
+  const auto add = [](void* context, const VIRTDISK_ATTACHMENT* a) {
+    Attachment item;
+    item.uri = ToNarrow(a->PhysicalPath);
+    item.known = true;
+    item.disk = ToNarrow(a->DiskPath);
+    item.read_only = (a->Flags & VIRTDISK_ATTACHMENT_FLAG_READ_ONLY) != 0;
+    item.permanent = (a->Flags & VIRTDISK_ATTACHMENT_FLAG_PERMANENT) != 0;
+    item.pid = a->ProcessId;
+    static_cast<std::vector<Attachment>*>(context)->push_back(std::move(item));
+  };
+  Check(VirtDiskEnumerateAttachments(add, &out), "", "VirtDiskEnumerateAttachments");
+#endif
+  return out;
+}
+
 int RunList(const std::string& output) {
-  const auto uris = AllAttached();
+  const auto attachments = Attachments();
   if (output == "json") {
     Json list = Json::Array();
-    for (const auto& uri : uris) list.Add(Json::Object().Set("uri", Json::String(uri)));
+    for (const auto& a : attachments) {
+      Json item = Json::Object();
+      if (a.known) item.Set("disk", Json::String(a.disk));
+      item.Set("uri", Json::String(a.uri));
+      if (a.known) {
+        item.Set("read-only", Json::Bool(a.read_only));
+        item.Set("permanent", Json::Bool(a.permanent));
+        item.Set("pid", Json::Number(static_cast<std::uint64_t>(a.pid)));
+      }
+      list.Add(std::move(item));
+    }
     fmt::print("{}\n", list.Dump());
     return 0;
   }
-  if (uris.empty()) fmt::print("no attached disks\n");
-  for (const auto& uri : uris) fmt::print("{}\n", uri);
+  if (attachments.empty()) {
+    fmt::print("no attached disks\n");
+    return 0;
+  }
+  // A table: the disk, its URI, rw/ro, permanent (served by an attach host until vdisk detach)
+  // or process (until the attaching process ends it), and the process serving it.
+  std::vector<std::vector<std::string>> rows = {{"DISK", "URI", "MODE", "LIFETIME", "PID"}};
+  for (const auto& a : attachments) {
+    if (!a.known) {
+      rows.push_back({"?", a.uri, "?", "?", "?"});
+      continue;
+    }
+    rows.push_back({a.disk, a.uri, a.read_only ? "ro" : "rw",
+                    a.permanent ? "permanent" : "process", std::to_string(a.pid)});
+  }
+  std::vector<std::size_t> width(rows.front().size(), 0);
+  for (const auto& row : rows) {
+    for (std::size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += i + 1 < row.size() ? fmt::format("{:<{}}  ", row[i], width[i]) : row[i];
+    }
+    fmt::print("{}\n", line);
+  }
   return 0;
 }
 
@@ -154,7 +229,7 @@ void AddAttachCommands(CLI::App& app, RunState& state) {
   detach->callback([path, &state] { state.exit_code = RunDetach(*path); });
 
   auto output = std::make_shared<std::string>("human");
-  auto* list = app.add_subcommand("list", "List this user's attached disks (their URIs)");
+  auto* list = app.add_subcommand("list", "List this user's attached disks: image, URI, mode, lifetime, serving process");
   list->add_option("--output", *output, "human (default) or json")->check(CLI::IsMember({"human", "json"}));
   list->callback([output, &state] { state.exit_code = RunList(*output); });
 }

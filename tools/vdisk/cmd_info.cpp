@@ -77,24 +77,28 @@ struct Description {
 
 Description Describe(const fs::path& path, bool shared, std::vector<std::string>* notes) {
   OwnedHandle disk;
-  // The whole chain first; a disk whose chain does not open (or that another process holds,
-  // with -U) is described from its own file alone, with a note saying so.
-  DWORD error = TryOpen(path, OpenMode::kReadOnly, &disk);
+  // -U: a get-info-only handle on the file alone, which the library opens read-only without the
+  // image's lock (like qemu-img info -U): it reads a disk another process holds for writing and
+  // never keeps that process out. The parents are described by their own such handles below.
+  if (shared) {
+    Check(TryOpen(path, OpenMode::kInfoOnly, &disk, OPEN_VIRTUAL_DISK_FLAG_NO_PARENTS),
+          path.string(), "opening");
+  }
+  // Otherwise the whole chain first; a disk whose chain does not open is described from its own
+  // file alone, with a note saying so.
+  DWORD error = shared ? ERROR_SUCCESS : TryOpen(path, OpenMode::kReadOnly, &disk);
   if (error != ERROR_SUCCESS) {
     const std::string reason = LastReason();
-    if (error == ERROR_SHARING_VIOLATION && !shared) {
+    if (error == ERROR_SHARING_VIOLATION) {
       throw Failure(path.string(), "opening", error,
                     (reason.empty() ? std::string("the disk is in use") : reason) +
                         " (vdisk info -U reads a disk that another process holds)");
     }
-    const bool chain_problem = error != ERROR_SHARING_VIOLATION;
     const DWORD alone =
         TryOpen(path, OpenMode::kInfoOnly, &disk, OPEN_VIRTUAL_DISK_FLAG_NO_PARENTS);
     if (alone != ERROR_SUCCESS) throw Failure(path.string(), "opening", error, reason);
-    if (chain_problem) {
-      notes->push_back(fmt::format("{}: the chain did not open ({}: {}); this file alone is shown",
-                                   path.string(), ErrorName(error), reason));
-    }
+    notes->push_back(fmt::format("{}: the chain did not open ({}: {}); this file alone is shown",
+                                 path.string(), ErrorName(error), reason));
   }
   const std::string name = path.string();
   const InfoReply type = Query(disk.get(), GET_VIRTUAL_DISK_INFO_VIRTUAL_STORAGE_TYPE, name);
