@@ -31,7 +31,7 @@ DWORD SampleCreate(const WString& path, const WString& parent, CREATE_VIRTUAL_DI
   VIRTUAL_STORAGE_TYPE type = Unknown();
   CREATE_VIRTUAL_DISK_PARAMETERS p{};
   p.Version = CREATE_VIRTUAL_DISK_VERSION_2;
-  static unsigned long next_id = 0x1234abcd;  // the sample takes a fresh UuidCreate each time
+  static std::uint32_t next_id = 0x1234abcd;  // the sample takes a fresh UuidCreate each time
   p.Version2.UniqueId = GUID{next_id++, 0x1111, 0x2222, {1, 2, 3, 4, 5, 6, 7, 8}};
   p.Version2.MaximumSize = size;
   p.Version2.BlockSizeInBytes = block;
