@@ -70,11 +70,9 @@ class IsoImage final : public Image {
   std::uint64_t virtual_size_;
 };
 
-class IsoProvider final : public Provider {
+class IsoProvider final : public NamedProvider {
  public:
-  DiskFormat format() const override { return DiskFormat::kIso; }
-  std::string_view name() const override { return "ISO"; }
-  std::span<const std::string_view> extensions() const override { return kIsoExtensions; }
+  IsoProvider() : NamedProvider(DiskFormat::kIso, "ISO", kIsoExtensions) {}
 
   int Probe(const ProbeData& data) const override {
     constexpr std::size_t kFirst = iso::kFirstVolumeDescriptorSector * iso::kSectorSize;

@@ -70,6 +70,32 @@ class Provider {
                                                 const CreateOptions& options) const = 0;
 };
 
+// A provider whose format, name and extensions are given once, at construction (the built-in
+// providers).
+class NamedProvider : public Provider {
+ public:
+  NamedProvider(DiskFormat format, std::string_view name,
+                std::span<const std::string_view> extensions)
+      : format_(format), name_(name), extensions_(extensions) {}
+  DiskFormat format() const final { return format_; }
+  std::string_view name() const final { return name_; }
+  std::span<const std::string_view> extensions() const final { return extensions_; }
+
+ private:
+  const DiskFormat format_;
+  const std::string_view name_;
+  const std::span<const std::string_view> extensions_;
+};
+
+// What a provider's Open does: ImageT::Open(file, options), as an Image.
+template <typename ImageT>
+Result<std::unique_ptr<Image>> OpenImageAs(std::unique_ptr<platform::File> file,
+                                           const OpenOptions& options) {
+  if (file == nullptr) return Status(Code::kInvalidParameter, "an image open without a file");
+  VDISK_ASSIGN_OR_RETURN(auto image, ImageT::Open(std::move(file), options));
+  return std::unique_ptr<Image>(std::move(image));
+}
+
 // What a provider's Create does around writing a new image: creates `path` (which must not
 // exist), locks it, writes the image with `write`, and opens it read-write with `open`. On any
 // failure, an exception included, the file is removed; the error names the path.

@@ -220,11 +220,7 @@ Result<std::unique_ptr<Image>> CreateVhdImage(const std::filesystem::path& path,
   VDISK_RETURN_IF_ERROR(CheckOptions(options));
   return CreateImageFile(
       path, options, [&](platform::File& file) { return WriteNewImage(file, path, options); },
-      [](std::unique_ptr<platform::File> file,
-         const OpenOptions& open_options) -> Result<std::unique_ptr<Image>> {
-        VDISK_ASSIGN_OR_RETURN(auto image, VhdImage::Open(std::move(file), open_options));
-        return std::unique_ptr<Image>(std::move(image));
-      });
+      OpenImageAs<VhdImage>);
 }
 
 }  // namespace vdisk::vhd

@@ -19,11 +19,9 @@ bool CookieAt(std::span<const std::byte> bytes, std::size_t offset) {
          std::memcmp(bytes.data() + offset, cookie.data(), cookie.size()) == 0;
 }
 
-class VhdProvider final : public Provider {
+class VhdProvider final : public NamedProvider {
  public:
-  DiskFormat format() const override { return DiskFormat::kVhd; }
-  std::string_view name() const override { return "VHD"; }
-  std::span<const std::string_view> extensions() const override { return kExtensions; }
+  VhdProvider() : NamedProvider(DiskFormat::kVhd, "VHD", kExtensions) {}
 
   int Probe(const ProbeData& data) const override {
     const auto tail = data.tail;
@@ -39,9 +37,7 @@ class VhdProvider final : public Provider {
 
   Result<std::unique_ptr<Image>> Open(std::unique_ptr<platform::File> file,
                                       const OpenOptions& options) const override {
-    if (file == nullptr) return Status(Code::kInvalidParameter, "VHD open without a file");
-    VDISK_ASSIGN_OR_RETURN(auto image, vhd::VhdImage::Open(std::move(file), options));
-    return std::unique_ptr<Image>(std::move(image));
+    return OpenImageAs<vhd::VhdImage>(std::move(file), options);
   }
 
   Result<std::unique_ptr<Image>> Create(const std::filesystem::path& path,

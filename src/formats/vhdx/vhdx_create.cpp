@@ -298,11 +298,7 @@ Result<std::unique_ptr<Image>> CreateVhdxImage(const std::filesystem::path& path
   VDISK_ASSIGN_OR_RETURN(const Plan plan, CheckOptions(options));
   return CreateImageFile(
       path, options, [&](platform::File& file) { return WriteNewImage(file, path, plan, options); },
-      [](std::unique_ptr<platform::File> file,
-         const OpenOptions& open_options) -> Result<std::unique_ptr<Image>> {
-        VDISK_ASSIGN_OR_RETURN(auto image, VhdxImage::Open(std::move(file), open_options));
-        return std::unique_ptr<Image>(std::move(image));
-      });
+      OpenImageAs<VhdxImage>);
 }
 
 }  // namespace vdisk::vhdx

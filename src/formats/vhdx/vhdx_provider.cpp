@@ -13,11 +13,9 @@ namespace {
 
 constexpr std::array<std::string_view, 2> kExtensions = {".vhdx", ".avhdx"};
 
-class VhdxProvider final : public Provider {
+class VhdxProvider final : public NamedProvider {
  public:
-  DiskFormat format() const override { return DiskFormat::kVhdx; }
-  std::string_view name() const override { return "VHDX"; }
-  std::span<const std::string_view> extensions() const override { return kExtensions; }
+  VhdxProvider() : NamedProvider(DiskFormat::kVhdx, "VHDX", kExtensions) {}
 
   // §2.2.1: the file type identifier at offset 0 is never overwritten, so it alone decides.
   int Probe(const ProbeData& data) const override {
@@ -31,9 +29,7 @@ class VhdxProvider final : public Provider {
 
   Result<std::unique_ptr<Image>> Open(std::unique_ptr<platform::File> file,
                                       const OpenOptions& options) const override {
-    if (file == nullptr) return Status(Code::kInvalidParameter, "VHDX open without a file");
-    VDISK_ASSIGN_OR_RETURN(auto image, vhdx::VhdxImage::Open(std::move(file), options));
-    return std::unique_ptr<Image>(std::move(image));
+    return OpenImageAs<vhdx::VhdxImage>(std::move(file), options);
   }
 
   Result<std::unique_ptr<Image>> Create(const std::filesystem::path& path,
