@@ -44,4 +44,4 @@ virtdisk_sources(VIRTDISK_API_SOURCES api attach.cpp compact.cpp disk_api_suppor
 virtdisk_sources(VIRTDISK_API_POSIX_SOURCES api extensions.cpp kernel32_posix.cpp)
 virtdisk_sources(VIRTDISK_API_WIN32_SOURCES api kernel32_win32.cpp)
 virtdisk_sources(VIRTDISK_API_WIN32_SOURCES api/win32 disk_pipe.cpp function_hooks.cpp
-  kernel32_hooks.cpp)
+  kernel32_hooks.cpp thread_exit.cpp volume_handle.cpp)

@@ -64,6 +64,7 @@ typedef void *LPVOID;
 typedef const void *LPCVOID;
 typedef void *HANDLE;
 typedef HANDLE *PHANDLE;
+typedef HANDLE *LPHANDLE;
 typedef wchar_t WCHAR;
 typedef WCHAR *PWSTR;
 typedef WCHAR *LPWSTR;
@@ -90,6 +91,8 @@ typedef LONG HRESULT;
 
 #define INVALID_HANDLE_VALUE ((HANDLE)(LONG_PTR)-1)
 #define INFINITE 0xFFFFFFFFu
+#define DUPLICATE_CLOSE_SOURCE 0x00000001u
+#define DUPLICATE_SAME_ACCESS 0x00000002u
 
 typedef struct _GUID {
   uint32_t Data1;
@@ -229,6 +232,13 @@ typedef struct _SECURITY_ATTRIBUTES {
  * handles this library creates (disk handles, events, I/O completion ports).
  */
 VIRTDISK_API BOOL WINAPI CloseHandle(HANDLE hObject);
+/* Within the calling process only (both process handles GetCurrentProcess()): the duplicate names
+ * the same object, and the object's close logic waits for its last handle. */
+VIRTDISK_API HANDLE WINAPI GetCurrentProcess(void);
+VIRTDISK_API BOOL WINAPI DuplicateHandle(HANDLE hSourceProcessHandle, HANDLE hSourceHandle,
+                                         HANDLE hTargetProcessHandle, LPHANDLE lpTargetHandle,
+                                         DWORD dwDesiredAccess, BOOL bInheritHandle,
+                                         DWORD dwOptions);
 VIRTDISK_API DWORD WINAPI GetLastError(void);
 VIRTDISK_API void WINAPI SetLastError(DWORD dwErrCode);
 

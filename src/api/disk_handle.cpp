@@ -5,6 +5,9 @@
 #include "api/error_map.h"
 #include "api/overlapped.h"
 #include "core/work_queue.h"
+#ifdef _WIN32
+#include "api/win32/thread_exit.h"
+#endif
 
 namespace vdisk::api {
 
@@ -188,7 +191,37 @@ std::shared_ptr<DiskOperation> DiskHandle::Operation(const OVERLAPPED* overlappe
 void DiskHandle::PrepareOperation(OVERLAPPED* overlapped) { pipe_->PrepareOperation(overlapped); }
 
 DWORD DiskHandle::LaunchOperation(OVERLAPPED* overlapped) {
-  return pipe_->LaunchOperation(overlapped);
+  const DWORD launched = pipe_->LaunchOperation(overlapped);
+  if (launched == ERROR_IO_PENDING) WatchIssuingThread(overlapped);
+  return launched;
+}
+
+// Windows cancels the I/O of an exiting thread unless its handle is bound to a completion port
+// (I/O on such a handle is not tied to its thread); Wine's server does the same
+// (server/async.c, cancel_terminating_thread_asyncs, which spares asyncs that complete to a port).
+// The kernel cancels the operation's read itself when the thread ends; this stops the work
+// behind it, on a thread of its own: under Wine 8 the exiting thread runs FLS callbacks under a
+// lock that a new thread's start needs, and stopping a mirror waits for its workers (run on the
+// exiting thread, the stop hung). So, unlike CancelIo, the caller may see the cancellation a
+// moment before the mirror's target is removed; GetVirtualDiskOperationProgress reports
+// ERROR_IO_PENDING until it is. The read is cancelled here too, in case the kernel left it.
+void DiskHandle::WatchIssuingThread(OVERLAPPED* overlapped) {
+  const std::shared_ptr<DiskOperation> operation = Operation(overlapped);
+  if (!operation) return;
+  std::weak_ptr<win32::DiskPipe> weak_pipe = pipe_;
+  std::weak_ptr<DiskOperation> weak_operation = operation;
+  win32::AtThreadExit(
+      [weak_pipe, weak_operation, overlapped] {
+        const auto pipe = weak_pipe.lock();
+        const auto running = weak_operation.lock();
+        if (!pipe || !running || pipe->port_bound()) return;
+        if (pipe->TakeForCancel(overlapped, /*this_thread_only=*/true).empty()) return;
+        win32::RunDetached([pipe, running, overlapped] {
+          running->Cancel();
+          pipe->CancelOperationRead(overlapped);
+        });
+      },
+      std::weak_ptr<const void>(operation));
 }
 
 void DiskHandle::AbandonOperation(OVERLAPPED* overlapped) { pipe_->AbandonOperation(overlapped); }
@@ -197,13 +230,16 @@ void DiskHandle::CompleteOperation(OVERLAPPED* overlapped, DWORD error) {
   pipe_->CompleteOperation(overlapped, error);
 }
 
-HANDLE DiskHandle::CreateKernelHandle(DWORD* error, std::function<void(HANDLE)> lost) {
+HANDLE DiskHandle::CreateKernelHandle(DWORD* error, std::function<void()> lost) {
   pipe_ = win32::DiskPipe::Create(error);
   if (!pipe_) return nullptr;
-  const HANDLE client = pipe_->client();
-  pipe_->SetLostHandler([lost = std::move(lost), client] { lost(client); });
-  return client;
+  pipe_->SetLostHandler(std::move(lost));
+  return pipe_->client();
 }
+
+void DiskHandle::OnDuplicated(HANDLE handle) { pipe_->AddClientHandle(handle); }
+
+void DiskHandle::OnValueClosed(HANDLE handle) { pipe_->RemoveClientHandle(handle); }
 
 void DiskHandle::OnHandleLost() { pipe_->MarkLost(); }
 

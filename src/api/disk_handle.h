@@ -2,6 +2,9 @@
 //
 // It holds the shared OpenDisk, the access the handle was opened with, and the requests in
 // flight on it (raw I/O with OVERLAPPED), so that CancelIo/CancelIoEx/CloseHandle can end them.
+// A duplicate of the handle (DuplicateHandle) is the same DiskHandle, as a duplicated kernel
+// handle is the same file object: one file position, one operation, one completion port; the
+// close logic runs when the last of its handles is closed.
 // On Windows its kernel handle is the client end of a DiskPipe (win32/disk_pipe.h), through which
 // OVERLAPPED requests and operations complete.
 #pragma once
@@ -73,9 +76,11 @@ class DiskHandle final : public KernelObject {
   DWORD AssociatePort(std::shared_ptr<KernelObject> port, ULONG_PTR key) override;
   void OnClose() override;
 #ifdef _WIN32
-  HANDLE CreateKernelHandle(DWORD* error, std::function<void(HANDLE)> lost) override;
+  HANDLE CreateKernelHandle(DWORD* error, std::function<void()> lost) override;
   void OnHandleLost() override;
   bool IsKernelHandle(HANDLE handle) const override;
+  void OnDuplicated(HANDLE handle) override;
+  void OnValueClosed(HANDLE handle) override;
   // The caller's CancelIo (`this_thread_only`: the operations this thread started) or
   // CancelIoEx is about to cancel operations in the kernel: stop their work first (a mirror
   // removes the target it created), so that the caller sees the source intact once it sees the
@@ -83,6 +88,8 @@ class DiskHandle final : public KernelObject {
   void StopOperationsForCancel(const OVERLAPPED* overlapped, bool this_thread_only);
   // The error the operation on `overlapped` failed with, other than a cancellation; 0 if none.
   DWORD FailedOperationError(const OVERLAPPED* overlapped) const;
+  // The caller bound the handle to an I/O completion port.
+  void MarkPortBound() { pipe_->MarkPortBound(); }
 #endif
 
  private:
@@ -100,6 +107,11 @@ class DiskHandle final : public KernelObject {
   // `length`, shortened to end at the disk's end when the range starts inside the disk.
   DWORD ReadableLength(std::uint64_t offset, DWORD length) const;
   void Finish(std::list<std::shared_ptr<Request>>::iterator it, DWORD error, DWORD bytes);
+#ifdef _WIN32
+  // The operation on `overlapped` was launched on this thread: when the thread exits, it is
+  // cancelled as the caller's CancelIo would cancel it, unless the handle is bound to a port.
+  void WatchIssuingThread(OVERLAPPED* overlapped);
+#endif
 
   std::shared_ptr<OpenDisk> disk_;
   const DiskHandleOptions options_;

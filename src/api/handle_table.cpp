@@ -6,6 +6,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "platform/shared_mutex.h"
@@ -29,7 +30,7 @@ DWORD KernelObject::Wait(DWORD) { return WAIT_FAILED; }
 
 #ifdef _WIN32
 
-HANDLE KernelObject::CreateKernelHandle(DWORD* error, std::function<void(HANDLE)>) {
+HANDLE KernelObject::CreateKernelHandle(DWORD* error, std::function<void()>) {
   HANDLE event = CreateEventW(nullptr, TRUE, FALSE, nullptr);
   if (event == nullptr) *error = GetLastError();
   return event;
@@ -37,7 +38,8 @@ HANDLE KernelObject::CreateKernelHandle(DWORD* error, std::function<void(HANDLE)
 
 // Kernel handle value -> entry. The hooks of every ReadFile/WriteFile/CloseHandle in the process
 // look here, so a lookup takes the lock shared and only for the find; the count of calls under
-// way on an entry lets a close wait for them without holding the lock.
+// way on an entry lets a close wait for them without holding the lock. Several values map to one
+// object after DuplicateHandle; the object counts those not being closed (open_values_).
 struct HandleTable::Impl {
   struct Entry {
     std::shared_ptr<KernelObject> object;
@@ -65,11 +67,51 @@ struct HandleTable::Impl {
     ReleaseSRWLockExclusive(&idle_lock);
     WakeAllConditionVariable(&idle);
   }
-  // Runs the close logic of an entry whose kernel handle was closed behind the table's back.
+  // Marks an entry closing; returns whether it was its object's last open value.
+  // REQUIRES: `mutex` held exclusively, `entry` not closing.
+  static bool MarkClosingLocked(Entry& entry) {
+    entry.closing = true;
+    return entry.object->open_values_.fetch_sub(1) == 1;
+  }
+  // Runs the close logic of an object whose last kernel handle was closed behind the table's
+  // back.
   void CloseLostEntry(const std::shared_ptr<Entry>& entry) {
     WaitUnused(*entry);
     entry->object->OnHandleLost();
     entry->object->OnClose();
+  }
+  // Retires a value found closed behind the table's back (the kernel gave it to another object):
+  // the close logic if it was the last value, else the object forgets the value; then, unless
+  // `replaced` (the map slot already holds a new entry), the value is dropped.
+  // REQUIRES: MarkClosingLocked(*entry) returned `last`; runs on a thread of its own.
+  void RetireDetached(HANDLE handle, std::shared_ptr<Entry> entry, bool last, bool replaced) {
+    win32::RunDetached([this, handle, entry, last, replaced] {
+      if (last) {
+        CloseLostEntry(entry);
+      } else {
+        WaitUnused(*entry);
+        entry->object->OnValueClosed(handle);
+      }
+      if (!replaced) HandleTable::Instance().EndClose(handle, entry->object.get());
+    });
+  }
+  // A value found closed behind the table's back, to be retired once the lock is released.
+  struct Retired {
+    HANDLE value = nullptr;
+    std::shared_ptr<Entry> entry;
+    bool last = false;
+  };
+  // Maps `value` to `entry`; a value still mapped and not being closed was closed behind the
+  // table's back (NtClose) and the kernel reused it before the DLL noticed: that one is returned,
+  // for RetireDetached.
+  // REQUIRES: `mutex` held exclusively.
+  Retired PlaceLocked(HANDLE value, std::shared_ptr<Entry> entry) {
+    Retired retired;
+    auto& slot = entries[value];
+    if (slot && !slot->closing) retired = {value, slot, MarkClosingLocked(*slot)};
+    slot = std::move(entry);
+    live.store(entries.size());
+    return retired;
   }
 };
 
@@ -77,27 +119,43 @@ HANDLE HandleTable::Insert(std::shared_ptr<KernelObject> object) {
   auto& t = impl();
   DWORD error = ERROR_SUCCESS;
   const KernelObject* identity = object.get();
-  HANDLE value = object->CreateKernelHandle(&error, [identity](HANDLE lost) {
-    HandleTable::Instance().CloseLost(lost, identity);
-  });
+  HANDLE value = object->CreateKernelHandle(
+      &error, [identity] { HandleTable::Instance().CloseLost(identity); });
   if (value == nullptr) return nullptr;
   auto entry = std::make_shared<Impl::Entry>();
   entry->object = std::move(object);
-  std::shared_ptr<Impl::Entry> stale;
+  entry->object->open_values_.store(1);
+  Impl::Retired retired;
   {
     std::unique_lock lock(t.mutex);
-    auto& slot = t.entries[value];
-    // A value still mapped and not being closed was closed behind our back (NtClose) and the
-    // kernel reused it before the watch thread told us.
-    if (slot && !slot->closing) {
-      stale = slot;
-      stale->closing = true;
-    }
-    slot = std::move(entry);
-    t.live.store(t.entries.size());
+    retired = t.PlaceLocked(value, std::move(entry));
   }
-  if (stale) win32::RunDetached([&t, stale] { t.CloseLostEntry(stale); });
+  if (retired.entry) t.RetireDetached(value, retired.entry, retired.last, /*replaced=*/true);
   return value;
+}
+
+bool HandleTable::InsertDuplicate(HANDLE source, HANDLE duplicate) {
+  auto& t = impl();
+  std::shared_ptr<KernelObject> object = Get(source);
+  if (!object) return false;
+  // The object learns of the value before any call can arrive on it.
+  object->OnDuplicated(duplicate);
+  auto entry = std::make_shared<Impl::Entry>();
+  entry->object = object;
+  Impl::Retired retired;
+  bool placed = false;
+  {
+    std::unique_lock lock(t.mutex);
+    auto it = t.entries.find(source);
+    if (it != t.entries.end() && !it->second->closing && it->second->object == object) {
+      object->open_values_.fetch_add(1);
+      retired = t.PlaceLocked(duplicate, std::move(entry));
+      placed = true;
+    }
+  }
+  if (retired.entry) t.RetireDetached(duplicate, retired.entry, retired.last, /*replaced=*/true);
+  if (!placed) object->OnValueClosed(duplicate);  // the source was closed meanwhile
+  return placed;
 }
 
 HandleTable::Borrowed::~Borrowed() {
@@ -132,9 +190,10 @@ std::shared_ptr<KernelObject> HandleTable::Get(HANDLE handle) const {
   return it->second->object;
 }
 
-std::shared_ptr<KernelObject> HandleTable::BeginClose(HANDLE handle, bool* closing) {
+std::shared_ptr<KernelObject> HandleTable::BeginClose(HANDLE handle, bool* closing, bool* last) {
   auto& t = impl();
   *closing = false;
+  *last = false;
   if (t.live.load(std::memory_order_relaxed) == 0) return nullptr;
   {
     // Every CloseHandle in the process comes here: most are not ours, and need no exclusive lock.
@@ -151,7 +210,7 @@ std::shared_ptr<KernelObject> HandleTable::BeginClose(HANDLE handle, bool* closi
       return nullptr;
     }
     entry = it->second;
-    entry->closing = true;
+    *last = Impl::MarkClosingLocked(*entry);
   }
   t.WaitUnused(*entry);
   return entry->object;
@@ -166,41 +225,44 @@ void HandleTable::EndClose(HANDLE handle, const KernelObject* object) {
   t.live.store(t.entries.size());
 }
 
-void HandleTable::CloseLost(HANDLE handle, const KernelObject* object) {
+void HandleTable::CloseLost(const KernelObject* object) {
   auto& t = impl();
-  std::shared_ptr<Impl::Entry> entry;
+  // Every value of the object is gone (its pipe broke only when the last handle to its client
+  // end was closed): those not already being closed are dropped here.
+  std::vector<std::pair<HANDLE, std::shared_ptr<Impl::Entry>>> lost;
+  bool last = false;
   {
     std::unique_lock lock(t.mutex);
-    auto it = t.entries.find(handle);
-    if (it == t.entries.end() || it->second->object.get() != object || it->second->closing)
-      return;
-    entry = it->second;
-    entry->closing = true;
+    for (auto& [value, entry] : t.entries) {
+      if (entry->object.get() != object || entry->closing) continue;
+      last = Impl::MarkClosingLocked(*entry) || last;
+      lost.emplace_back(value, entry);
+    }
   }
-  t.CloseLostEntry(entry);
-  EndClose(handle, object);
+  if (lost.empty()) return;
+  for (auto& [value, entry] : lost) t.WaitUnused(*entry);
+  if (last) t.CloseLostEntry(lost.front().second);
+  for (auto& [value, entry] : lost) EndClose(value, object);
 }
 
 void HandleTable::CloseReused(HANDLE handle, const KernelObject* object) {
   auto& t = impl();
   std::shared_ptr<Impl::Entry> entry;
+  bool last = false;
   {
     std::unique_lock lock(t.mutex);
     auto it = t.entries.find(handle);
     if (it == t.entries.end() || it->second->object.get() != object || it->second->closing)
       return;
     entry = it->second;
-    entry->closing = true;
+    last = Impl::MarkClosingLocked(*entry);
   }
-  win32::RunDetached([&t, entry, handle, object] {
-    t.CloseLostEntry(entry);
-    HandleTable::Instance().EndClose(handle, object);
-  });
+  t.RetireDetached(handle, entry, last, /*replaced=*/false);
 }
 
-std::shared_ptr<KernelObject> HandleTable::Remove(HANDLE handle) {
+std::shared_ptr<KernelObject> HandleTable::Remove(HANDLE handle, bool* last) {
   bool closing = false;
-  auto object = BeginClose(handle, &closing);
+  auto object = BeginClose(handle, &closing, last);
   if (object) EndClose(handle, object.get());
   return object;
 }
@@ -289,13 +351,17 @@ HandleTable::Borrowed HandleTable::Borrow(HANDLE handle) const {
 
 HANDLE HandleTable::Insert(std::shared_ptr<KernelObject> object) {
   auto& t = impl();
+  object->open_values_.fetch_add(1);
   std::lock_guard lock(t.mutex);
   std::uint32_t index;
   if (!t.free.empty()) {
     index = t.free.back();
     t.free.pop_back();
   } else {
-    if (t.slot_count == Impl::kChunkSlots * Impl::kMaxChunks) return nullptr;
+    if (t.slot_count == Impl::kChunkSlots * Impl::kMaxChunks) {
+      object->open_values_.fetch_sub(1);
+      return nullptr;
+    }
     index = t.slot_count;
     if (index % Impl::kChunkSlots == 0) {
       t.chunks[index / Impl::kChunkSlots].store(new Impl::Chunk, std::memory_order_release);
@@ -318,10 +384,19 @@ std::shared_ptr<KernelObject> HandleTable::Get(HANDLE handle) const {
   return static_cast<Impl::Slot*>(borrowed.slot_)->object;
 }
 
-std::shared_ptr<KernelObject> HandleTable::Remove(HANDLE handle) {
+HANDLE HandleTable::InsertDuplicate(HANDLE source) {
+  // The borrow keeps a Remove of `source` from counting the object's values down until the new
+  // value is counted in, so the object cannot be closed under the duplicate.
+  const Borrowed borrowed = Borrow(source);
+  if (!borrowed) return nullptr;
+  return Insert(static_cast<Impl::Slot*>(borrowed.slot_)->object);
+}
+
+std::shared_ptr<KernelObject> HandleTable::Remove(HANDLE handle, bool* last) {
   auto& t = impl();
   std::uint32_t generation = 0;
   Impl::Slot* slot = t.Decode(handle, &generation);
+  *last = false;
   if (slot == nullptr) return nullptr;
   std::uint64_t state = slot->state.load(std::memory_order_acquire);
   std::uint64_t closed = 0;
@@ -345,6 +420,7 @@ std::shared_ptr<KernelObject> HandleTable::Remove(HANDLE handle) {
   t.free.push_back(static_cast<std::uint32_t>(
       (reinterpret_cast<std::uintptr_t>(handle) & 0xFFFFFFFFu) / 4 - 1));
   t.live.fetch_sub(1, std::memory_order_relaxed);
+  *last = object->open_values_.fetch_sub(1) == 1;
   return object;
 }
 

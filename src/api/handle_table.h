@@ -6,8 +6,12 @@
 // Windows: a HANDLE is a real kernel handle mapped to the object: for a disk handle, the client
 // end of a named pipe (win32/disk_pipe.h). The caller's kernel32 calls on it reach the object
 // through the hooks of win32/kernel32_hooks.h; see docs/architecture.md, "Windows handles".
+// Both: several values may name one object (DuplicateHandle), as several handles name one kernel
+// object; the object's close logic (OnClose) runs when the last of them is closed.
 #pragma once
 
+#include <atomic>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <utility>
@@ -32,22 +36,33 @@ class KernelObject {
   virtual DWORD AssociatePort(std::shared_ptr<KernelObject> port, ULONG_PTR key);
   // Waits until signalled; WAIT_OBJECT_0, WAIT_TIMEOUT or WAIT_FAILED.
   virtual DWORD Wait(DWORD milliseconds);
-  // The handle was closed: cancel, drain, release. Called once, after the table dropped the
-  // handle (new calls on it fail) and every call under way on it returned.
+  // The last handle to the object was closed: cancel, drain, release. Called once, after the
+  // table dropped the handle (new calls on it fail) and every call under way on it returned.
   virtual void OnClose() {}
 #ifdef _WIN32
   // The kernel handle the caller gets for this object (the table maps it back); nullptr with
-  // *error set on failure. The default is an event of the DLL's own. `lost(handle)` is to be
-  // called if the handle gets closed without the table knowing (NtClose), once the DLL learns of
-  // it.
-  virtual HANDLE CreateKernelHandle(DWORD* error, std::function<void(HANDLE)> lost);
-  // Before OnClose, when the kernel handle was closed without the table knowing: its value may
-  // already name another object, so no more calls may be made on it.
+  // *error set on failure. The default is an event of the DLL's own. `lost()` is to be called
+  // if the last kernel handle to the object gets closed without the table knowing (NtClose),
+  // once the DLL learns of it.
+  virtual HANDLE CreateKernelHandle(DWORD* error, std::function<void()> lost);
+  // Before OnClose, when the last kernel handle was closed without the table knowing: its value
+  // may already name another object, so no more calls may be made on it.
   virtual void OnHandleLost() {}
   // Whether `handle` still names this object's kernel object (a close that bypassed the hooks
   // lets the kernel give the value to anything). Costs a system call.
   virtual bool IsKernelHandle(HANDLE) const { return true; }
+  // `handle` (a duplicate of one of the object's values) names the object from now on.
+  virtual void OnDuplicated(HANDLE) {}
+  // `handle`, not the object's last value, is about to be closed (or is known to be closed):
+  // the object makes no more calls on it.
+  virtual void OnValueClosed(HANDLE) {}
 #endif
+
+ private:
+  friend class HandleTable;
+  // Values of the table that name this object and are not being closed (Windows: changed only
+  // under the table's lock).
+  std::atomic<std::size_t> open_values_{0};
 };
 
 class HandleTable {
@@ -96,30 +111,43 @@ class HandleTable {
   };
 
   HANDLE Insert(std::shared_ptr<KernelObject> object);
+#ifdef _WIN32
+  // `duplicate`, a new kernel handle to the same kernel object as `source` (DuplicateHandle into
+  // this process), names `source`'s object from now on. False (nothing changed) when `source`
+  // is not a live value of the table.
+  bool InsertDuplicate(HANDLE source, HANDLE duplicate);
+#else
+  // A new value for the object `source` names (DuplicateHandle); nullptr when `source` is not a
+  // live value of the table.
+  HANDLE InsertDuplicate(HANDLE source);
+#endif
   Borrowed Borrow(HANDLE handle) const;
   std::shared_ptr<KernelObject> Get(HANDLE handle) const;
   template <typename T>
   std::shared_ptr<T> GetAs(HANDLE handle) const {
     return std::dynamic_pointer_cast<T>(Get(handle));
   }
-  // Removes the handle and returns its object (nullptr when not ours).
-  std::shared_ptr<KernelObject> Remove(HANDLE handle);
+  // Removes the handle and returns its object (nullptr when not ours); *last says whether it was
+  // the object's last value (then the caller runs OnClose).
+  std::shared_ptr<KernelObject> Remove(HANDLE handle, bool* last);
   // Number of live handles (for leak checks).
   std::size_t size() const;
 
 #ifdef _WIN32
   // The caller's CloseHandle, in two steps around the real close. BeginClose marks the handle as
   // closing (Borrow answers closing(), Get nullptr), waits until the calls under way on it have
-  // returned and hands back the object; nullptr if the value is not ours, with *closing set if it
-  // is ours but already being closed. EndClose forgets the value once the kernel handle is
+  // returned and hands back the object, with *last set if no other value names it (then the
+  // caller runs OnClose, else OnValueClosed); nullptr if the value is not ours, with *closing set
+  // if it is ours but already being closed. EndClose forgets the value once the kernel handle is
   // closed (a new object may own the value by then: only `object`'s entry is dropped).
-  std::shared_ptr<KernelObject> BeginClose(HANDLE handle, bool* closing);
+  std::shared_ptr<KernelObject> BeginClose(HANDLE handle, bool* closing, bool* last);
   void EndClose(HANDLE handle, const KernelObject* object);
-  // The kernel handle of `object` was closed without the table knowing (NtClose): if `handle`
-  // still maps to `object`, run its close logic now.
-  void CloseLost(HANDLE handle, const KernelObject* object);
-  // The same, found by a hook (the value names another object now): the close logic runs on a
-  // thread of its own, and the value stops mapping to `object` at once.
+  // Every kernel handle of `object` was closed, the last without the table knowing (NtClose):
+  // the values still mapping to `object` are dropped and its close logic runs now.
+  void CloseLost(const KernelObject* object);
+  // `handle` was closed without the table knowing, found by a hook (the value names another
+  // object now): the value stops mapping to `object` at once, and the close logic (if it was the
+  // last value) runs on a thread of its own.
   void CloseReused(HANDLE handle, const KernelObject* object);
 #endif
 

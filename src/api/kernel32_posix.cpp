@@ -6,6 +6,7 @@
 #ifndef _WIN32
 
 #include <chrono>
+#include <cstdint>
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -20,6 +21,9 @@ namespace vdisk::api {
 namespace {
 
 thread_local DWORD last_error = ERROR_SUCCESS;
+
+// GetCurrentProcess's pseudo handle, the value Windows uses: (HANDLE)-1.
+const HANDLE kCurrentProcess = reinterpret_cast<HANDLE>(~std::uintptr_t{0});
 
 // Waits on `cv` until `ready()` or the timeout; returns whether ready() held.
 template <typename Ready>
@@ -142,11 +146,37 @@ void WINAPI SetLastError(DWORD error) { vdisk::api::last_error = error; }
 
 BOOL WINAPI CloseHandle(HANDLE object) {
   return vdisk::api::Kernel32Call("CloseHandle", FALSE, [&]() -> BOOL {
-    // The value dies first (calls that start from now on fail; calls under way finish), then
-    // the object cancels and drains what is still pending on it.
-    auto found = HandleTable::Instance().Remove(object);
+    // The value dies first (calls that start from now on fail; calls under way finish), then,
+    // if it was the object's last value, the object cancels and drains what is still pending.
+    bool last = false;
+    auto found = HandleTable::Instance().Remove(object, &last);
     if (!found) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
-    found->OnClose();
+    if (last) found->OnClose();
+    return TRUE;
+  });
+}
+
+HANDLE WINAPI GetCurrentProcess(void) { return vdisk::api::kCurrentProcess; }
+
+BOOL WINAPI DuplicateHandle(HANDLE source_process, HANDLE source, HANDLE target_process,
+                            LPHANDLE target, DWORD, BOOL, DWORD options) {
+  return vdisk::api::Kernel32Call("DuplicateHandle", FALSE, [&]() -> BOOL {
+    // Only this process has handles of this library; any other process handle is not one.
+    if (source_process != vdisk::api::kCurrentProcess ||
+        target_process != vdisk::api::kCurrentProcess)
+      return vdisk::api::Failed(ERROR_INVALID_HANDLE);
+    if (target == nullptr) return vdisk::api::Failed(ERROR_INVALID_PARAMETER);
+    if ((options & ~(DUPLICATE_CLOSE_SOURCE | DUPLICATE_SAME_ACCESS)) != 0)
+      return vdisk::api::Failed(ERROR_INVALID_PARAMETER);
+    // The new value names the same object, as a duplicated kernel handle names the same kernel
+    // object: same disk, file position, operations and completion port; the object's close
+    // logic waits for the last value. Access is the object's (a disk handle's access is fixed
+    // when it is opened), so dwDesiredAccess is not narrowed.
+    HANDLE duplicate = HandleTable::Instance().InsertDuplicate(source);
+    if (duplicate == nullptr) return vdisk::api::Failed(ERROR_INVALID_HANDLE);
+    *target = duplicate;
+    // As Windows: the source is closed when asked to, once the duplicate exists.
+    if ((options & DUPLICATE_CLOSE_SOURCE) != 0) CloseHandle(source);
     return TRUE;
   });
 }

@@ -1,4 +1,6 @@
-// GetStorageDependencyInformation for virtual disk handles.
+// GetStorageDependencyInformation for virtual disk handles, and (Windows) for volume and drive
+// handles of the system's own disks, which are on no virtual disk of this library (see
+// IsStorageHandleOffVirtualDisks).
 //
 // Windows answers it for the volumes and disks of its storage stack. Here the disks are the
 // handles of OpenVirtualDisk and CreateVirtualDisk, and for them:
@@ -44,6 +46,9 @@
 #include "api/trace.h"
 #include "attach/attach_registry.h"
 #include "platform/volume.h"
+#ifdef _WIN32
+#include "api/win32/volume_handle.h"
+#endif
 
 namespace vdisk::api {
 namespace {
@@ -188,6 +193,27 @@ void Fill(DWORD version, const std::vector<Dependency>& entries, PSTORAGE_DEPEND
   }
 }
 
+// A volume, physical drive or volume root of the system's own storage stack, which is never on a
+// disk of this library (it surfaces none as a Windows disk): the answer is success with no
+// entries (no virtual disk hosts it and, without HOST_VOLUMES, none hosted on it is surfaced),
+// SizeUsed the header's 8 bytes. Sources: Wine's GetStorageDependencyInformation
+// (dlls/virtdisk/virtdisk_main.c) answers a volume handle so, and its conformance test
+// (dlls/virtdisk/tests/virtdisk.c), also run on Windows, opens C: and expects only the argument
+// errors that come first. Microsoft's documentation names no error for a volume that is not on a
+// virtual disk; its sample (Windows-classic-samples, Samples/Hyper-V/Storage/cpp/
+// GetStorageDependencyInformation.cpp, opening \\.\C:\ or \\.\PhysicalDriveN) says only
+// that a failure is "most likely due to the disk not being a mounted VHD", so Windows itself
+// may refuse such a disk with an error it does not name; docs/behaviour.md says so. Linux has no
+// such handles (the kernel32 subset opens no devices).
+bool IsStorageHandleOffVirtualDisks(HANDLE handle) {
+#ifdef _WIN32
+  return win32::IsVolumeOrDriveHandle(handle);
+#else
+  (void)handle;
+  return false;
+#endif
+}
+
 DWORD DependencyImpl(HANDLE handle, DWORD flags, ULONG size, PSTORAGE_DEPENDENCY_INFO info,
                      PULONG size_used) {
   // Windows' order: NULLs, flag bits, the version, then the object.
@@ -199,10 +225,10 @@ DWORD DependencyImpl(HANDLE handle, DWORD flags, ULONG size, PSTORAGE_DEPENDENCY
     return ERROR_INVALID_PARAMETER;
   DWORD error = ERROR_SUCCESS;
   auto disk = LookupDisk(handle, &error);
-  if (!disk) return error;
+  if (!disk && !IsStorageHandleOffVirtualDisks(handle)) return error;
 
   std::vector<Dependency> entries;
-  if ((flags & GET_STORAGE_DEPENDENCY_FLAG_HOST_VOLUMES) != 0) {
+  if (disk && (flags & GET_STORAGE_DEPENDENCY_FLAG_HOST_VOLUMES) != 0) {
     auto chain = ChainDependencies(disk->open_disk(), disk->options().read_only);
     if (!chain.ok()) return Fail(chain.status());
     entries = std::move(chain).value();

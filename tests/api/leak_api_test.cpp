@@ -1,5 +1,5 @@
 // Long runs of the calls a service makes all day: 10,000 open/GetVirtualDiskInformation/close
-// cycles and 1,000 mirror start/cancel cycles leave the process's handle count and memory where
+// cycles, 2,000 of them with a duplicated handle, and 1,000 mirror start/cancel cycles leave the process's handle count and memory where
 // they were. Handles are file descriptors on Linux and kernel handles under Wine (each disk
 // handle is one there, with a server end closed by the DLL's watch thread shortly after the
 // client end goes, hence the wait for the count to settle). Memory is the heap in use on Linux
@@ -85,6 +85,36 @@ TEST(Leak, OpenInformationAndCloseTenThousandTimes) {
   const Usage before = Settled(Measure());
   for (int i = 0; i < 10000; ++i) ASSERT_NO_FATAL_FAILURE(OpenInfoClose(path));
   ExpectFlat(before, Settled(before), "10,000 open/information/close cycles");
+}
+
+// Open, duplicate, information through both, close the original, information through the
+// duplicate, close the duplicate.
+void OpenDuplicateClose(const WString& path) {
+  HANDLE h = nullptr;
+  ASSERT_EQ(OpenV2(path, false, &h), ERROR_SUCCESS);
+  HANDLE d = nullptr;
+  ASSERT_TRUE(DuplicateHandle(GetCurrentProcess(), h, GetCurrentProcess(), &d, 0, FALSE,
+                              DUPLICATE_SAME_ACCESS));
+  for (HANDLE each : {h, d}) {
+    GET_VIRTUAL_DISK_INFO info{};
+    info.Version = GET_VIRTUAL_DISK_INFO_SIZE;
+    ULONG size = sizeof info;
+    ASSERT_EQ(GetVirtualDiskInformation(each, &size, &info, nullptr), ERROR_SUCCESS);
+    ASSERT_EQ(info.Size.VirtualSize, 16ull << 20);
+    ASSERT_TRUE(CloseHandle(each));
+  }
+}
+
+TEST(Leak, OpenDuplicateAndCloseBothTwoThousandTimes) {
+  TempDir dir;
+  const WString path = dir.Wide("d.vhd");
+  HANDLE h = nullptr;
+  ASSERT_EQ(CreateVhd(path, 16 << 20, false, &h), ERROR_SUCCESS);
+  ASSERT_TRUE(CloseHandle(h));
+  for (int i = 0; i < 100; ++i) ASSERT_NO_FATAL_FAILURE(OpenDuplicateClose(path));  // warm-up
+  const Usage before = Settled(Measure());
+  for (int i = 0; i < 2000; ++i) ASSERT_NO_FATAL_FAILURE(OpenDuplicateClose(path));
+  ExpectFlat(before, Settled(before), "2,000 open/duplicate/information/close cycles");
 }
 
 // One mirror started and cancelled: by CancelIoEx on its OVERLAPPED, or (every tenth) by

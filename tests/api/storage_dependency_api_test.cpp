@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fstream>
 #include <string>
 
 #include "api_test_support.h"
@@ -279,6 +280,78 @@ TEST_F(StorageDependencyTest, BadArgumentsAreRefusedInWindowsOrder) {
   CloseHandle(h);
   expect(ERROR_INVALID_HANDLE, h, kParents, sizeof buffer, info, "closed handle");
 }
+
+#ifdef _WIN32
+
+// The system's own volumes and drives are on no virtual disk: success, no entries (Wine's
+// implementation and conformance test; see IsStorageHandleOffVirtualDisks in
+// src/api/storage_dependency.cpp for the sources and what they leave open).
+struct StorageObject {
+  const wchar_t* path;
+  DWORD flags;
+};
+
+TEST(StorageDependencyOfSystemStorage, VolumeDriveAndRootHaveNoEntries) {
+  for (const StorageObject& object :
+       {StorageObject{L"\\\\.\\C:", 0}, StorageObject{L"C:\\", FILE_FLAG_BACKUP_SEMANTICS},
+        StorageObject{L"\\\\.\\PhysicalDrive0", 0}}) {
+    const std::string name = Narrow(object.path);
+    HANDLE h = CreateFileW(object.path, 0, FILE_SHARE_READ | FILE_SHARE_WRITE, nullptr,
+                           OPEN_EXISTING, object.flags, nullptr);
+    ASSERT_NE(h, INVALID_HANDLE_VALUE) << name << ": " << GetLastError();
+    for (const ULONG flags : {ULONG{GET_STORAGE_DEPENDENCY_FLAG_HOST_VOLUMES}, ULONG{0},
+                              ULONG{kParents}}) {
+      for (const auto version : {STORAGE_DEPENDENCY_INFO_VERSION_1,
+                                 STORAGE_DEPENDENCY_INFO_VERSION_2}) {
+        alignas(STORAGE_DEPENDENCY_INFO) unsigned char buffer[512];
+        std::memset(buffer, 0xCC, sizeof buffer);
+        auto* info = reinterpret_cast<STORAGE_DEPENDENCY_INFO*>(buffer);
+        info->Version = version;
+        ULONG used = 0;
+        EXPECT_EQ(GetStorageDependencyInformation(h, static_cast<GET_STORAGE_DEPENDENCY_FLAG>(flags),
+                                                  sizeof buffer, info, &used),
+                  static_cast<DWORD>(ERROR_SUCCESS))
+            << name << ", flags " << flags << ", version " << version;
+        EXPECT_EQ(info->NumberEntries, 0u) << name;
+        EXPECT_EQ(used, 8u) << name << ": the header only";
+      }
+    }
+    // The argument checks come first, as for any handle (Wine's conformance test).
+    alignas(STORAGE_DEPENDENCY_INFO) unsigned char buffer[kHeader];
+    auto* info = reinterpret_cast<STORAGE_DEPENDENCY_INFO*>(buffer);
+    info->Version = STORAGE_DEPENDENCY_INFO_VERSION_2;
+    EXPECT_EQ(GetStorageDependencyInformation(h, GET_STORAGE_DEPENDENCY_FLAG_DISK_HANDLE, 0, info,
+                                              nullptr),
+              static_cast<DWORD>(ERROR_INVALID_PARAMETER));
+    EXPECT_EQ(GetStorageDependencyInformation(h, GET_STORAGE_DEPENDENCY_FLAG_DISK_HANDLE, kHeader,
+                                              nullptr, nullptr),
+              static_cast<DWORD>(ERROR_INVALID_PARAMETER));
+    CloseHandle(h);
+  }
+}
+
+TEST(StorageDependencyOfSystemStorage, AFileOrDirectoryOnAVolumeIsNoStorageObject) {
+  TempDir dir;
+  const fs::path file = dir / "plain.bin";
+  { std::ofstream(file) << "x"; }
+  for (const StorageObject& object :
+       {StorageObject{file.c_str(), 0}, StorageObject{dir.path().c_str(),
+                                                      FILE_FLAG_BACKUP_SEMANTICS}}) {
+    HANDLE h = CreateFileW(object.path, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE, nullptr,
+                           OPEN_EXISTING, object.flags, nullptr);
+    ASSERT_NE(h, INVALID_HANDLE_VALUE) << GetLastError();
+    alignas(STORAGE_DEPENDENCY_INFO) unsigned char buffer[512];
+    auto* info = reinterpret_cast<STORAGE_DEPENDENCY_INFO*>(buffer);
+    info->Version = STORAGE_DEPENDENCY_INFO_VERSION_2;
+    EXPECT_EQ(GetStorageDependencyInformation(h, GET_STORAGE_DEPENDENCY_FLAG_HOST_VOLUMES,
+                                              sizeof buffer, info, nullptr),
+              static_cast<DWORD>(ERROR_INVALID_HANDLE))
+        << Narrow(object.path);
+    CloseHandle(h);
+  }
+}
+
+#endif  // _WIN32
 
 }  // namespace
 }  // namespace vdisk_test

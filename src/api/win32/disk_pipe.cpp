@@ -195,7 +195,18 @@ DiskPipe::DiskPipe(std::wstring name, HANDLE server, HANDLE client, HANDLE write
       server_(server),
       client_(client),
       write_event_(write_event),
-      probe_event_(probe_event) {}
+      probe_event_(probe_event),
+      clients_{client} {}
+
+void DiskPipe::AddClientHandle(HANDLE handle) {
+  std::unique_lock lock(clients_mutex_);
+  clients_.push_back(handle);
+}
+
+void DiskPipe::RemoveClientHandle(HANDLE handle) {
+  std::unique_lock lock(clients_mutex_);
+  std::erase(clients_, handle);
+}
 
 bool DiskPipe::IsClientEnd(HANDLE handle) const {
   ULONG flags = 0;
@@ -242,7 +253,7 @@ void DiskPipe::AbandonOperation(OVERLAPPED* overlapped) {
   }
 }
 
-void DiskPipe::DrainStaleMessagesLocked() {
+void DiskPipe::DrainStaleMessagesLocked(HANDLE client) {
   // A completion message whose read was cancelled behind the hooks' back (NtCancelIoFile, the
   // issuing thread's exit) is still queued and would complete the next read at once. Take such
   // messages off with a probe read that queues no packet, and withdraw the probe when nothing is
@@ -252,11 +263,11 @@ void DiskPipe::DrainStaleMessagesLocked() {
     OVERLAPPED probe{};
     ResetEvent(probe_event_);
     probe.hEvent = WithoutPacket(probe_event_);
-    if (Original().ReadFile(client_, &scratch, 1, nullptr, &probe)) continue;
+    if (Original().ReadFile(client, &scratch, 1, nullptr, &probe)) continue;
     const DWORD error = GetLastError();
     if (error == ERROR_MORE_DATA) continue;
     if (error != ERROR_IO_PENDING) return;
-    Original().CancelIoEx(client_, &probe);
+    Original().CancelIoEx(client, &probe);
     WaitForSingleObject(probe_event_, INFINITE);
     if (probe.Internal != 0) return;  // cancelled: the pipe is empty
   }
@@ -269,11 +280,16 @@ DWORD DiskPipe::LaunchOperation(OVERLAPPED* overlapped) {
     if (candidate.overlapped == overlapped && !candidate.issued) op = &candidate;
   }
   if (op == nullptr) return ERROR_INVALID_PARAMETER;
-  DrainStaleMessagesLocked();
-  if (Original().ReadFile(client_, sink_, sizeof sink_, nullptr, overlapped)) {
+  const DWORD error = WithClient([&](HANDLE client) {
+    DrainStaleMessagesLocked(client);
+    return Original().ReadFile(client, sink_, sizeof sink_, nullptr, overlapped)
+               ? DWORD{ERROR_SUCCESS}
+               : GetLastError();
+  });
+  if (error == ERROR_SUCCESS) {
     // Only a message nobody should have sent completes it at once; it stays complete.
     TraceLine("MirrorVirtualDisk: the operation's read completed at once (stray message)");
-  } else if (const DWORD error = GetLastError(); error != ERROR_IO_PENDING) {
+  } else if (error != ERROR_IO_PENDING) {
     std::erase_if(operations_, [&](const Operation& o) { return &o == op; });
     return error;
   }
@@ -309,7 +325,7 @@ void DiskPipe::FinishInKernelLocked(Operation& op) {
   } else {
     // The only other ending a pipe read has: cancellation. FailedOperationError keeps the
     // exact error for the hooked GetOverlappedResult.
-    Original().CancelIoEx(client_, op.overlapped);
+    WithClient([&](HANDLE client) { return Original().CancelIoEx(client, op.overlapped); });
   }
 }
 
@@ -346,6 +362,12 @@ std::vector<OVERLAPPED*> DiskPipe::TakeForCancel(const OVERLAPPED* overlapped,
   return hit;
 }
 
+void DiskPipe::CancelOperationRead(OVERLAPPED* overlapped) {
+  std::lock_guard lock(mutex_);
+  if (broken_) return;
+  WithClient([&](HANDLE client) { return Original().CancelIoEx(client, overlapped); });
+}
+
 DWORD DiskPipe::FailedOperationError(const OVERLAPPED* overlapped) const {
   std::lock_guard lock(mutex_);
   for (auto it = operations_.rbegin(); it != operations_.rend(); ++it) {
@@ -360,12 +382,14 @@ DWORD DiskPipe::EchoCompletion(const void* buffer, DWORD length, DWORD* done,
                                OVERLAPPED* overlapped) {
   static const char kEmpty = 0;
   DWORD echoed = 0;
-  if (Original().WriteFile(client_, buffer != nullptr ? buffer : &kEmpty, length, &echoed,
-                           overlapped)) {
-    *done = echoed;
-    return ERROR_SUCCESS;
-  }
-  return GetLastError();
+  return WithClient([&](HANDLE client) {
+    if (Original().WriteFile(client, buffer != nullptr ? buffer : &kEmpty, length, &echoed,
+                             overlapped)) {
+      *done = echoed;
+      return DWORD{ERROR_SUCCESS};
+    }
+    return GetLastError();
+  });
 }
 
 void DiskPipe::MarkLost() {
@@ -394,7 +418,7 @@ void DiskPipe::PrepareForClose() {
     // STATUS_CANCELLED, as Windows reports for a request that a close cancels (a bare close
     // would end it with STATUS_PIPE_BROKEN).
     op.kernel_done = true;
-    Original().CancelIoEx(client_, op.overlapped);
+    WithClient([&](HANDLE client) { return Original().CancelIoEx(client, op.overlapped); });
   }
 }
 

@@ -25,11 +25,15 @@
 
 #include <windows.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <vector>
+
+#include "platform/shared_mutex.h"
 
 namespace vdisk::api::win32 {
 
@@ -53,6 +57,11 @@ class DiskPipe final {
   // Whether `handle` still is this pipe's client end (by the pipe's unique name): after a close
   // that bypassed the hooks the kernel may have given the value to any other object.
   bool IsClientEnd(HANDLE handle) const;
+  // The caller's handles to the client end: client() and its duplicates (DuplicateHandle). The
+  // DLL makes its own calls on the client end through one of them that is still open; a handle
+  // is removed before the caller's close of it reaches the kernel.
+  void AddClientHandle(HANDLE handle);
+  void RemoveClientHandle(HANDLE handle);
 
   // --- asynchronous operations, in this order:
   // Records an operation bound to `overlapped`, before the work that will complete it starts.
@@ -71,6 +80,13 @@ class DiskPipe final {
   std::vector<OVERLAPPED*> TakeForCancel(const OVERLAPPED* overlapped, bool this_thread_only);
   // The error an operation on `overlapped` failed with, other than a cancellation; 0 if none.
   DWORD FailedOperationError(const OVERLAPPED* overlapped) const;
+  // Cancels the pending read of an operation taken with TakeForCancel (the caller's CancelIoEx
+  // of it, done by the DLL).
+  void CancelOperationRead(OVERLAPPED* overlapped);
+  // The caller bound the handle to an I/O completion port (CreateIoCompletionPort,
+  // BindIoCompletionCallback, CreateThreadpoolIo): its operations outlive their issuing thread.
+  void MarkPortBound() { port_bound_.store(true); }
+  bool port_bound() const { return port_bound_.load(); }
 
   // --- raw I/O
   // Completes a raw I/O request of `length` bytes, already done, through the kernel. Returns
@@ -102,8 +118,14 @@ class DiskPipe final {
   Operation* FindLocked(const OVERLAPPED* overlapped, bool ended);
   void FinishInKernelLocked(Operation& op);
   void SendCompletionLocked();
-  void DrainStaleMessagesLocked();
+  void DrainStaleMessagesLocked(HANDLE client);
   void OnBroken();  // from the watch thread
+  // Runs `call` with an open handle to the client end (it stays open meanwhile).
+  template <typename Call>
+  auto WithClient(Call&& call) const {
+    std::shared_lock lock(clients_mutex_);
+    return call(clients_.empty() ? client_ : clients_.front());
+  }
 
   const std::wstring name_;  // as FileNameInfo reports it: "\\virtdisk-..."
   const HANDLE server_;
@@ -118,7 +140,11 @@ class DiskPipe final {
   OVERLAPPED write_{};                 // GUARDED_BY(mutex_)
   bool closing_ = false;               // GUARDED_BY(mutex_)
   bool broken_ = false;                // GUARDED_BY(mutex_)
+  std::atomic<bool> port_bound_{false};
   std::function<void()> lost_;         // GUARDED_BY(mutex_)
+  // The caller's open handles to the client end, oldest first. Lock order: mutex_, then this.
+  mutable platform::SharedMutex clients_mutex_;
+  std::vector<HANDLE> clients_;  // GUARDED_BY(clients_mutex_)
 };
 
 }  // namespace vdisk::api::win32

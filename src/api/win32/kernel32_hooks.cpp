@@ -74,16 +74,23 @@ BOOL WINAPI HookCloseHandle(HANDLE handle) {
     }
   }
   bool closing = false;
-  std::shared_ptr<KernelObject> object = table.BeginClose(handle, &closing);
+  bool last = false;
+  std::shared_ptr<KernelObject> object = table.BeginClose(handle, &closing, &last);
   if (!object) {
     if (closing) return Fail(ERROR_INVALID_HANDLE);  // another thread is closing it
     return original.CloseHandle(handle);
   }
-  // Cancel a running mirror (its OVERLAPPED ends with STATUS_CANCELLED), detach an attachment
-  // made through this handle, then close the kernel handle; the disk is released when the last
-  // reference (this one, unless an API call still runs) goes.
+  // The last handle to the disk: cancel a running mirror (its OVERLAPPED ends with
+  // STATUS_CANCELLED), detach an attachment made through the handle, then close the kernel
+  // handle; the disk is released when the last reference (this one, unless an API call still
+  // runs) goes. Another handle (a duplicate) still open: only this value goes, as closing one of
+  // two handles to a file object ends nothing on it.
   (void)GuardedCall("CloseHandle", [&] {
-    object->OnClose();
+    if (last) {
+      object->OnClose();
+    } else {
+      object->OnValueClosed(handle);
+    }
     return DWORD{ERROR_SUCCESS};
   });
   const BOOL closed = original.CloseHandle(handle);
@@ -92,6 +99,87 @@ BOOL WINAPI HookCloseHandle(HANDLE handle) {
   object.reset();
   SetLastError(error);
   return closed;
+}
+
+// The three ways kernel32 binds a handle to a completion port. A disk handle bound to one keeps
+// its operations when the issuing thread exits (DiskHandle::WatchIssuingThread).
+void NotePortBinding(HANDLE file) {
+  if (HandleTable::Instance().size() == 0) return;
+  const auto object = HandleTable::Instance().Borrow(file);
+  if (DiskHandle* disk = object ? AsDisk(object) : nullptr) disk->MarkPortBound();
+}
+
+HANDLE WINAPI HookCreateIoCompletionPort(HANDLE file, HANDLE port, ULONG_PTR key,
+                                         DWORD threads) {
+  HANDLE result = original.CreateIoCompletionPort(file, port, key, threads);
+  if (result != nullptr && file != INVALID_HANDLE_VALUE) {
+    const DWORD error = GetLastError();
+    NotePortBinding(file);
+    SetLastError(error);
+  }
+  return result;
+}
+
+BOOL WINAPI HookBindIoCompletionCallback(HANDLE file, LPOVERLAPPED_COMPLETION_ROUTINE function,
+                                         ULONG flags) {
+  const BOOL bound = original.BindIoCompletionCallback(file, function, flags);
+  if (bound) NotePortBinding(file);
+  return bound;
+}
+
+PTP_IO WINAPI HookCreateThreadpoolIo(HANDLE file, PTP_WIN32_IO_CALLBACK callback, PVOID context,
+                                     PTP_CALLBACK_ENVIRON environment) {
+  PTP_IO io = original.CreateThreadpoolIo(file, callback, context, environment);
+  if (io != nullptr) NotePortBinding(file);
+  return io;
+}
+
+bool IsThisProcess(HANDLE process) {
+  return process == GetCurrentProcess() || GetProcessId(process) == GetCurrentProcessId();
+}
+
+// A duplicate of a disk handle into this process names the same DiskHandle (the table maps the
+// new value to it); the disk stays open until the last of its handles is closed. A duplicate
+// into another process is a handle to the pipe end only (docs/behaviour.md says what it can do);
+// DUPLICATE_CLOSE_SOURCE closes the source here as CloseHandle would.
+BOOL WINAPI HookDuplicateHandle(HANDLE source_process, HANDLE source, HANDLE target_process,
+                                LPHANDLE target, DWORD access, BOOL inherit, DWORD options) {
+  auto& table = HandleTable::Instance();
+  if (table.size() == 0 || !IsThisProcess(source_process)) {
+    return original.DuplicateHandle(source_process, source, target_process, target, access,
+                                    inherit, options);
+  }
+  BOOL duplicated = FALSE;
+  DWORD error = ERROR_SUCCESS;
+  {
+    const auto found = table.Borrow(source);
+    if (!found) {
+      if (found.closing()) return Fail(ERROR_INVALID_HANDLE);
+      return original.DuplicateHandle(source_process, source, target_process, target, access,
+                                      inherit, options);
+    }
+    if (!found->IsKernelHandle(source)) {  // closed behind the hooks' back, value reused
+      table.CloseReused(source, found.get());
+      return original.DuplicateHandle(source_process, source, target_process, target, access,
+                                      inherit, options);
+    }
+    // The source stays open here (the borrow holds off its close); it is closed below, through
+    // the hook, when asked to.
+    duplicated = original.DuplicateHandle(source_process, source, target_process, target, access,
+                                          inherit, options & ~DWORD{DUPLICATE_CLOSE_SOURCE});
+    error = duplicated ? ERROR_SUCCESS : GetLastError();
+    if (duplicated && target != nullptr && IsThisProcess(target_process) &&
+        !table.InsertDuplicate(source, *target)) {
+      error = ERROR_INVALID_HANDLE;  // the source was closed meanwhile
+      original.CloseHandle(*target);
+      duplicated = FALSE;
+    }
+  }
+  // As Windows: DUPLICATE_CLOSE_SOURCE closes the source even when the duplicate failed.
+  if ((options & DUPLICATE_CLOSE_SOURCE) != 0) HookCloseHandle(source);
+  if (!duplicated) return Fail(error);
+  SetLastError(ERROR_SUCCESS);
+  return TRUE;
 }
 
 void StopOperations(HANDLE file, const OVERLAPPED* overlapped, bool this_thread_only) {
@@ -232,6 +320,15 @@ bool Install() {
                    reinterpret_cast<void**>(&original.SetFilePointerEx)},
       FunctionHook{"FlushFileBuffers", reinterpret_cast<void*>(&HookFlushFileBuffers),
                    reinterpret_cast<void**>(&original.FlushFileBuffers)},
+      FunctionHook{"DuplicateHandle", reinterpret_cast<void*>(&HookDuplicateHandle),
+                   reinterpret_cast<void**>(&original.DuplicateHandle)},
+      FunctionHook{"CreateIoCompletionPort", reinterpret_cast<void*>(&HookCreateIoCompletionPort),
+                   reinterpret_cast<void**>(&original.CreateIoCompletionPort)},
+      FunctionHook{"BindIoCompletionCallback",
+                   reinterpret_cast<void*>(&HookBindIoCompletionCallback),
+                   reinterpret_cast<void**>(&original.BindIoCompletionCallback)},
+      FunctionHook{"CreateThreadpoolIo", reinterpret_cast<void*>(&HookCreateThreadpoolIo),
+                   reinterpret_cast<void**>(&original.CreateThreadpoolIo)},
   };
   HMODULE self = nullptr;
   GetModuleHandleExW(

@@ -10,7 +10,11 @@
 //  - CancelIo/CancelIoEx stop the operations (mirror) the cancel hits, then let the kernel cancel
 //    their pending reads: the OVERLAPPED ends with STATUS_CANCELLED and the source is intact;
 //  - CloseHandle runs the handle's close logic (cancel a running mirror, detach an attachment made
-//    through it, release the disk), then closes the kernel handle;
+//    through it, release the disk) when it closes the disk's last handle, then closes the kernel
+//    handle;
+//  - DuplicateHandle into this process maps the new value to the same disk handle;
+//  - CreateIoCompletionPort, BindIoCompletionCallback and CreateThreadpoolIo note that a disk
+//    handle is bound to a port (its operations then outlive the thread that issued them);
 //  - GetOverlappedResult(Ex) report the exact error of an operation that failed (the kernel
 //    could only be told "cancelled", see DiskPipe).
 #pragma once
@@ -32,6 +36,10 @@ struct Kernel32Functions {
   decltype(&::SetFilePointer) SetFilePointer = nullptr;
   decltype(&::SetFilePointerEx) SetFilePointerEx = nullptr;
   decltype(&::FlushFileBuffers) FlushFileBuffers = nullptr;
+  decltype(&::DuplicateHandle) DuplicateHandle = nullptr;
+  decltype(&::CreateIoCompletionPort) CreateIoCompletionPort = nullptr;
+  decltype(&::BindIoCompletionCallback) BindIoCompletionCallback = nullptr;
+  decltype(&::CreateThreadpoolIo) CreateThreadpoolIo = nullptr;
 };
 
 // Installs the hooks, once per process (later calls return at once). Called before the first
