@@ -1,9 +1,11 @@
 #include "api/disk_handle.h"
 
+#include <new>
 #include <span>
 
 #include "api/error_map.h"
 #include "api/overlapped.h"
+#include "api/trace.h"
 #include "core/work_queue.h"
 #ifdef _WIN32
 #include "api/win32/thread_exit.h"
@@ -192,7 +194,15 @@ void DiskHandle::PrepareOperation(OVERLAPPED* overlapped) { pipe_->PrepareOperat
 
 DWORD DiskHandle::LaunchOperation(OVERLAPPED* overlapped) {
   const DWORD launched = pipe_->LaunchOperation(overlapped);
-  if (launched == ERROR_IO_PENDING) WatchIssuingThread(overlapped);
+  if (launched == ERROR_IO_PENDING) {
+    try {
+      WatchIssuingThread(overlapped);
+    } catch (const std::bad_alloc&) {
+      // The operation runs and is pending in the kernel; without memory to watch its thread it
+      // is only not cancelled when that thread exits (CancelIo and CloseHandle still stop it).
+      TraceLine("no memory to watch the issuing thread of an operation; it outlives the thread");
+    }
+  }
   return launched;
 }
 

@@ -36,10 +36,21 @@ DWORD StartDiskOperation(DiskHandle& disk, LPOVERLAPPED overlapped, const Operat
     return Fail(started.status());
   }
   std::shared_ptr<DiskOperation> operation = std::move(started).value();
-  disk.SetOperation(overlapped, operation);
-  // On the caller's thread: on Windows the operation pends in the kernel from here (see
-  // win32/disk_pipe.h).
-  const DWORD launched = disk.LaunchOperation(overlapped);
+  DWORD launched = ERROR_SUCCESS;
+  try {
+    disk.SetOperation(overlapped, operation);
+    // On the caller's thread: on Windows the operation pends in the kernel from here (see
+    // win32/disk_pipe.h).
+    launched = disk.LaunchOperation(overlapped);
+  } catch (...) {
+    // Started but not launched: stopped again (a mirror removes the target it created).
+    const Status failed = StatusFromCurrentException();
+    operation->Cancel();
+    disk.SetOperation(nullptr, nullptr);
+    disk.AbandonOperation(overlapped);
+    *overlapped = saved;
+    return Fail(failed);
+  }
   if (launched != ERROR_IO_PENDING) {
     operation->Cancel();
     disk.SetOperation(nullptr, nullptr);
