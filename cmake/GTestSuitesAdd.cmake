@@ -27,8 +27,9 @@ macro(add_suite_test)
   endif()
   virtdisk_merge_tier_labels(suite_tiers)
   add_test("${prefix}:${suite}*" ${emulator} "${program}" "--gtest_filter=${filter}")
+  virtdisk_tier_cost("${suite_tiers}" cost)
   set_tests_properties("${prefix}:${suite}*" PROPERTIES ${properties}
-                       LABELS "${labels};${suite_tiers}")
+                       LABELS "${labels};${suite_tiers}" COST ${cost})
 endmacro()
 
 string(REPLACE "\r" "" listing "${listing}")

@@ -109,6 +109,20 @@ function(virtdisk_test_labels name out_var)
   set(${out_var} "${labels}" PARENT_SCOPE)
 endfunction()
 
+# virtdisk_tier_cost(TIERS OUT_VAR): the COST a test with the tier labels TIERS starts with.
+# CTest starts the costliest tests first; on a fresh checkout it has no timings of earlier runs,
+# and in declaration order a long kill sweep could start last and hold the run's end while the
+# other core idles. Slow tests are started first, then the oracle tests (external programs).
+function(virtdisk_tier_cost tiers out_var)
+  set(cost 0)
+  if("slow" IN_LIST tiers)
+    set(cost 100)
+  elseif("oracle" IN_LIST tiers)
+    set(cost 10)
+  endif()
+  set(${out_var} ${cost} PARENT_SCOPE)
+endfunction()
+
 # virtdisk_merge_tier_labels(LIST_VAR): reduces LIST_VAR, the labels of several tests (the cases
 # of one per-suite test), to the tiers of the whole: slow and oracle if any part is, fast only if
 # every part is.

@@ -9,7 +9,7 @@ macro(virtdisk_sources list folder)
 endmacro()
 
 # base: Status, Guid and the small vocabulary every layer speaks
-virtdisk_sources(VIRTDISK_BASE_SOURCES base guid.cpp status.cpp unicode.cpp)
+virtdisk_sources(VIRTDISK_BASE_SOURCES base bytes.cpp guid.cpp status.cpp unicode.cpp)
 # platform: the OS behind one interface (files, I/O queues, sockets, processes, user files)
 virtdisk_sources(VIRTDISK_PLATFORM_SOURCES platform file.cpp io_queue_threads.cpp memory_file.cpp
   random.cpp socket.cpp)

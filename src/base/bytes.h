@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <span>
 #include <type_traits>
@@ -29,5 +30,13 @@ void StoreAs(std::span<std::byte> bytes, std::size_t offset, const T& value) {
   Expects(offset <= bytes.size() && sizeof(T) <= bytes.size() - offset);
   std::memcpy(bytes.data() + offset, &value, sizeof(T));
 }
+
+// `v` rounded up to a multiple of `unit`. REQUIRES: unit > 0 and the result fits.
+constexpr std::uint64_t RoundUp(std::uint64_t v, std::uint64_t unit) {
+  return (v + unit - 1) / unit * unit;
+}
+
+// Whether every byte of `bytes` is zero.
+bool AllZero(std::span<const std::byte> bytes);
 
 }  // namespace vdisk

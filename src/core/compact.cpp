@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "base/bytes.h"
+
 namespace vdisk {
 namespace {
 
@@ -18,10 +20,6 @@ class CompactionFanout final : public WriteFanout {
     return active.Write(offset, data);
   }
 };
-
-bool AllZero(std::span<const std::byte> bytes) {
-  return std::all_of(bytes.begin(), bytes.end(), [](std::byte b) { return b == std::byte{0}; });
-}
 
 class DiskCompactEnvironment final : public CompactEnvironment {
  public:

@@ -5,6 +5,8 @@
 #include <string>
 #include <system_error>
 
+#include "base/bytes.h"
+
 namespace vdisk {
 namespace {
 
@@ -100,10 +102,6 @@ Status OpenParents(const ProviderRegistry& registry, std::vector<std::unique_ptr
     chain.push_back(std::move(parent));
   }
   return Status::Ok();
-}
-
-bool AllZero(std::span<const std::byte> data) {
-  return std::all_of(data.begin(), data.end(), [](std::byte b) { return b == std::byte{0}; });
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <string>
 
+#include "base/bytes.h"
+
 namespace vdisk::compaction {
 namespace {
 
@@ -98,24 +100,6 @@ std::vector<PlannedMove> PlanBlockMoves(
     ++low;
   }
   return moves;
-}
-
-bool AllZero(std::span<const std::byte> bytes) {
-  std::size_t i = 0;
-  const std::size_t n = bytes.size();
-  const std::byte* p = bytes.data();
-  for (; i + 64 <= n; i += 64) {
-    std::uint64_t words[8];
-    std::memcpy(words, p + i, 64);
-    if ((words[0] | words[1] | words[2] | words[3] | words[4] | words[5] | words[6] | words[7]) !=
-        0) {
-      return false;
-    }
-  }
-  for (; i < n; ++i) {
-    if (p[i] != std::byte{0}) return false;
-  }
-  return true;
 }
 
 Result<bool> RangeIsZero(platform::File& file, std::uint64_t offset, std::uint64_t length,

@@ -72,9 +72,6 @@ struct Steps {
 Result<CompactReport> Run(const CompactOptions& options, CompactEnvironment& env,
                           platform::File& file, const Steps& steps);
 
-// Whether every byte of `bytes` is zero.
-bool AllZero(std::span<const std::byte> bytes);
-
 // Whether `length` bytes of `file` at `offset` all read as zero. Holes (File::FindData) are
 // skipped unread; the rest is read through `buffer` (resized as needed).
 Result<bool> RangeIsZero(platform::File& file, std::uint64_t offset, std::uint64_t length,

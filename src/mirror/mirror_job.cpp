@@ -10,25 +10,13 @@
 
 #include <gsl/gsl>
 
+#include "base/bytes.h"
+
 namespace vdisk {
 namespace {
 
 constexpr std::uint64_t kMinChunk = 1 << 20;
 constexpr std::uint64_t kFixedChunk = 2 << 20;
-
-bool AllZero(std::span<const std::byte> data) {
-  // Word-wise: this runs over every byte the mirror copies.
-  const std::byte* p = data.data();
-  std::size_t n = data.size();
-  for (; n >= 8; p += 8, n -= 8) {
-    std::uint64_t word;
-    std::memcpy(&word, p, 8);
-    if (word != 0) return false;
-  }
-  for (; n > 0; ++p, --n)
-    if (*p != std::byte{0}) return false;
-  return true;
-}
 
 // Zero runs are looked for in units of a filesystem block, a multiple of every logical sector
 // size, so that runs start and end on sectors of the target.

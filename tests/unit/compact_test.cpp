@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "base/bytes.h"
 #include "core/compact.h"
 #include "core/open_disk.h"
 #include "core/virtual_disk.h"
@@ -205,7 +206,7 @@ TEST_P(CompactTest, DifferencingZeroBlockFallsThroughOnlyOverZeroParent) {
   ASSERT_NO_FATAL_FAILURE(CreateDisk(child, 4, {1, 0, 1, 2}, parent));
   const auto before = ReadAll(child);
   const auto parent_content = ReadAll(parent);
-  ASSERT_FALSE(vdisk::compaction::AllZero(std::span(parent_content).first(GetParam().block_size)))
+  ASSERT_FALSE(vdisk::AllZero(std::span(parent_content).first(GetParam().block_size)))
       << "the parent's block 0 holds data";
 
   auto report = Compact(child);
@@ -219,7 +220,7 @@ TEST_P(CompactTest, DifferencingZeroBlockFallsThroughOnlyOverZeroParent) {
   }
   const auto after = ReadAll(child);
   EXPECT_TRUE(after == before) << "content changed";
-  EXPECT_TRUE(vdisk::compaction::AllZero(std::span(after).first(GetParam().block_size)))
+  EXPECT_TRUE(vdisk::AllZero(std::span(after).first(GetParam().block_size)))
       << "block 0 must still read zeros, not the parent's data";
 }
 

@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/bytes.h"
 #include "formats/iso/iso_structures.h"
 
 namespace vdisk::iso {
@@ -23,10 +24,6 @@ Status Corrupt(const platform::File& file, const std::string& message) {
 std::string Str(std::uint64_t value) { return std::to_string(value); }
 
 std::uint64_t SectorsFor(std::uint64_t bytes) { return (bytes + kSectorSize - 1) / kSectorSize; }
-
-bool AllZero(std::span<const std::byte> bytes) {
-  return std::all_of(bytes.begin(), bytes.end(), [](std::byte b) { return b == std::byte{0}; });
-}
 
 // --- ISO 9660 ------------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@
 #include <map>
 #include <string>
 
+#include "base/bytes.h"
 #include "formats/compaction.h"
 #include "formats/vhd/vhd_image.h"
 
@@ -29,8 +30,6 @@ constexpr std::uint64_t kDataAlignment = 4096;
 constexpr std::uint64_t kScanStepBytes = 64ull << 20;
 constexpr std::uint32_t kMaxLocatorBytes = 64 * 1024;
 constexpr std::uint32_t kBatEntriesPerSector = kSectorSize / 4;
-
-std::uint64_t RoundUp(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
 
 }  // namespace
 

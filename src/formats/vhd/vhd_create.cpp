@@ -7,6 +7,7 @@
 #include <system_error>
 #include <vector>
 
+#include "base/bytes.h"
 #include "formats/vhd/vhd_format.h"
 #include "formats/vhd/vhd_image.h"
 
@@ -16,8 +17,6 @@ namespace {
 // Where Windows puts the dynamic header and the BAT: right after the footer copy.
 constexpr std::uint64_t kDynamicHeaderOffset = kFooterSize;
 constexpr std::uint64_t kTableOffset = kDynamicHeaderOffset + kDynamicHeaderSize;
-
-std::uint64_t RoundUp(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
 
 template <std::size_t N>
 void CopyText(std::array<char, N>& field, std::string_view text) {

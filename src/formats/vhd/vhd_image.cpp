@@ -24,8 +24,6 @@ constexpr std::uint32_t kBatEntriesPerSector = kSectorSize / 4;
 // no known writer produces: 2040 GiB in 512 KiB blocks is 4177920.
 constexpr std::uint64_t kMaxBlocks = std::uint64_t{1} << 24;
 
-std::uint64_t RoundUp(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
-
 std::string Hex32(std::uint32_t v) {
   char text[16];
   std::snprintf(text, sizeof text, "0x%08X", v);

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "base/bytes.h"
 #include "formats/partition_table.h"
 #include "formats/vhd/vhd_image.h"
 
@@ -32,8 +33,6 @@ namespace vdisk::vhd {
 namespace {
 
 constexpr std::uint64_t kZeroPiece = std::uint64_t{1} << 20;
-
-std::uint64_t RoundUpTo(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
 
 std::array<std::byte, kFooterSize> FooterWithSize(const std::array<std::byte, kFooterSize>& old,
                                                   std::uint64_t size) {
@@ -202,8 +201,8 @@ Status VhdImage::ResizeDynamic(std::uint64_t new_size,
         }
       } else {
         // A new table at the end of the file, the old footer copied past it.
-        const std::uint64_t table = RoundUpTo(footer_offset_, kSectorSize);
-        const std::uint64_t table_bytes = RoundUpTo(new_blocks * 4, kSectorSize);
+        const std::uint64_t table = RoundUp(footer_offset_, kSectorSize);
+        const std::uint64_t table_bytes = RoundUp(new_blocks * 4, kSectorSize);
         const std::uint64_t new_footer_offset = table + table_bytes;
         VDISK_RETURN_IF_ERROR(file_->WriteAt(new_footer_offset, footer_));
         std::vector<Be32> entries(table_bytes / 4);

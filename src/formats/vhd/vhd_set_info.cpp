@@ -18,10 +18,6 @@
 namespace vdisk::vhd {
 namespace {
 
-constexpr std::uint64_t RoundUpTo(std::uint64_t v, std::uint64_t unit) {
-  return (v + unit - 1) / unit * unit;
-}
-
 std::string Where(const platform::File& file) { return file.path().string(); }
 
 }  // namespace
@@ -48,16 +44,16 @@ Status VhdImage::SetParentLocation(const std::filesystem::path& parent_path, con
   const std::uint64_t header_offset = f.data_offset.get();
 
   // (1) Space for the locator data before a footer copy at the new end.
-  const std::uint64_t start = RoundUpTo(footer_offset_, kSectorSize);
+  const std::uint64_t start = RoundUp(footer_offset_, kSectorSize);
   std::uint64_t end = start;
   std::vector<std::uint64_t> offsets;
   for (const Locator& l : locators) {
     offsets.push_back(end);
-    end += RoundUpTo(l.data.size(), kSectorSize);
+    end += RoundUp(l.data.size(), kSectorSize);
   }
   VDISK_RETURN_IF_ERROR(file_->WriteAt(end, footer));
   for (std::size_t i = 0; i < locators.size(); ++i) {
-    std::vector<std::byte> space(RoundUpTo(locators[i].data.size(), kSectorSize));
+    std::vector<std::byte> space(RoundUp(locators[i].data.size(), kSectorSize));
     std::copy(locators[i].data.begin(), locators[i].data.end(), space.begin());
     VDISK_RETURN_IF_ERROR(file_->WriteAt(offsets[i], space));
   }
@@ -78,7 +74,7 @@ Status VhdImage::SetParentLocation(const std::filesystem::path& parent_path, con
     e.platform_code.set(locators[i].platform_code);
     // Space in bytes, as Windows writes it (vhd_format.h).
     e.platform_data_space.set(
-        static_cast<std::uint32_t>(RoundUpTo(locators[i].data.size(), kSectorSize)));
+        static_cast<std::uint32_t>(RoundUp(locators[i].data.size(), kSectorSize)));
     e.platform_data_length.set(static_cast<std::uint32_t>(locators[i].data.size()));
     e.platform_data_offset.set(offsets[i]);
   }

@@ -31,8 +31,10 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include "base/bytes.h"
 #include "base/guid.h"
 #include "formats/image.h"
 
@@ -72,9 +74,13 @@ constexpr std::uint64_t kHeader1Offset = 64 * kKiB;
 constexpr std::uint64_t kHeader2Offset = 128 * kKiB;
 constexpr std::uint64_t kRegionTable1Offset = 192 * kKiB;
 constexpr std::uint64_t kRegionTable2Offset = 256 * kKiB;
+constexpr std::uint64_t kHeaderOffsets[2] = {kHeader1Offset, kHeader2Offset};
+constexpr std::uint64_t kRegionTableOffsets[2] = {kRegionTable1Offset, kRegionTable2Offset};
 constexpr std::size_t kHeaderSize = 4096;            // §2.2.2, CRC over all of it
 constexpr std::size_t kRegionTableSize = 64 * 1024;  // §2.2.3, CRC over all of it
 constexpr std::uint32_t kMaxRegionEntries = 2047;    // §2.2.3.1
+// No VHDX file ends further out than this: 64 TiB of blocks plus their tables, with room to spare.
+constexpr std::uint64_t kMaxFileEnd = 128 * kTiB;
 // Every region, the log and every block are 1 MiB aligned (§2.1, §2.2.3.2).
 constexpr std::uint64_t kAlignment = kMiB;
 
@@ -349,8 +355,10 @@ std::string DescribeOffset(std::uint64_t offset);
 // "File Parameters", "Page 83 Data", ... or the GUID.
 std::string MetadataItemName(const Guid& id);
 
+// kFileCorrupt with `message`, which names the structure and says what is wrong with it.
+inline Status Corrupt(std::string message) { return Status(Code::kFileCorrupt, std::move(message)); }
+
 constexpr bool IsPowerOfTwo(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
-constexpr std::uint64_t RoundUp(std::uint64_t v, std::uint64_t a) { return (v + a - 1) / a * a; }
 constexpr std::uint64_t RoundDown(std::uint64_t v, std::uint64_t a) { return v / a * a; }
 
 }  // namespace vdisk::vhdx

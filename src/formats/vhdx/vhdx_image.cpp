@@ -13,14 +13,9 @@
 namespace vdisk::vhdx {
 namespace {
 
-// No VHDX file ends further out than this: 64 TiB of blocks plus their tables, with room to spare.
-constexpr std::uint64_t kMaxFileEnd = 128 * kTiB;
 // Bits of one 4 KiB sector of a sector bitmap block.
 constexpr std::uint64_t kBitsPerBitmapSector = kLogSectorSize * 8;
 constexpr std::uint64_t kBitmapSectorsPerBlock = kSectorBitmapBlockSize / kLogSectorSize;
-constexpr std::uint64_t kHeaderOffsets[2] = {kHeader1Offset, kHeader2Offset};
-
-Status Corrupt(std::string message) { return Status(Code::kFileCorrupt, std::move(message)); }
 
 std::uint64_t BitmapKey(std::uint64_t chunk, std::uint64_t sector) {
   return chunk * kBitmapSectorsPerBlock + sector;

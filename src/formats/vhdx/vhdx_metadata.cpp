@@ -10,8 +10,6 @@
 namespace vdisk::vhdx {
 namespace {
 
-Status Corrupt(const std::string& message) { return Status(Code::kFileCorrupt, message); }
-
 struct KnownItem {
   const Guid* id;
   std::uint32_t min_length;

@@ -15,13 +15,6 @@
 namespace vdisk::vhdx {
 namespace {
 
-// No VHDX file ends further out than this: 64 TiB of blocks plus their tables, with room to spare.
-constexpr std::uint64_t kMaxFileEnd = 128 * kTiB;
-constexpr std::uint64_t kHeaderOffsets[2] = {kHeader1Offset, kHeader2Offset};
-constexpr std::uint64_t kRegionTableOffsets[2] = {kRegionTable1Offset, kRegionTable2Offset};
-
-Status Corrupt(std::string message) { return Status(Code::kFileCorrupt, std::move(message)); }
-
 std::string HeaderName(int index) {
   return "header " + std::to_string(index + 1) + " at " + DescribeOffset(kHeaderOffsets[index]);
 }
