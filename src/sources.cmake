@@ -18,7 +18,8 @@ virtdisk_sources(VIRTDISK_PLATFORM_POSIX_SOURCES platform/posix file_posix.cpp i
 virtdisk_sources(VIRTDISK_PLATFORM_WIN32_SOURCES platform/win32 file_win32.cpp process_win32.cpp
   random_win32.cpp shared_mutex_win32.cpp socket_win32.cpp user_files_win32.cpp volume_win32.cpp)
 # formats: the Image contract, the provider registry, VHD, VHDX, ISO
-virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats compaction.cpp image.cpp partition_table.cpp)
+virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats compaction.cpp image.cpp locator_path.cpp
+  partition_table.cpp)
 virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats/registry builtin.cpp provider.cpp registry.cpp)
 virtdisk_sources(VIRTDISK_FORMATS_SOURCES formats/vhd vhd_check.cpp vhd_compact.cpp vhd_create.cpp
   vhd_format.cpp vhd_image.cpp vhd_provider.cpp vhd_resize.cpp vhd_set_info.cpp)
@@ -38,9 +39,9 @@ virtdisk_sources(VIRTDISK_ATTACH_SOURCES attach attach_host.cpp attach_registry.
 # api: the C exports over the layers; per OS the kernel32 subset (POSIX, with libvirtdisk.so's
 # non-SDK extensions) or disk handles as kernel handles (Windows)
 virtdisk_sources(VIRTDISK_API_SOURCES api attach.cpp compact.cpp disk_api_support.cpp
-  disk_handle.cpp error_map.cpp guids.cpp handle_table.cpp information.cpp merge.cpp metadata.cpp
-  mirror.cpp open_create.cpp operations.cpp overlapped.cpp resize.cpp storage_dependency.cpp
-  strings.cpp trace.cpp unbuilt.cpp)
+  disk_handle.cpp error_map.cpp exports.cpp guids.cpp handle_table.cpp information.cpp merge.cpp
+  metadata.cpp mirror.cpp open_create.cpp operations.cpp overlapped.cpp resize.cpp
+  storage_dependency.cpp strings.cpp trace.cpp)
 virtdisk_sources(VIRTDISK_API_POSIX_SOURCES api extensions.cpp kernel32_posix.cpp)
 virtdisk_sources(VIRTDISK_API_WIN32_SOURCES api kernel32_win32.cpp)
 virtdisk_sources(VIRTDISK_API_WIN32_SOURCES api/win32 disk_pipe.cpp function_hooks.cpp

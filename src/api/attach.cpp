@@ -29,6 +29,7 @@
 #include "api/abi.h"
 #include "api/disk_api_support.h"
 #include "api/error_map.h"
+#include "api/impl.h"
 #include "api/strings.h"
 #include "api/trace.h"
 #include "attach/attach_host.h"
@@ -111,6 +112,8 @@ DWORD CopyOut(const std::basic_string<WCHAR>& text, PULONG size_in_bytes, PWSTR 
   *size_in_bytes = needed;
   return ERROR_SUCCESS;
 }
+
+}  // namespace
 
 DWORD AttachImpl(HANDLE handle, PSECURITY_DESCRIPTOR security, DWORD flags,
                  PATTACH_VIRTUAL_DISK_PARAMETERS parameters, LPOVERLAPPED overlapped) {
@@ -258,58 +261,4 @@ DWORD AllPathsImpl(PULONG size_in_bytes, PWSTR paths) {
   return CopyOut(list, size_in_bytes, paths);
 }
 
-}  // namespace
 }  // namespace vdisk::api
-
-using namespace vdisk::api;  // NOLINT: export definitions only
-
-extern "C" {
-
-VIRTDISK_API DWORD WINAPI AttachVirtualDisk(HANDLE VirtualDiskHandle,
-                                            PSECURITY_DESCRIPTOR SecurityDescriptor,
-                                            ATTACH_VIRTUAL_DISK_FLAG Flags,
-                                            ULONG ProviderSpecificFlags,
-                                            PATTACH_VIRTUAL_DISK_PARAMETERS Parameters,
-                                            LPOVERLAPPED Overlapped) {
-  (void)ProviderSpecificFlags;
-  return ExportCall(
-      "AttachVirtualDisk",
-      [&] {
-        return AttachImpl(VirtualDiskHandle, SecurityDescriptor, Raw(Flags), Parameters,
-                          Overlapped);
-      },
-      [&] {
-        return std::string(Hex(VirtualDiskHandle) + ", flags " +
-                           Hex(Raw(Flags)));
-      });
-}
-
-VIRTDISK_API DWORD WINAPI DetachVirtualDisk(HANDLE VirtualDiskHandle,
-                                            DETACH_VIRTUAL_DISK_FLAG Flags,
-                                            ULONG ProviderSpecificFlags) {
-  (void)ProviderSpecificFlags;
-  return ExportCall(
-      "DetachVirtualDisk", [&] { return DetachImpl(VirtualDiskHandle, Raw(Flags)); },
-      [&] {
-        return std::string(Hex(VirtualDiskHandle) + ", flags " +
-                           Hex(Raw(Flags)));
-      });
-}
-
-VIRTDISK_API DWORD WINAPI GetVirtualDiskPhysicalPath(HANDLE VirtualDiskHandle,
-                                                     PULONG DiskPathSizeInBytes, PWSTR DiskPath) {
-  return ExportCall(
-      "GetVirtualDiskPhysicalPath",
-      [&] { return PhysicalPathImpl(VirtualDiskHandle, DiskPathSizeInBytes, DiskPath); },
-      [&] { return std::string(Hex(VirtualDiskHandle)); });
-}
-
-VIRTDISK_API DWORD WINAPI GetAllAttachedVirtualDiskPhysicalPaths(PULONG PathsBufferSizeInBytes,
-                                                                 PWSTR PathsBuffer) {
-  return ExportCall(
-      "GetAllAttachedVirtualDiskPhysicalPaths",
-      [&] { return AllPathsImpl(PathsBufferSizeInBytes, PathsBuffer); },
-      [&] { return std::string(""); });
-}
-
-}  // extern "C"

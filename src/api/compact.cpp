@@ -7,6 +7,7 @@
 #include "api/abi.h"
 #include "api/disk_api_support.h"
 #include "api/error_map.h"
+#include "api/impl.h"
 #include "api/trace.h"
 #include "core/compact.h"
 
@@ -15,6 +16,8 @@ namespace {
 
 constexpr DWORD kKnownCompactFlags =
     Bits(COMPACT_VIRTUAL_DISK_FLAG_NO_ZERO_SCAN, COMPACT_VIRTUAL_DISK_FLAG_NO_BLOCK_MOVES);
+
+}  // namespace
 
 DWORD CompactImpl(HANDLE handle, DWORD flags, PCOMPACT_VIRTUAL_DISK_PARAMETERS parameters,
                   LPOVERLAPPED overlapped) {
@@ -44,26 +47,4 @@ DWORD CompactImpl(HANDLE handle, DWORD flags, PCOMPACT_VIRTUAL_DISK_PARAMETERS p
   });
 }
 
-}  // namespace
 }  // namespace vdisk::api
-
-using namespace vdisk::api;  // NOLINT: export definitions only
-
-extern "C" {
-
-VIRTDISK_API DWORD WINAPI CompactVirtualDisk(HANDLE VirtualDiskHandle,
-                                             COMPACT_VIRTUAL_DISK_FLAG Flags,
-                                             PCOMPACT_VIRTUAL_DISK_PARAMETERS Parameters,
-                                             LPOVERLAPPED Overlapped) {
-  return ExportCall(
-      "CompactVirtualDisk",
-      [&] { return CompactImpl(VirtualDiskHandle, Raw(Flags), Parameters, Overlapped); },
-      [&] {
-        return std::string(Hex(VirtualDiskHandle) + ", " + Hex(Raw(Flags)) + ", " +
-                           (Parameters ? "version " + std::to_string(Raw(Parameters->Version))
-                                       : std::string("NULL")) +
-                           (Overlapped ? ", overlapped" : ""));
-      });
-}
-
-}  // extern "C"

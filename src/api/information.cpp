@@ -9,6 +9,7 @@
 #include "api/abi.h"
 #include "api/disk_api_support.h"
 #include "api/error_map.h"
+#include "api/impl.h"
 #include "api/strings.h"
 #include "api/trace.h"
 
@@ -53,6 +54,8 @@ std::optional<std::filesystem::path> ResolvedParent(const VirtualDisk& disk) {
   }
   return std::nullopt;
 }
+
+}  // namespace
 
 DWORD GetInformationImpl(HANDLE handle, PULONG size, PGET_VIRTUAL_DISK_INFO info, PULONG used) {
   if (size == nullptr || info == nullptr) return ERROR_INVALID_PARAMETER;
@@ -199,22 +202,4 @@ DWORD GetInformationImpl(HANDLE handle, PULONG size, PGET_VIRTUAL_DISK_INFO info
   return ERROR_SUCCESS;
 }
 
-}  // namespace
 }  // namespace vdisk::api
-
-extern "C" VIRTDISK_API DWORD WINAPI GetVirtualDiskInformation(
-    HANDLE VirtualDiskHandle, PULONG VirtualDiskInfoSize, PGET_VIRTUAL_DISK_INFO VirtualDiskInfo,
-    PULONG SizeUsed) {
-  using namespace vdisk::api;  // NOLINT: export definition
-  return ExportCall(
-      "GetVirtualDiskInformation",
-      [&] {
-        return GetInformationImpl(VirtualDiskHandle, VirtualDiskInfoSize, VirtualDiskInfo,
-                                  SizeUsed);
-      },
-      [&] {
-        return std::string(
-            Hex(VirtualDiskHandle) + ", version " +
-            (VirtualDiskInfo ? std::to_string(Raw(VirtualDiskInfo->Version)) : "NULL"));
-      });
-}

@@ -15,6 +15,7 @@
 #include "api/abi.h"
 #include "api/disk_api_support.h"
 #include "api/error_map.h"
+#include "api/impl.h"
 #include "api/strings.h"
 #include "api/trace.h"
 #include "core/disk_operation.h"
@@ -22,8 +23,6 @@
 #include "formats/registry/registry.h"
 
 namespace vdisk::api {
-namespace {
-
 DWORD MergeImpl(HANDLE handle, DWORD flags, PMERGE_VIRTUAL_DISK_PARAMETERS parameters,
                 LPOVERLAPPED overlapped) {
   DWORD error = ERROR_SUCCESS;
@@ -96,30 +95,4 @@ DWORD AddParentImpl(HANDLE handle, PCWSTR parent_path) {
   return status.ok() ? ERROR_SUCCESS : Fail(status);
 }
 
-}  // namespace
 }  // namespace vdisk::api
-
-extern "C" {
-
-VIRTDISK_API DWORD WINAPI MergeVirtualDisk(HANDLE VirtualDiskHandle, MERGE_VIRTUAL_DISK_FLAG Flags,
-                                           PMERGE_VIRTUAL_DISK_PARAMETERS Parameters,
-                                           LPOVERLAPPED Overlapped) {
-  using namespace vdisk::api;  // NOLINT: export definition
-  return ExportCall(
-      "MergeVirtualDisk",
-      [&] { return MergeImpl(VirtualDiskHandle, Raw(Flags), Parameters, Overlapped); },
-      [&] {
-        return std::string(Hex(VirtualDiskHandle) + ", flags " +
-                           Hex(Raw(Flags)) + ", version " +
-                           (Parameters ? std::to_string(Raw(Parameters->Version)) : "NULL"));
-      });
-}
-
-VIRTDISK_API DWORD WINAPI AddVirtualDiskParent(HANDLE VirtualDiskHandle, PCWSTR ParentPath) {
-  using namespace vdisk::api;  // NOLINT: export definition
-  return ExportCall(
-      "AddVirtualDiskParent", [&] { return AddParentImpl(VirtualDiskHandle, ParentPath); },
-      [&] { return std::string(Hex(VirtualDiskHandle)); });
-}
-
-}  // extern "C"

@@ -8,6 +8,7 @@
 #include "api/abi.h"
 #include "api/disk_api_support.h"
 #include "api/error_map.h"
+#include "api/impl.h"
 #include "api/strings.h"
 #include "api/trace.h"
 #include "core/merge.h"
@@ -48,6 +49,8 @@ DWORD SetParent(Image& child, PCWSTR parent_path) {
   const Status status = child.SetParentLocation(request.path, (*parent)->top());
   return status.ok() ? ERROR_SUCCESS : Fail(status);
 }
+
+}  // namespace
 
 DWORD SetInformationImpl(HANDLE handle, PSET_VIRTUAL_DISK_INFO info) {
   if (info == nullptr) return ERROR_INVALID_PARAMETER;
@@ -99,7 +102,7 @@ DWORD SetInformationImpl(HANDLE handle, PSET_VIRTUAL_DISK_INFO info) {
   return status.ok() ? ERROR_SUCCESS : Fail(status);
 }
 
-DWORD EnumerateImpl(HANDLE handle, PULONG count, GUID* items) {
+DWORD EnumerateMetadataImpl(HANDLE handle, PULONG count, GUID* items) {
   if (count == nullptr || (*count > 0 && items == nullptr)) return ERROR_INVALID_PARAMETER;
   DWORD error = ERROR_SUCCESS;
   auto disk = ReadableDisk(handle, &error);
@@ -121,7 +124,7 @@ DWORD EnumerateImpl(HANDLE handle, PULONG count, GUID* items) {
   return ERROR_SUCCESS;
 }
 
-DWORD GetImpl(HANDLE handle, const GUID* item, PULONG size, PVOID data) {
+DWORD GetMetadataImpl(HANDLE handle, const GUID* item, PULONG size, PVOID data) {
   if (item == nullptr || size == nullptr || (*size > 0 && data == nullptr))
     return ERROR_INVALID_PARAMETER;
   DWORD error = ERROR_SUCCESS;
@@ -140,7 +143,7 @@ DWORD GetImpl(HANDLE handle, const GUID* item, PULONG size, PVOID data) {
   return ERROR_SUCCESS;
 }
 
-DWORD SetImpl(HANDLE handle, const GUID* item, ULONG size, const void* data) {
+DWORD SetMetadataImpl(HANDLE handle, const GUID* item, ULONG size, const void* data) {
   if (item == nullptr || (size > 0 && data == nullptr)) return ERROR_INVALID_PARAMETER;
   DWORD error = ERROR_SUCCESS;
   auto disk = WritableDisk(handle, &error);
@@ -151,7 +154,7 @@ DWORD SetImpl(HANDLE handle, const GUID* item, ULONG size, const void* data) {
   return status.ok() ? ERROR_SUCCESS : Fail(status);
 }
 
-DWORD DeleteImpl(HANDLE handle, const GUID* item) {
+DWORD DeleteMetadataImpl(HANDLE handle, const GUID* item) {
   if (item == nullptr) return ERROR_INVALID_PARAMETER;
   DWORD error = ERROR_SUCCESS;
   auto disk = WritableDisk(handle, &error);
@@ -161,56 +164,4 @@ DWORD DeleteImpl(HANDLE handle, const GUID* item) {
   return status.ok() ? ERROR_SUCCESS : Fail(status);
 }
 
-}  // namespace
 }  // namespace vdisk::api
-
-using namespace vdisk::api;  // NOLINT: export definitions only
-
-extern "C" {
-
-VIRTDISK_API DWORD WINAPI SetVirtualDiskInformation(HANDLE VirtualDiskHandle,
-                                                    PSET_VIRTUAL_DISK_INFO VirtualDiskInfo) {
-  return ExportCall(
-      "SetVirtualDiskInformation",
-      [&] { return SetInformationImpl(VirtualDiskHandle, VirtualDiskInfo); },
-      [&] {
-        return std::string(
-            Hex(VirtualDiskHandle) + ", version " +
-            (VirtualDiskInfo ? std::to_string(Raw(VirtualDiskInfo->Version)) : "NULL"));
-      });
-}
-
-VIRTDISK_API DWORD WINAPI EnumerateVirtualDiskMetadata(HANDLE VirtualDiskHandle,
-                                                       PULONG NumberOfItems, GUID* Items) {
-  return ExportCall(
-      "EnumerateVirtualDiskMetadata",
-      [&] { return EnumerateImpl(VirtualDiskHandle, NumberOfItems, Items); },
-      [&] { return std::string(Hex(VirtualDiskHandle)); });
-}
-
-VIRTDISK_API DWORD WINAPI GetVirtualDiskMetadata(HANDLE VirtualDiskHandle, const GUID* Item,
-                                                 PULONG MetaDataSize, PVOID MetaData) {
-  return ExportCall(
-      "GetVirtualDiskMetadata",
-      [&] { return GetImpl(VirtualDiskHandle, Item, MetaDataSize, MetaData); },
-      [&] { return std::string(Hex(VirtualDiskHandle)); });
-}
-
-VIRTDISK_API DWORD WINAPI SetVirtualDiskMetadata(HANDLE VirtualDiskHandle, const GUID* Item,
-                                                 ULONG MetaDataSize, const void* MetaData) {
-  return ExportCall(
-      "SetVirtualDiskMetadata",
-      [&] { return SetImpl(VirtualDiskHandle, Item, MetaDataSize, MetaData); },
-      [&] {
-        return std::string(Hex(VirtualDiskHandle) + ", " + std::to_string(MetaDataSize) +
-                           " bytes");
-      });
-}
-
-VIRTDISK_API DWORD WINAPI DeleteVirtualDiskMetadata(HANDLE VirtualDiskHandle, const GUID* Item) {
-  return ExportCall(
-      "DeleteVirtualDiskMetadata", [&] { return DeleteImpl(VirtualDiskHandle, Item); },
-      [&] { return std::string(Hex(VirtualDiskHandle)); });
-}
-
-}  // extern "C"

@@ -10,6 +10,7 @@
 #include "api/abi.h"
 #include "api/disk_api_support.h"
 #include "api/error_map.h"
+#include "api/impl.h"
 #include "api/overlapped.h"
 #include "api/strings.h"
 #include "api/trace.h"
@@ -23,6 +24,8 @@ constexpr DWORD kKnownMirrorFlags =
     Bits(MIRROR_VIRTUAL_DISK_FLAG_EXISTING_FILE, MIRROR_VIRTUAL_DISK_FLAG_SKIP_MIRROR_ACTIVATION,
          MIRROR_VIRTUAL_DISK_FLAG_ENABLE_SMB_COMPRESSION,
          MIRROR_VIRTUAL_DISK_FLAG_IS_LIVE_MIGRATION);
+
+}  // namespace
 
 DWORD MirrorImpl(HANDLE handle, DWORD flags,
                  PMIRROR_VIRTUAL_DISK_PARAMETERS parameters, LPOVERLAPPED overlapped) {
@@ -52,7 +55,7 @@ DWORD MirrorImpl(HANDLE handle, DWORD flags,
       });
 }
 
-DWORD BreakImpl(HANDLE handle) {
+DWORD BreakMirrorImpl(HANDLE handle) {
   DWORD error = ERROR_SUCCESS;
   auto disk = LookupDisk(handle, &error);
   if (!disk) return error;
@@ -62,31 +65,4 @@ DWORD BreakImpl(HANDLE handle) {
   return status.ok() ? ERROR_SUCCESS : Fail(status);
 }
 
-}  // namespace
 }  // namespace vdisk::api
-
-using namespace vdisk::api;  // NOLINT: export definitions only
-
-extern "C" {
-
-VIRTDISK_API DWORD WINAPI MirrorVirtualDisk(HANDLE VirtualDiskHandle, MIRROR_VIRTUAL_DISK_FLAG Flags,
-                                            PMIRROR_VIRTUAL_DISK_PARAMETERS Parameters,
-                                            LPOVERLAPPED Overlapped) {
-  return ExportCall(
-      "MirrorVirtualDisk",
-      [&] { return MirrorImpl(VirtualDiskHandle, Raw(Flags), Parameters, Overlapped); },
-      [&] {
-        return std::string(Hex(VirtualDiskHandle) + ", " + Hex(Raw(Flags)) + ", " +
-                           (Parameters && Raw(Parameters->Version) == MIRROR_VIRTUAL_DISK_VERSION_1
-                                ? Quote(Parameters->Version1.MirrorVirtualDiskPath)
-                                : std::string("?")));
-      });
-}
-
-VIRTDISK_API DWORD WINAPI BreakMirrorVirtualDisk(HANDLE VirtualDiskHandle) {
-  return ExportCall(
-      "BreakMirrorVirtualDisk", [&] { return BreakImpl(VirtualDiskHandle); },
-      [&] { return std::string(Hex(VirtualDiskHandle)); });
-}
-
-}  // extern "C"

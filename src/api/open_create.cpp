@@ -6,6 +6,7 @@
 #include "api/disk_handle.h"
 #include "api/error_map.h"
 #include "api/handle_table.h"
+#include "api/impl.h"
 #include "api/strings.h"
 #include "api/trace.h"
 #include "platform/file.h"
@@ -61,6 +62,8 @@ DWORD Version1WithoutAccess(PCWSTR path) {
   SetLastFailureMessage("OPEN_VIRTUAL_DISK_VERSION_1 needs an access mask, not VIRTUAL_DISK_ACCESS_NONE");
   return ERROR_INVALID_PARAMETER;
 }
+
+}  // namespace
 
 DWORD OpenDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, DWORD mask, DWORD flags, POPEN_VIRTUAL_DISK_PARAMETERS parameters,
                    PHANDLE handle) {
@@ -127,6 +130,8 @@ DWORD OpenDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, DWORD mask, DWORD fl
   return Publish(std::move(disk).value(), options, handle);
 }
 
+namespace {
+
 struct CreateArguments {
   GUID unique_id;
   ULONGLONG maximum_size = 0;
@@ -137,6 +142,8 @@ struct CreateArguments {
   PCWSTR source_path = nullptr;
   DWORD open_flags = OPEN_VIRTUAL_DISK_FLAG_NONE;
 };
+
+}  // namespace
 
 DWORD CreateDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, DWORD mask, DWORD flags, PCREATE_VIRTUAL_DISK_PARAMETERS parameters,
                      LPOVERLAPPED overlapped, PHANDLE handle) {
@@ -236,58 +243,4 @@ DWORD CreateDiskImpl(PVIRTUAL_STORAGE_TYPE type, PCWSTR path, DWORD mask, DWORD 
   return CompleteNow(overlapped, error, LookupDisk(*handle, &unused).get());
 }
 
-std::string Describe(PVIRTUAL_STORAGE_TYPE type) {
-  if (type == nullptr) return "NULL";
-  return "{" + std::to_string(type->DeviceId) + "," + FromGuid(type->VendorId).ToString() + "}";
-}
-
-}  // namespace
 }  // namespace vdisk::api
-
-using namespace vdisk::api;  // NOLINT: export definitions only
-
-extern "C" {
-
-VIRTDISK_API DWORD WINAPI OpenVirtualDisk(PVIRTUAL_STORAGE_TYPE VirtualStorageType, PCWSTR Path,
-                                          VIRTUAL_DISK_ACCESS_MASK VirtualDiskAccessMask,
-                                          OPEN_VIRTUAL_DISK_FLAG Flags,
-                                          POPEN_VIRTUAL_DISK_PARAMETERS Parameters,
-                                          PHANDLE Handle) {
-  return ExportCall(
-      "OpenVirtualDisk",
-      [&] {
-        return OpenDiskImpl(VirtualStorageType, Path, Raw(VirtualDiskAccessMask), Raw(Flags),
-                            Parameters, Handle);
-      },
-      [&] {
-        return std::string(
-            Describe(VirtualStorageType) + ", " + Quote(Path) + ", " +
-            Hex(Raw(VirtualDiskAccessMask)) + ", " + Hex(Raw(Flags)) + ", version " +
-            (Parameters ? std::to_string(Raw(Parameters->Version)) : std::string("NULL")));
-      });
-}
-
-VIRTDISK_API DWORD WINAPI CreateVirtualDisk(PVIRTUAL_STORAGE_TYPE VirtualStorageType, PCWSTR Path,
-                                            VIRTUAL_DISK_ACCESS_MASK VirtualDiskAccessMask,
-                                            PSECURITY_DESCRIPTOR SecurityDescriptor,
-                                            CREATE_VIRTUAL_DISK_FLAG Flags,
-                                            ULONG ProviderSpecificFlags,
-                                            PCREATE_VIRTUAL_DISK_PARAMETERS Parameters,
-                                            LPOVERLAPPED Overlapped, PHANDLE Handle) {
-  (void)SecurityDescriptor;  // the new file gets the process's default permissions
-  (void)ProviderSpecificFlags;
-  return ExportCall(
-      "CreateVirtualDisk",
-      [&] {
-        return CreateDiskImpl(VirtualStorageType, Path, Raw(VirtualDiskAccessMask), Raw(Flags),
-                              Parameters, Overlapped, Handle);
-      },
-      [&] {
-        return std::string(
-            Describe(VirtualStorageType) + ", " + Quote(Path) + ", " +
-            Hex(Raw(VirtualDiskAccessMask)) + ", " + Hex(Raw(Flags)) + ", version " +
-            (Parameters ? std::to_string(Raw(Parameters->Version)) : std::string("NULL")));
-      });
-}
-
-}  // extern "C"

@@ -11,6 +11,7 @@
 #include "api/abi.h"
 #include "api/disk_api_support.h"
 #include "api/error_map.h"
+#include "api/impl.h"
 #include "api/overlapped.h"
 #include "api/strings.h"
 #include "api/trace.h"
@@ -74,8 +75,6 @@ DWORD RunDiskOperation(DiskHandle& disk, LPOVERLAPPED overlapped, OperationWork 
       });
 }
 
-namespace {
-
 DWORD ProgressImpl(HANDLE handle, LPOVERLAPPED overlapped, PVIRTUAL_DISK_PROGRESS progress) {
   if (overlapped == nullptr || progress == nullptr) return ERROR_INVALID_PARAMETER;
   DWORD error = ERROR_SUCCESS;
@@ -95,21 +94,4 @@ DWORD ProgressImpl(HANDLE handle, LPOVERLAPPED overlapped, PVIRTUAL_DISK_PROGRES
   return ERROR_SUCCESS;
 }
 
-}  // namespace
 }  // namespace vdisk::api
-
-using namespace vdisk::api;  // NOLINT: export definitions only
-
-extern "C" {
-
-VIRTDISK_API DWORD WINAPI GetVirtualDiskOperationProgress(HANDLE VirtualDiskHandle,
-                                                          LPOVERLAPPED Overlapped,
-                                                          PVIRTUAL_DISK_PROGRESS Progress) {
-  return ExportCall(
-      "GetVirtualDiskOperationProgress",
-      [&] { return ProgressImpl(VirtualDiskHandle, Overlapped, Progress); },
-      [&] { return std::string(Hex(VirtualDiskHandle)); },
-      TraceWhen::kOnFailure);
-}
-
-}  // extern "C"

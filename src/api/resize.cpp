@@ -12,6 +12,7 @@
 #include "api/abi.h"
 #include "api/disk_api_support.h"
 #include "api/error_map.h"
+#include "api/impl.h"
 #include "api/trace.h"
 #include "core/resize.h"
 
@@ -39,11 +40,18 @@ DWORD Run(HANDLE handle, const ResizeRequest& request, LPOVERLAPPED overlapped) 
                           });
 }
 
+// Whether both exports' first checks pass: parameters given, only known flags, version 1.
+template <typename Parameters>
+bool KnownVersion1(const Parameters* parameters, DWORD flags, DWORD known, DWORD version1) {
+  return parameters != nullptr && (flags & ~known) == 0 && Raw(parameters->Version) == version1;
+}
+
+}  // namespace
+
 DWORD ResizeImpl(HANDLE handle, DWORD flags, PRESIZE_VIRTUAL_DISK_PARAMETERS parameters,
                  LPOVERLAPPED overlapped) {
-  if (parameters == nullptr) return ERROR_INVALID_PARAMETER;
-  if ((flags & ~kKnownResizeFlags) != 0) return ERROR_INVALID_PARAMETER;
-  if (Raw(parameters->Version) != RESIZE_VIRTUAL_DISK_VERSION_1) return ERROR_INVALID_PARAMETER;
+  if (!KnownVersion1(parameters, flags, kKnownResizeFlags, RESIZE_VIRTUAL_DISK_VERSION_1))
+    return ERROR_INVALID_PARAMETER;
   ResizeRequest request;
   request.new_size = parameters->Version1.NewSize;
   request.allow_unsafe = (flags & RESIZE_VIRTUAL_DISK_FLAG_ALLOW_UNSAFE_VIRTUAL_SIZE) != 0;
@@ -58,46 +66,10 @@ DWORD ResizeImpl(HANDLE handle, DWORD flags, PRESIZE_VIRTUAL_DISK_PARAMETERS par
 
 DWORD ExpandImpl(HANDLE handle, DWORD flags, PEXPAND_VIRTUAL_DISK_PARAMETERS parameters,
                  LPOVERLAPPED overlapped) {
-  if (parameters == nullptr) return ERROR_INVALID_PARAMETER;
-  if ((flags & ~kKnownExpandFlags) != 0) return ERROR_INVALID_PARAMETER;
-  if (Raw(parameters->Version) != EXPAND_VIRTUAL_DISK_VERSION_1) return ERROR_INVALID_PARAMETER;
-  ResizeRequest request;
-  request.new_size = parameters->Version1.NewSize;
-  request.grow_only = true;
+  if (!KnownVersion1(parameters, flags, kKnownExpandFlags, EXPAND_VIRTUAL_DISK_VERSION_1))
+    return ERROR_INVALID_PARAMETER;
+  ResizeRequest request{.new_size = parameters->Version1.NewSize, .grow_only = true};
   return Run(handle, request, overlapped);
 }
 
-}  // namespace
 }  // namespace vdisk::api
-
-using namespace vdisk::api;  // NOLINT: export definitions only
-
-extern "C" {
-
-VIRTDISK_API DWORD WINAPI ResizeVirtualDisk(HANDLE VirtualDiskHandle, RESIZE_VIRTUAL_DISK_FLAG Flags,
-                                            PRESIZE_VIRTUAL_DISK_PARAMETERS Parameters,
-                                            LPOVERLAPPED Overlapped) {
-  return ExportCall(
-      "ResizeVirtualDisk",
-      [&] { return ResizeImpl(VirtualDiskHandle, Raw(Flags), Parameters, Overlapped); },
-      [&] {
-        return std::string(
-            Hex(VirtualDiskHandle) + ", " + Hex(Raw(Flags)) + ", " +
-            (Parameters ? std::to_string(Parameters->Version1.NewSize) : std::string("NULL")));
-      });
-}
-
-VIRTDISK_API DWORD WINAPI ExpandVirtualDisk(HANDLE VirtualDiskHandle, EXPAND_VIRTUAL_DISK_FLAG Flags,
-                                            PEXPAND_VIRTUAL_DISK_PARAMETERS Parameters,
-                                            LPOVERLAPPED Overlapped) {
-  return ExportCall(
-      "ExpandVirtualDisk",
-      [&] { return ExpandImpl(VirtualDiskHandle, Raw(Flags), Parameters, Overlapped); },
-      [&] {
-        return std::string(
-            Hex(VirtualDiskHandle) + ", " + Hex(Raw(Flags)) + ", " +
-            (Parameters ? std::to_string(Parameters->Version1.NewSize) : std::string("NULL")));
-      });
-}
-
-}  // extern "C"

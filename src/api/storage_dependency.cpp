@@ -42,6 +42,7 @@
 #include "api/abi.h"
 #include "api/disk_api_support.h"
 #include "api/error_map.h"
+#include "api/impl.h"
 #include "api/strings.h"
 #include "api/trace.h"
 #include "attach/attach_registry.h"
@@ -214,6 +215,8 @@ bool IsStorageHandleOffVirtualDisks(HANDLE handle) {
 #endif
 }
 
+}  // namespace
+
 DWORD DependencyImpl(HANDLE handle, DWORD flags, ULONG size, PSTORAGE_DEPENDENCY_INFO info,
                      PULONG size_used) {
   // Windows' order: NULLs, flag bits, the version, then the object.
@@ -243,27 +246,4 @@ DWORD DependencyImpl(HANDLE handle, DWORD flags, ULONG size, PSTORAGE_DEPENDENCY
   return ERROR_SUCCESS;
 }
 
-}  // namespace
 }  // namespace vdisk::api
-
-using namespace vdisk::api;  // NOLINT: export definitions only
-
-extern "C" {
-
-VIRTDISK_API DWORD WINAPI GetStorageDependencyInformation(
-    HANDLE ObjectHandle, GET_STORAGE_DEPENDENCY_FLAG Flags, ULONG StorageDependencyInfoSize,
-    PSTORAGE_DEPENDENCY_INFO StorageDependencyInfo, PULONG SizeUsed) {
-  return ExportCall(
-      "GetStorageDependencyInformation",
-      [&] {
-        return DependencyImpl(ObjectHandle, Raw(Flags), StorageDependencyInfoSize,
-                              StorageDependencyInfo, SizeUsed);
-      },
-      [&] {
-        return std::string(Hex(ObjectHandle) + ", flags " +
-                           Hex(Raw(Flags)) + ", " + std::to_string(StorageDependencyInfoSize) +
-                           " bytes");
-      });
-}
-
-}  // extern "C"

@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "api/abi.h"
 
@@ -23,6 +24,29 @@ std::string Hex(unsigned long long value);
 // A handle or pointer, in hex (as the traces name disk handles).
 std::string Hex(const void* pointer);
 std::string Quote(PCWSTR text);
+
+// One argument of a trace line: a handle or pointer in hex, a flags or version enum in hex, a
+// count in decimal, text as it is. A WCHAR string must be passed through Quote (or it would print
+// as a pointer).
+inline std::string TraceArg(const void* pointer) { return Hex(pointer); }
+inline std::string TraceArg(const char* text) { return text; }
+inline std::string TraceArg(std::string text) { return text; }
+std::string TraceArg(PCWSTR text) = delete;
+template <typename Enum>
+requires std::is_enum_v<Enum> std::string TraceArg(Enum value) { return Hex(Raw(value)); }
+template <typename Number>
+requires std::is_integral_v<Number> std::string TraceArg(Number value) {
+  return std::to_string(value);
+}
+
+// The arguments of a trace line, joined with ", ".
+template <typename... Args>
+std::string TraceArgs(const Args&... args) {
+  std::string text;
+  bool first = true;
+  ((text += first ? "" : ", ", first = false, text += TraceArg(args)), ...);
+  return text;
+}
 
 enum class TraceWhen { kAlways, kOnFailure };
 

@@ -123,4 +123,10 @@ Result<bool> RangeIsZero(platform::File& file, std::uint64_t offset, std::uint64
   return true;
 }
 
+std::uint64_t EndOfRanges(std::span<const std::pair<std::uint64_t, std::uint64_t>> ranges) {
+  std::uint64_t end = 0;
+  for (const auto& range : ranges) end = std::max(end, range.second);
+  return end;
+}
+
 }  // namespace vdisk::compaction

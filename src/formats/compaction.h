@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -76,5 +77,8 @@ Result<CompactReport> Run(const CompactOptions& options, CompactEnvironment& env
 // skipped unread; the rest is read through `buffer` (resized as needed).
 Result<bool> RangeIsZero(platform::File& file, std::uint64_t offset, std::uint64_t length,
                          std::vector<std::byte>& buffer);
+
+// Where the last of `ranges` ([begin, end) file ranges) ends; 0 for none.
+std::uint64_t EndOfRanges(std::span<const std::pair<std::uint64_t, std::uint64_t>> ranges);
 
 }  // namespace vdisk::compaction

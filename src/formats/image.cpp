@@ -29,16 +29,10 @@ Status WritePayload::WriteTo(platform::File& file, std::uint64_t offset) const {
 Result<platform::CopyMethod> Image::WriteFromFile(std::uint64_t offset, std::uint64_t length,
                                                   platform::File& source,
                                                   std::uint64_t source_offset) {
-  constexpr std::uint64_t kBufferBytes = 1 << 20;
-  const auto buffer_bytes = static_cast<std::size_t>(std::min(length, kBufferBytes));
-  auto buffer = std::make_unique_for_overwrite<std::byte[]>(buffer_bytes);
-  for (std::uint64_t done = 0; done < length;) {
-    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buffer_bytes, length - done));
-    const std::span<std::byte> piece(buffer.get(), n);
-    VDISK_RETURN_IF_ERROR(source.ReadAt(source_offset + done, piece));
-    VDISK_RETURN_IF_ERROR(Write(offset + done, piece));
-    done += n;
-  }
+  VDISK_RETURN_IF_ERROR(platform::CopyThroughBuffer(
+      source, source_offset, length, [&](std::uint64_t done, std::span<const std::byte> piece) {
+        return Write(offset + done, piece);
+      }));
   return platform::CopyMethod::kBuffered;
 }
 
@@ -52,22 +46,24 @@ Status Image::CheckParent(const Image& parent) const {
                       ref->parent_id.ToString());
   }
   if (parent.virtual_size() != virtual_size()) {
-    return Status(Code::kVhdChildParentSizeMismatch,
-                  file().path().string() + ": parent size " +
-                      std::to_string(parent.virtual_size()) + " differs from " +
-                      std::to_string(virtual_size()));
+    return Status(Code::kVhdChildParentSizeMismatch, file().path().string() + ": parent size " +
+                                                         std::to_string(parent.virtual_size()) +
+                                                         " differs from " +
+                                                         std::to_string(virtual_size()));
   }
   return Status::Ok();
 }
 
 Status CheckResize(const Image& image, std::uint64_t new_size, std::uint32_t sector_size,
-                   std::uint64_t max_size, std::string_view limit, const OperationControl& control) {
+                   std::uint64_t max_size, std::string_view limit,
+                   const OperationControl& control) {
   const std::string path = image.file().path().string();
   if (image.read_only()) return Status(Code::kWriteProtect, path + ": opened read-only");
   if (image.subtype() == DiskSubtype::kDifferencing) {
     return Status(Code::kVhdInvalidType,
-                  path + ": a differencing disk cannot be resized; only fixed and dynamic disks "
-                         "can (resizing its parent invalidates the chain)");
+                  path +
+                      ": a differencing disk cannot be resized; only fixed and dynamic disks "
+                      "can (resizing its parent invalidates the chain)");
   }
   if (new_size == 0 || new_size % sector_size != 0 || new_size > max_size) {
     return Status(Code::kInvalidParameter,
@@ -88,8 +84,7 @@ Status PayloadImage::Write(std::uint64_t offset, std::span<const std::byte> data
   return WritePayloadAt(offset, WritePayload(data));
 }
 
-Result<platform::CopyMethod> PayloadImage::WriteFromFile(std::uint64_t offset,
-                                                         std::uint64_t length,
+Result<platform::CopyMethod> PayloadImage::WriteFromFile(std::uint64_t offset, std::uint64_t length,
                                                          platform::File& source,
                                                          std::uint64_t source_offset) {
   WritePayload::CopyTally tally;

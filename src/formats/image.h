@@ -48,7 +48,7 @@ struct ParentReference {
   std::vector<std::filesystem::path> candidates;
   // The locator strings as stored, for GET_VIRTUAL_DISK_INFO_PARENT_LOCATION.
   std::vector<std::string> stored_locations;
-  Guid parent_id;                       // unique id the parent must have
+  Guid parent_id;                                 // unique id the parent must have
   std::optional<std::uint32_t> parent_timestamp;  // VHD only
 };
 
@@ -194,7 +194,7 @@ class Image {
   // loses nothing acknowledged (OpenOptions::no_write_hardening turns it off: a mirror target
   // is flushed once, at the switch, and must harden from then on).
   virtual bool write_hardening() const { return true; }
-  virtual void SetWriteHardening(bool on) { (void)on; }
+  virtual void SetWriteHardening(bool /*on*/) {}
 
   // The file behind this image (the Image owns it).
   virtual platform::File& file() const = 0;
@@ -213,32 +213,25 @@ class Image {
   // the new size, and calling Resize again with the same size completes it.
   // REQUIRES: nothing else uses the image during the call (the caller drains its I/O);
   // new_size > 0 and a multiple of logical_sector_size().
-  virtual Status Resize(std::uint64_t new_size, OperationControl& progress) {
-    (void)new_size;
-    (void)progress;
-    return Status(Code::kNotSupported, "this format cannot change its size");
+  virtual Status Resize(std::uint64_t /*new_size*/, OperationControl& /*progress*/) {
+    return Unsupported("this format cannot change its size");
   }
   // SET_VIRTUAL_DISK_INFO_PARENT_PATH(_WITH_DEPTH) / PARENT_LOCATOR: re-points the locators.
-  virtual Status SetParentLocation(const std::filesystem::path& parent_path,
-                                   const Image& parent) {
-    (void)parent_path;
-    (void)parent;
-    return Status(Code::kNotSupported, "this format cannot record a parent");
+  virtual Status SetParentLocation(const std::filesystem::path& /*parent_path*/,
+                                   const Image& /*parent*/) {
+    return Unsupported("this format cannot record a parent");
   }
   // SET_VIRTUAL_DISK_INFO_IDENTIFIER.
-  virtual Status SetUniqueId(const Guid& id) {
-    (void)id;
-    return Status(Code::kNotSupported, "this format cannot change its identifier");
+  virtual Status SetUniqueId(const Guid& /*id*/) {
+    return Unsupported("this format cannot change its identifier");
   }
   // SET_VIRTUAL_DISK_INFO_VIRTUAL_DISK_ID.
-  virtual Status SetVirtualDiskId(const Guid& id) {
-    (void)id;
-    return Status(Code::kNotSupported, "this format has no virtual disk id");
+  virtual Status SetVirtualDiskId(const Guid& /*id*/) {
+    return Unsupported("this format has no virtual disk id");
   }
   // SET_VIRTUAL_DISK_INFO_PHYSICAL_SECTOR_SIZE (512 or 4096).
-  virtual Status SetPhysicalSectorSize(std::uint32_t bytes) {
-    (void)bytes;
-    return Status(Code::kNotSupported, "this format cannot change its physical sector size");
+  virtual Status SetPhysicalSectorSize(std::uint32_t /*bytes*/) {
+    return Unsupported("this format cannot change its physical sector size");
   }
   // Compacts the file (CompactVirtualDisk): the zero scan gives back blocks that read as zeros
   // (a differencing image only where the layers below read zeros too, or as a zero state where
@@ -246,30 +239,29 @@ class Image {
   // Content is unchanged at every step, and every step is crash-safe: a block is copied and
   // flushed before the table points at it, and its old space is reused or cut off only after
   // the table change is durable. Fixed images: kVhdInvalidType. REQUIRES: writable image.
-  virtual Result<CompactReport> Compact(const CompactOptions& options, CompactEnvironment& env) {
-    (void)options;
-    (void)env;
+  virtual Result<CompactReport> Compact(const CompactOptions& /*options*/,
+                                        CompactEnvironment& /*env*/) {
     return Status(Code::kNotSupported, file().path().string() + ": this format cannot compact");
   }
 
   // User metadata items (Enumerate/Get/Set/DeleteVirtualDiskMetadata). Get/Delete of an
   // unknown item: kNotFound.
   virtual Result<std::vector<Guid>> ListUserMetadata() const {
-    return Status(Code::kNotSupported, "this format has no user metadata");
+    return Unsupported("this format has no user metadata");
   }
-  virtual Result<std::vector<std::byte>> GetUserMetadata(const Guid& item) const {
-    (void)item;
-    return Status(Code::kNotSupported, "this format has no user metadata");
+  virtual Result<std::vector<std::byte>> GetUserMetadata(const Guid& /*item*/) const {
+    return Unsupported("this format has no user metadata");
   }
-  virtual Status SetUserMetadata(const Guid& item, std::span<const std::byte> data) {
-    (void)item;
-    (void)data;
-    return Status(Code::kNotSupported, "this format has no user metadata");
+  virtual Status SetUserMetadata(const Guid& /*item*/, std::span<const std::byte> /*data*/) {
+    return Unsupported("this format has no user metadata");
   }
-  virtual Status DeleteUserMetadata(const Guid& item) {
-    (void)item;
-    return Status(Code::kNotSupported, "this format has no user metadata");
+  virtual Status DeleteUserMetadata(const Guid& /*item*/) {
+    return Unsupported("this format has no user metadata");
   }
+
+ protected:
+  // The answer of an operation a format does not have (the defaults above).
+  static Status Unsupported(const char* what) { return Status(Code::kNotSupported, what); }
 };
 
 // The refusals every format's Image::Resize starts with: a read-only image (kWriteProtect), a

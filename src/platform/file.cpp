@@ -24,18 +24,28 @@ constexpr std::uint64_t kCopyBufferBytes = 1 << 20;
 
 }  // namespace
 
-Result<CopyMethod> File::CopyFrom(File& source, std::uint64_t source_offset, std::uint64_t offset,
-                                  std::uint64_t length) {
-  if (length == 0) return CopyMethod::kBuffered;
+Status CopyThroughBuffer(
+    File& source, std::uint64_t source_offset, std::uint64_t length,
+    const std::function<Status(std::uint64_t, std::span<const std::byte>)>& write) {
+  if (length == 0) return Status::Ok();
   const auto buffer_bytes = static_cast<std::size_t>(std::min(length, kCopyBufferBytes));
   auto buffer = std::make_unique_for_overwrite<std::byte[]>(buffer_bytes);
   for (std::uint64_t done = 0; done < length;) {
     const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buffer_bytes, length - done));
     const std::span<std::byte> piece(buffer.get(), n);
     VDISK_RETURN_IF_ERROR(source.ReadAt(source_offset + done, piece));
-    VDISK_RETURN_IF_ERROR(WriteAt(offset + done, piece));
+    VDISK_RETURN_IF_ERROR(write(done, piece));
     done += n;
   }
+  return Status::Ok();
+}
+
+Result<CopyMethod> File::CopyFrom(File& source, std::uint64_t source_offset, std::uint64_t offset,
+                                  std::uint64_t length) {
+  VDISK_RETURN_IF_ERROR(CopyThroughBuffer(
+      source, source_offset, length, [&](std::uint64_t done, std::span<const std::byte> piece) {
+        return WriteAt(offset + done, piece);
+      }));
   return CopyMethod::kBuffered;
 }
 

@@ -106,12 +106,20 @@ class File {
   }
 };
 
-using FileOpener = std::function<Result<std::unique_ptr<File>>(
-    const std::filesystem::path&, FileAccess, FileDisposition)>;
+// Copies `length` bytes of `source` at `source_offset` through one buffer of at most 1 MiB, a
+// piece at a time, each stored by write(offset_in_range, piece); stops at the first failure.
+// File::CopyFrom's fallback, and the copy of the formats' WriteFromFile.
+Status CopyThroughBuffer(
+    File& source, std::uint64_t source_offset, std::uint64_t length,
+    const std::function<Status(std::uint64_t, std::span<const std::byte>)>& write);
+
+using FileOpener = std::function<Result<std::unique_ptr<File>>(const std::filesystem::path&,
+                                                               FileAccess, FileDisposition)>;
 
 // Opens a file through the current opener (the OS's unless a test replaced it).
-Result<std::unique_ptr<File>> OpenFile(const std::filesystem::path& path, FileAccess access,
-                                       FileDisposition disposition = FileDisposition::kOpenExisting);
+Result<std::unique_ptr<File>> OpenFile(
+    const std::filesystem::path& path, FileAccess access,
+    FileDisposition disposition = FileDisposition::kOpenExisting);
 // Test seam: replaces the opener and returns the previous one. Pass nullptr to restore the OS's.
 FileOpener SetFileOpenerForTesting(FileOpener opener);
 // The OS's own opener. Only regular files open: a directory, FIFO, socket or device fails at

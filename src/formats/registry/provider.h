@@ -13,8 +13,8 @@
 #include <span>
 #include <string_view>
 
-#include "formats/image.h"
 #include "base/status.h"
+#include "formats/image.h"
 #include "platform/file.h"
 
 namespace vdisk {
@@ -33,11 +33,11 @@ struct OpenOptions {
 
 struct CreateOptions {
   DiskSubtype subtype = DiskSubtype::kDynamic;
-  std::uint64_t virtual_size = 0;         // bytes; for differencing: the parent's size
-  std::uint32_t block_size = 0;           // 0: the format's default
-  std::uint32_t logical_sector_size = 0;  // 0: the format's default
-  std::uint32_t physical_sector_size = 0; // 0: the format's default
-  Guid unique_id;                         // zero: a random one
+  std::uint64_t virtual_size = 0;          // bytes; for differencing: the parent's size
+  std::uint32_t block_size = 0;            // 0: the format's default
+  std::uint32_t logical_sector_size = 0;   // 0: the format's default
+  std::uint32_t physical_sector_size = 0;  // 0: the format's default
+  Guid unique_id;                          // zero: a random one
   // Differencing: the opened parent and the path to record in the locators.
   const Image* parent = nullptr;
   std::filesystem::path parent_path;
@@ -95,6 +95,30 @@ Result<std::unique_ptr<Image>> OpenImageAs(std::unique_ptr<platform::File> file,
   VDISK_ASSIGN_OR_RETURN(auto image, ImageT::Open(std::move(file), options));
   return std::unique_ptr<Image>(std::move(image));
 }
+
+// The provider of a format this library writes: ImageT::Open opens its images, `create` makes
+// new ones; the format's own class adds Probe.
+template <typename ImageT>
+class ImageProvider : public NamedProvider {
+ public:
+  using Creator = Result<std::unique_ptr<Image>> (*)(const std::filesystem::path&,
+                                                     const CreateOptions&);
+  ImageProvider(DiskFormat format, std::string_view name,
+                std::span<const std::string_view> extensions, Creator create)
+      : NamedProvider(format, name, extensions), create_(create) {}
+
+  Result<std::unique_ptr<Image>> Open(std::unique_ptr<platform::File> file,
+                                      const OpenOptions& options) const final {
+    return OpenImageAs<ImageT>(std::move(file), options);
+  }
+  Result<std::unique_ptr<Image>> Create(const std::filesystem::path& path,
+                                        const CreateOptions& options) const final {
+    return create_(path, options);
+  }
+
+ private:
+  const Creator create_;
+};
 
 // What a provider's Create does around writing a new image: creates `path` (which must not
 // exist), locks it, writes the image with `write`, and opens it read-write with `open`. On any

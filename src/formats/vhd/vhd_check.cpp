@@ -20,57 +20,53 @@ std::string FooterProblem(std::span<const std::byte> bytes) {
   std::memcpy(&footer, bytes.data(), sizeof footer);
   if (std::string_view(footer.cookie.data(), footer.cookie.size()) != kFooterCookie)
     return "no 'conectix' cookie";
-  if (ComputeChecksum(bytes, kFooterChecksumOffset) != footer.checksum.get())
-    return "bad checksum";
+  if (ComputeChecksum(bytes, kFooterChecksumOffset) != footer.checksum.get()) return "bad checksum";
   return {};
 }
 
 }  // namespace
 
 CheckFindings CheckVhdStructures(const Image& image) {
-  CheckFindings findings;
+  CheckReport report;
   platform::File& file = image.file();
-  auto corrupt = [&](std::string message) {
-    findings.push_back({CheckFinding::Kind::kCorruption, std::move(message), 0});
-  };
   auto size = file.Size();
   if (!size.ok() || *size < kFooterSize) {
-    corrupt("cannot read the file's size");
-    return findings;
+    report.Corruption("cannot read the file's size");
+    return report.Take();
   }
   const std::uint64_t footer_offset = *size - kFooterSize;
   std::vector<std::byte> end_footer(kFooterSize);
   if (!file.ReadAt(footer_offset, end_footer).ok()) {
-    corrupt("cannot read the footer " + At(footer_offset));
-    return findings;
+    report.Corruption("cannot read the footer " + At(footer_offset));
+    return report.Take();
   }
   const std::string end_problem = FooterProblem(end_footer);
   if (!end_problem.empty()) {
-    corrupt("footer " + At(footer_offset) + " (end of file): " + end_problem +
-            "; the copy at offset 0 is in use (--repair rewrites it)");
+    report.Corruption("footer " + At(footer_offset) + " (end of file): " + end_problem +
+                      "; the copy at offset 0 is in use (--repair rewrites it)");
   }
   if (image.subtype() == DiskSubtype::kFixed) {
     const std::uint64_t expected = image.virtual_size() + kFooterSize;
     if (*size > expected) {
-      findings.push_back({CheckFinding::Kind::kLeak,
-                          std::to_string(*size - expected) + " bytes after the data and footer",
-                          *size - expected});
+      report.Add({CheckFinding::Kind::kLeak,
+                  std::to_string(*size - expected) + " bytes after the data and footer",
+                  *size - expected});
     }
-    return findings;
+    return report.Take();
   }
 
   // Dynamic and differencing: the copy at offset 0 must equal the footer at the end.
   std::vector<std::byte> copy(kFooterSize);
   if (!file.ReadAt(0, copy).ok()) {
-    corrupt("cannot read the footer copy at offset 0");
-    return findings;
+    report.Corruption("cannot read the footer copy at offset 0");
+    return report.Take();
   }
   const std::string copy_problem = FooterProblem(copy);
   if (!copy_problem.empty()) {
-    corrupt("footer copy at offset 0: " + copy_problem + " (--repair rewrites it)");
+    report.Corruption("footer copy at offset 0: " + copy_problem + " (--repair rewrites it)");
   } else if (end_problem.empty() && copy != end_footer) {
-    corrupt("footer copy at offset 0 differs from the footer " + At(footer_offset) +
-            " (--repair rewrites it)");
+    report.Corruption("footer copy at offset 0 differs from the footer " + At(footer_offset) +
+                      " (--repair rewrites it)");
   }
   const std::vector<std::byte>& good = end_problem.empty() ? end_footer : copy;
   Footer footer;
@@ -79,8 +75,8 @@ CheckFindings CheckVhdStructures(const Image& image) {
   DynamicHeader header;
   std::vector<std::byte> header_bytes(kDynamicHeaderSize);
   if (!file.ReadAt(header_offset, header_bytes).ok()) {
-    corrupt("cannot read the dynamic header " + At(header_offset));
-    return findings;
+    report.Corruption("cannot read the dynamic header " + At(header_offset));
+    return report.Take();
   }
   std::memcpy(&header, header_bytes.data(), sizeof header);
 
@@ -107,8 +103,8 @@ CheckFindings CheckVhdStructures(const Image& image) {
   }
   std::vector<std::byte> table(std::uint64_t{entries} * 4);
   if (!file.ReadAt(table_offset, table).ok()) {
-    corrupt("cannot read the block allocation table " + At(table_offset));
-    return findings;
+    report.Corruption("cannot read the block allocation table " + At(table_offset));
+    return report.Take();
   }
   const std::uint32_t block_size = header.block_size.get();
   const std::uint64_t block_bytes = std::uint64_t{BitmapBytes(block_size)} + block_size;
@@ -118,28 +114,30 @@ CheckFindings CheckVhdStructures(const Image& image) {
     if (entry.get() == kUnallocated) continue;
     const std::uint64_t begin = std::uint64_t{entry.get()} * kSectorSize;
     if (begin + block_bytes > footer_offset) {
-      corrupt("block allocation table entry " + std::to_string(i) + " points " + At(begin) +
-              ", past the end of the data area (" + std::to_string(footer_offset) + ")");
+      report.Corruption("block allocation table entry " + std::to_string(i) + " points " +
+                        At(begin) + ", past the end of the data area (" +
+                        std::to_string(footer_offset) + ")");
       continue;
     }
     used.push_back({begin, begin + block_bytes, "block " + std::to_string(i)});
   }
-  std::sort(used.begin(), used.end(), [](const Used& a, const Used& b) { return a.begin < b.begin; });
+  std::sort(used.begin(), used.end(),
+            [](const Used& a, const Used& b) { return a.begin < b.begin; });
   std::uint64_t end = 0;
   for (std::size_t i = 0; i < used.size(); ++i) {
     if (i > 0 && used[i].begin < used[i - 1].end) {
-      corrupt(used[i].what + " " + At(used[i].begin) + " overlaps " + used[i - 1].what + " " +
-              At(used[i - 1].begin));
+      report.Corruption(used[i].what + " " + At(used[i].begin) + " overlaps " + used[i - 1].what +
+                        " " + At(used[i - 1].begin));
     }
     end = std::max(end, used[i].end);
   }
   if (footer_offset > end) {
-    findings.push_back({CheckFinding::Kind::kLeak,
-                        std::to_string(footer_offset - end) + " bytes between offset " +
-                            std::to_string(end) + " and the footer that no structure uses",
-                        footer_offset - end});
+    report.Add({CheckFinding::Kind::kLeak,
+                std::to_string(footer_offset - end) + " bytes between offset " +
+                    std::to_string(end) + " and the footer that no structure uses",
+                footer_offset - end});
   }
-  return findings;
+  return report.Take();
 }
 
 }  // namespace vdisk::vhd

@@ -25,11 +25,8 @@
 namespace vdisk::vhd {
 namespace {
 
-constexpr std::uint64_t kDataAlignment = 4096;
 // One zero-scan step reads at most this much before it commits what it found and lets I/O in.
 constexpr std::uint64_t kScanStepBytes = 64ull << 20;
-constexpr std::uint32_t kMaxLocatorBytes = 64 * 1024;
-constexpr std::uint32_t kBatEntriesPerSector = kSectorSize / 4;
 
 }  // namespace
 
@@ -195,8 +192,7 @@ Status VhdImage::MoveBlock(std::uint32_t block, std::uint64_t from, std::uint64_
 Status VhdImage::TruncateAfterLastBlock() {
   VDISK_ASSIGN_OR_RETURN(const auto metadata, MetadataRanges());
   std::lock_guard lock(allocation_mutex_);
-  std::uint64_t end = 0;
-  for (const auto& range : metadata) end = std::max(end, range.second);
+  std::uint64_t end = compaction::EndOfRanges(metadata);
   const std::uint64_t slot = std::uint64_t{bitmap_bytes_} + block_size_;
   for (const auto& entry : bat_) {
     const std::uint32_t e = entry.load(std::memory_order_acquire);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/bytes.h"
+#include "formats/locator_path.h"
 #include "formats/vhd/vhd_format.h"
 #include "formats/vhd/vhd_image.h"
 
@@ -102,14 +103,6 @@ std::array<std::byte, kFooterSize> MakeFooter(const CreateOptions& options) {
   return bytes;
 }
 
-// A path as Windows stores it in a locator: UTF-8 here, backslash separators.
-std::string WindowsStyle(const std::filesystem::path& path) {
-  const std::u8string u8 = path.generic_u8string();
-  std::string text(u8.begin(), u8.end());
-  std::replace(text.begin(), text.end(), '/', '\\');
-  return text;
-}
-
 }  // namespace
 
 // The parent's paths as a differencing header records them: the name field (UTF-16BE) and the
@@ -123,10 +116,10 @@ Status DescribeParent(const std::filesystem::path& child_path,
   const auto child_dir = std::filesystem::absolute(child_path, ec).parent_path().lexically_normal();
   if (ec) return Status(Code::kInvalidParameter, child_path.string() + ": " + ec.message());
 
-  const std::string absolute = WindowsStyle(parent);
+  const std::string absolute = ToLocatorText(parent);
   const auto relative_path = parent.lexically_relative(child_dir);
   if (!relative_path.empty()) {
-    std::string relative = WindowsStyle(relative_path);
+    std::string relative = ToLocatorText(relative_path);
     if (!relative.starts_with("..")) relative = ".\\" + relative;
     locators.push_back({kPlatformW2ru, Utf8ToUtf16(relative, /*big_endian=*/false)});
   }
@@ -135,7 +128,7 @@ Status DescribeParent(const std::filesystem::path& child_path,
   // The name field holds 256 UTF-16 units; a path too long for it is recorded by file name.
   constexpr std::size_t kNameBytes = sizeof(DynamicHeader::parent_unicode_name);
   name = Utf8ToUtf16(absolute, /*big_endian=*/true);
-  if (name.size() > kNameBytes) name = Utf8ToUtf16(WindowsStyle(parent.filename()), true);
+  if (name.size() > kNameBytes) name = Utf8ToUtf16(ToLocatorText(parent.filename()), true);
   if (name.size() > kNameBytes) name.resize(kNameBytes);
   return Status::Ok();
 }

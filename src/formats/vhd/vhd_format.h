@@ -52,6 +52,11 @@ using Be32 = BigEndian<std::uint32_t>;
 using Be64 = BigEndian<std::uint64_t>;
 
 constexpr std::uint32_t kSectorSize = 512;
+// Payload blocks start their data on this boundary (this library's writer; readers accept any).
+constexpr std::uint64_t kDataAlignment = 4096;
+// Locator data longer than this is not a path; such locators are ignored.
+constexpr std::uint32_t kMaxLocatorBytes = 64 * 1024;
+constexpr std::uint32_t kBatEntriesPerSector = kSectorSize / 4;
 constexpr std::size_t kFooterSize = 512;
 // Virtual PC before 2004 wrote a footer without the last reserved byte.
 constexpr std::size_t kOldFooterSize = 511;

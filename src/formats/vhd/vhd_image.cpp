@@ -8,18 +8,13 @@
 #include <utility>
 
 #include "base/bytes.h"
+#include "formats/locator_path.h"
 
 namespace vdisk::vhd {
 namespace {
 
-// Payload blocks start their data on this boundary.
-constexpr std::uint64_t kDataAlignment = 4096;
-
 // Sector bitmaps kept in memory per differencing image (2 MiB blocks: 64 GiB of disk).
 constexpr std::size_t kMaxCachedBitmapBytes = std::size_t{16} << 20;
-// Locator data longer than this is not a path; such locators are ignored.
-constexpr std::uint32_t kMaxLocatorBytes = 64 * 1024;
-constexpr std::uint32_t kBatEntriesPerSector = kSectorSize / 4;
 // More blocks than this (64 MiB of BAT in memory) only come from tiny blocks on a huge disk, which
 // no known writer produces: 2040 GiB in 512 KiB blocks is 4177920.
 constexpr std::uint64_t kMaxBlocks = std::uint64_t{1} << 24;
@@ -40,23 +35,61 @@ bool HasCookie(std::span<const std::byte> bytes, std::string_view cookie) {
          std::memcmp(bytes.data(), cookie.data(), cookie.size()) == 0;
 }
 
+// What a footer and a dynamic header both begin with: a cookie, a checksum over the structure
+// and a version whose major part is 1. The codes and words of each structure's failures.
+struct Envelope {
+  std::string_view cookie;
+  std::size_t checksum_offset;
+  Code missing_code;
+  std::string_view missing_text;
+  Code checksum_code;
+  std::string_view checksum_name;
+  Code version_code;
+  std::string_view version_name;
+};
+
+constexpr Envelope kFooterEnvelope{kFooterCookie,
+                                   kFooterChecksumOffset,
+                                   Code::kVhdFooterMissing,
+                                   "no VHD footer (cookie \"conectix\" missing)",
+                                   Code::kVhdFooterChecksumMismatch,
+                                   "footer checksum",
+                                   Code::kVhdUnsupportedVersion,
+                                   "footer file format version"};
+constexpr Envelope kDynamicHeaderEnvelope{kDynamicHeaderCookie,
+                                          kDynamicHeaderChecksumOffset,
+                                          Code::kVhdSparseHeaderCorrupt,
+                                          "cookie \"cxsparse\" missing",
+                                          Code::kVhdSparseHeaderChecksumMismatch,
+                                          "checksum",
+                                          Code::kVhdSparseHeaderUnsupportedVersion,
+                                          "header version"};
+
+// Checks the envelope `e` of `bytes`, whose stored checksum and version are `checksum` and
+// `version`; `where` names the file and offset.
+Status CheckEnvelope(std::span<const std::byte> bytes, const Envelope& e, std::uint32_t checksum,
+                     std::uint32_t version, const std::string& where) {
+  if (!HasCookie(bytes, e.cookie)) {
+    return Status(e.missing_code, where + ": " + std::string(e.missing_text));
+  }
+  const std::uint32_t computed = ComputeChecksum(bytes, e.checksum_offset);
+  if (checksum != computed) {
+    return Status(e.checksum_code, where + ": " + std::string(e.checksum_name) + " " +
+                                       Hex32(checksum) + " does not match the computed " +
+                                       Hex32(computed));
+  }
+  if ((version >> 16) != (kVersion >> 16)) {
+    return Status(e.version_code, where + ": " + std::string(e.version_name) + " " +
+                                      Hex32(version) + " is not 0x00010000");
+  }
+  return Status::Ok();
+}
+
 // Validates one footer (spec "Hard Disk Footer Format"); `where` names the file and offset.
 Status CheckFooter(std::span<const std::byte, kFooterSize> bytes, const std::string& where) {
-  if (!HasCookie(bytes, kFooterCookie)) {
-    return Status(Code::kVhdFooterMissing, where + ": no VHD footer (cookie \"conectix\" missing)");
-  }
   const auto footer = LoadAs<Footer>(bytes);
-  const std::uint32_t computed = ComputeChecksum(bytes, kFooterChecksumOffset);
-  if (footer.checksum.get() != computed) {
-    return Status(Code::kVhdFooterChecksumMismatch,
-                  where + ": footer checksum " + Hex32(footer.checksum.get()) +
-                      " does not match the computed " + Hex32(computed));
-  }
-  if ((footer.file_format_version.get() >> 16) != (kVersion >> 16)) {
-    return Status(Code::kVhdUnsupportedVersion, where + ": footer file format version " +
-                                                    Hex32(footer.file_format_version.get()) +
-                                                    " is not 0x00010000");
-  }
+  VDISK_RETURN_IF_ERROR(CheckEnvelope(bytes, kFooterEnvelope, footer.checksum.get(),
+                                      footer.file_format_version.get(), where));
   const std::uint32_t type = footer.disk_type.get();
   if (type != static_cast<std::uint32_t>(DiskType::kFixed) &&
       type != static_cast<std::uint32_t>(DiskType::kDynamic) &&
@@ -75,14 +108,6 @@ Status CheckFooter(std::span<const std::byte, kFooterSize> bytes, const std::str
 bool IsDamagedFooter(const Status& status) {
   return status.code() == Code::kVhdFooterMissing ||
          status.code() == Code::kVhdFooterChecksumMismatch;
-}
-
-// A stored locator string as a path on this OS.
-std::filesystem::path ToPath(std::string text) {
-#ifndef _WIN32
-  std::replace(text.begin(), text.end(), '\\', '/');
-#endif
-  return std::filesystem::path(std::u8string(text.begin(), text.end()));
 }
 
 bool HasDrivePrefix(std::string_view text) {
@@ -107,7 +132,6 @@ bool Overlap(std::uint64_t a_start, std::uint64_t a_end, const Region& b) {
   return a_start < b.end && b.start < a_end;
 }
 
-
 // Validates the dynamic header and the BAT of a dynamic or differencing image and fills in
 // `m`. `data_limit`: where metadata and blocks must end (the end footer's offset, or the file
 // size when the end footer is damaged). `used_end` receives the end of everything in use.
@@ -126,21 +150,9 @@ Status ReadDynamicMetadata(platform::File& file, std::uint64_t file_size, std::u
   std::array<std::byte, kDynamicHeaderSize> header_bytes;
   VDISK_RETURN_IF_ERROR(file.ReadAt(header_offset, header_bytes));
   const std::string where = Where(file, "dynamic header", header_offset);
-  if (!HasCookie(header_bytes, kDynamicHeaderCookie)) {
-    return Status(Code::kVhdSparseHeaderCorrupt, where + ": cookie \"cxsparse\" missing");
-  }
   const auto header = LoadAs<DynamicHeader>(header_bytes);
-  const std::uint32_t computed = ComputeChecksum(header_bytes, kDynamicHeaderChecksumOffset);
-  if (header.checksum.get() != computed) {
-    return Status(Code::kVhdSparseHeaderChecksumMismatch,
-                  where + ": checksum " + Hex32(header.checksum.get()) +
-                      " does not match the computed " + Hex32(computed));
-  }
-  if ((header.header_version.get() >> 16) != (kVersion >> 16)) {
-    return Status(
-        Code::kVhdSparseHeaderUnsupportedVersion,
-        where + ": header version " + Hex32(header.header_version.get()) + " is not 0x00010000");
-  }
+  VDISK_RETURN_IF_ERROR(CheckEnvelope(header_bytes, kDynamicHeaderEnvelope, header.checksum.get(),
+                                      header.header_version.get(), where));
   const std::uint32_t block_size = header.block_size.get();
   if (!IsPowerOfTwo(block_size) || block_size < kMinBlockSize || block_size > kMaxBlockSize) {
     return Status(Code::kVhdInvalidBlockSize,
@@ -286,16 +298,18 @@ Result<ParentReference> ReadParentReference(platform::File& file, std::uint64_t 
     ref.stored_locations.push_back(relative);
     std::string_view rel = relative;
     if (rel.starts_with(".\\") || rel.starts_with("./")) rel.remove_prefix(2);
-    if (!options.ignore_relative_parent_locator) AddCandidate(ref, dir / ToPath(std::string(rel)));
+    if (!options.ignore_relative_parent_locator)
+      AddCandidate(ref, dir / FromLocatorText(std::string(rel)));
   }
   if (!absolute.empty()) {
     ref.stored_locations.push_back(absolute);
     // A Windows path ("C:\...") is not absolute elsewhere; it cannot name a file here.
-    if (auto path = ToPath(absolute); path.is_absolute()) AddCandidate(ref, std::move(path));
+    if (auto path = FromLocatorText(absolute); path.is_absolute())
+      AddCandidate(ref, std::move(path));
   }
   if (!name.empty()) {
     ref.stored_locations.push_back(name);
-    auto path = ToPath(name);
+    auto path = FromLocatorText(name);
     if (!path.is_absolute() && HasDrivePrefix(name)) path = path.filename();
     if (path.is_absolute() || !options.ignore_relative_parent_locator)
       AddCandidate(ref, dir / path);

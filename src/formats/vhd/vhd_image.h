@@ -164,6 +164,8 @@ class VhdImage final : public PayloadImage {
                        OperationControl& progress);
   // Writes `footer` at the end footer's place and as the copy at 0 (dynamic), flushing each.
   Status WriteFooters(const std::array<std::byte, kFooterSize>& footer);
+  // Flushes the file when write hardening is on: between the steps of a crash-safe change.
+  Status FlushIfHardening() { return write_hardening_ ? file_->Flush() : Status::Ok(); }
   std::uint64_t BlockFileOffset(std::uint32_t entry) const {
     return std::uint64_t{entry} * kSectorSize;
   }

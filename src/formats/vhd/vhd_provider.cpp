@@ -11,7 +11,7 @@
 namespace vdisk {
 namespace {
 
-constexpr std::array<std::string_view, 2> kExtensions = {".vhd", ".avhd"};
+constexpr std::array<std::string_view, 2> kVhdExtensions = {".vhd", ".avhd"};
 
 bool CookieAt(std::span<const std::byte> bytes, std::size_t offset) {
   const std::string_view cookie = vhd::kFooterCookie;
@@ -19,9 +19,9 @@ bool CookieAt(std::span<const std::byte> bytes, std::size_t offset) {
          std::memcmp(bytes.data() + offset, cookie.data(), cookie.size()) == 0;
 }
 
-class VhdProvider final : public NamedProvider {
+class VhdProvider final : public ImageProvider<vhd::VhdImage> {
  public:
-  VhdProvider() : NamedProvider(DiskFormat::kVhd, "VHD", kExtensions) {}
+  VhdProvider() : ImageProvider(DiskFormat::kVhd, "VHD", kVhdExtensions, &vhd::CreateVhdImage) {}
 
   int Probe(const ProbeData& data) const override {
     const auto tail = data.tail;
@@ -33,16 +33,6 @@ class VhdProvider final : public NamedProvider {
     // A dynamic image whose end footer is damaged still has its copy at offset 0.
     if (CookieAt(data.head, 0)) return 50;
     return 0;
-  }
-
-  Result<std::unique_ptr<Image>> Open(std::unique_ptr<platform::File> file,
-                                      const OpenOptions& options) const override {
-    return OpenImageAs<vhd::VhdImage>(std::move(file), options);
-  }
-
-  Result<std::unique_ptr<Image>> Create(const std::filesystem::path& path,
-                                        const CreateOptions& options) const override {
-    return vhd::CreateVhdImage(path, options);
   }
 };
 

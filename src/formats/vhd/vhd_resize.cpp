@@ -46,7 +46,8 @@ std::array<std::byte, kFooterSize> FooterWithSize(const std::array<std::byte, kF
   // Readers size a disk by its geometry unless they trust the creator (formats-and-peers.md);
   // when the geometry cannot say the new size exactly, the creator becomes one they trust, as
   // this implementation's own files have.
-  const std::uint64_t chs = std::uint64_t{g.cylinders} * g.heads * g.sectors_per_track * kSectorSize;
+  const std::uint64_t chs =
+      std::uint64_t{g.cylinders} * g.heads * g.sectors_per_track * kSectorSize;
   const std::string_view creator(f.creator_application.data(), 4);
   const bool trusted = creator == "win " || creator == "qem2" || creator == "d2v " ||
                        creator == "CTXS" || creator == std::string_view("tap\0", 4);
@@ -82,10 +83,11 @@ Status VhdImage::Resize(std::uint64_t new_size, OperationControl& progress) {
       CheckResize(*this, new_size, kSectorSize, kMaxDiskSize, "2040 GiB, the VHD limit", progress));
   std::lock_guard lock(allocation_mutex_);
   const auto footer = FooterWithSize(footer_, new_size);
-  const Status status = subtype_ == DiskSubtype::kFixed
-                            ? ResizeFixed(new_size, footer, progress)
-                            : ResizeDynamic(new_size, footer, progress);
-  if (!status.ok()) return status.code() == Code::kOperationAborted ? status : status.WithContext(path + ": resize");
+  const Status status = subtype_ == DiskSubtype::kFixed ? ResizeFixed(new_size, footer, progress)
+                                                        : ResizeDynamic(new_size, footer, progress);
+  if (!status.ok())
+    return status.code() == Code::kOperationAborted ? status
+                                                    : status.WithContext(path + ": resize");
   size_ = new_size;
   footer_ = footer;
   return Status::Ok();
@@ -94,8 +96,6 @@ Status VhdImage::Resize(std::uint64_t new_size, OperationControl& progress) {
 Status VhdImage::ResizeFixed(std::uint64_t new_size,
                              const std::array<std::byte, kFooterSize>& footer,
                              OperationControl& progress) {
-  const bool harden = write_hardening_;
-  auto flush = [&] { return harden ? file_->Flush() : Status::Ok(); };
   const std::uint64_t old_size = size_;
   progress.SetProgress(0, 1);
   if (progress.cancelled()) return ResizeCancelled(*file_);
@@ -103,20 +103,20 @@ Status VhdImage::ResizeFixed(std::uint64_t new_size,
     const std::uint64_t file_end = footer_offset_ + kFooterSize;
     if (footer_offset_ < new_size) {
       VDISK_RETURN_IF_ERROR(file_->WriteAt(new_size, footer_));  // (1)
-      VDISK_RETURN_IF_ERROR(flush());
+      VDISK_RETURN_IF_ERROR(FlushIfHardening());
       footer_offset_ = new_size;
     }
     VDISK_RETURN_IF_ERROR(WriteZeros(*file_, old_size, std::min(new_size, file_end)));  // (2)
-    VDISK_RETURN_IF_ERROR(flush());
+    VDISK_RETURN_IF_ERROR(FlushIfHardening());
   }
   VDISK_RETURN_IF_ERROR(file_->WriteAt(footer_offset_, footer));  // the switch
-  VDISK_RETURN_IF_ERROR(flush());
+  VDISK_RETURN_IF_ERROR(FlushIfHardening());
   progress.SetProgress(1, 1);
   if (footer_offset_ != new_size) {
     VDISK_RETURN_IF_ERROR(file_->WriteAt(new_size, footer));
-    VDISK_RETURN_IF_ERROR(flush());
+    VDISK_RETURN_IF_ERROR(FlushIfHardening());
     VDISK_RETURN_IF_ERROR(file_->Resize(new_size + kFooterSize));
-    VDISK_RETURN_IF_ERROR(flush());
+    VDISK_RETURN_IF_ERROR(FlushIfHardening());
     footer_offset_ = new_size;
   }
   return Status::Ok();
@@ -124,17 +124,15 @@ Status VhdImage::ResizeFixed(std::uint64_t new_size,
 
 Status VhdImage::WriteFooters(const std::array<std::byte, kFooterSize>& footer) {
   VDISK_RETURN_IF_ERROR(file_->WriteAt(footer_offset_, footer));
-  if (write_hardening_) VDISK_RETURN_IF_ERROR(file_->Flush());
+  VDISK_RETURN_IF_ERROR(FlushIfHardening());
   VDISK_RETURN_IF_ERROR(file_->WriteAt(0, footer));
-  if (write_hardening_) VDISK_RETURN_IF_ERROR(file_->Flush());
+  VDISK_RETURN_IF_ERROR(FlushIfHardening());
   return Status::Ok();
 }
 
 Status VhdImage::ResizeDynamic(std::uint64_t new_size,
                                const std::array<std::byte, kFooterSize>& footer,
                                OperationControl& progress) {
-  const bool harden = write_hardening_;
-  auto flush = [&] { return harden ? file_->Flush() : Status::Ok(); };
   const std::uint64_t old_size = size_;
   const std::uint64_t bs = block_size_;
   const std::uint64_t old_blocks = bat_.size();
@@ -160,7 +158,7 @@ Status VhdImage::ResizeDynamic(std::uint64_t new_size,
                       "program wrote); it cannot grow in place");
       }
       VDISK_RETURN_IF_ERROR(WriteZeros(*file_, data + tail, data + end));
-      VDISK_RETURN_IF_ERROR(flush());
+      VDISK_RETURN_IF_ERROR(FlushIfHardening());
     }
     progress.SetProgress(1, steps);
     if (progress.cancelled()) return ResizeCancelled(*file_);
@@ -194,10 +192,10 @@ Status VhdImage::ResizeDynamic(std::uint64_t new_size,
       if (table_offset_ + new_blocks * 4 <= room) {
         const std::vector<std::byte> unallocated((new_blocks - old_blocks) * 4, std::byte{0xFF});
         VDISK_RETURN_IF_ERROR(file_->WriteAt(table_offset_ + old_blocks * 4, unallocated));
-        VDISK_RETURN_IF_ERROR(flush());
+        VDISK_RETURN_IF_ERROR(FlushIfHardening());
         if (new_blocks > header.max_table_entries.get()) {
           VDISK_RETURN_IF_ERROR(write_header(table_offset_, new_blocks));
-          VDISK_RETURN_IF_ERROR(flush());
+          VDISK_RETURN_IF_ERROR(FlushIfHardening());
         }
       } else {
         // A new table at the end of the file, the old footer copied past it.
@@ -207,14 +205,13 @@ Status VhdImage::ResizeDynamic(std::uint64_t new_size,
         VDISK_RETURN_IF_ERROR(file_->WriteAt(new_footer_offset, footer_));
         std::vector<Be32> entries(table_bytes / 4);
         for (std::uint64_t i = 0; i < entries.size(); ++i) {
-          entries[i].set(i < old_blocks ? bat_[i].load(std::memory_order_relaxed)
-                                        : kUnallocated);
+          entries[i].set(i < old_blocks ? bat_[i].load(std::memory_order_relaxed) : kUnallocated);
         }
         VDISK_RETURN_IF_ERROR(file_->WriteAt(table, std::as_bytes(std::span(entries))));
-        VDISK_RETURN_IF_ERROR(flush());
+        VDISK_RETURN_IF_ERROR(FlushIfHardening());
         footer_offset_ = new_footer_offset;  // blocks now go after the new table
         VDISK_RETURN_IF_ERROR(write_header(table, table_bytes / 4));
-        VDISK_RETURN_IF_ERROR(flush());
+        VDISK_RETURN_IF_ERROR(FlushIfHardening());
         table_offset_ = table;
       }
     }

@@ -19,15 +19,12 @@ std::string KiB(std::uint64_t offset) { return std::to_string(offset / kKiB) + "
 }  // namespace
 
 CheckFindings CheckVhdxStructures(const Image& image) {
-  CheckFindings findings;
+  CheckReport report;
   platform::File& file = image.file();
-  auto corrupt = [&](std::string message) {
-    findings.push_back({CheckFinding::Kind::kCorruption, std::move(message), 0});
-  };
   auto size = file.Size();
   if (!size.ok()) {
-    corrupt("cannot read the file's size");
-    return findings;
+    report.Corruption("cannot read the file's size");
+    return report.Take();
   }
 
   // §2.2.2: two headers; the valid one with the higher sequence number is current.
@@ -35,7 +32,7 @@ CheckFindings CheckVhdxStructures(const Image& image) {
   for (auto [number, offset] : {std::pair{1, kHeader1Offset}, std::pair{2, kHeader2Offset}}) {
     std::vector<std::byte> bytes(kHeaderSize);
     if (!file.ReadAt(offset, bytes).ok()) {
-      corrupt("cannot read header " + std::to_string(number) + " at " + KiB(offset));
+      report.Corruption("cannot read header " + std::to_string(number) + " at " + KiB(offset));
       continue;
     }
     const auto header = LoadAs<Header>(bytes);
@@ -46,16 +43,17 @@ CheckFindings CheckVhdxStructures(const Image& image) {
       problem = "bad checksum";
     }
     if (!problem.empty()) {
-      corrupt("header " + std::to_string(number) + " at " + KiB(offset) + ": " + problem +
-              "; the other header is in use (--repair rewrites it)");
+      report.Corruption("header " + std::to_string(number) + " at " + KiB(offset) + ": " + problem +
+                        "; the other header is in use (--repair rewrites it)");
       continue;
     }
     if (!current || header.sequence_number.get() > current->sequence_number.get()) current = header;
   }
-  if (!current) return findings;  // the open would have refused; nothing more to check
+  if (!current) return report.Take();  // the open would have refused; nothing more to check
   if (current->log_guid != Guid{}) {
-    corrupt("the log holds entries not yet replayed (header log GUID set): the file was not "
-            "closed cleanly (--repair replays the log)");
+    report.Corruption(
+        "the log holds entries not yet replayed (header log GUID set): the file was not "
+        "closed cleanly (--repair replays the log)");
   }
 
   struct Used {
@@ -73,7 +71,8 @@ CheckFindings CheckVhdxStructures(const Image& image) {
        {std::pair{1, kRegionTable1Offset}, std::pair{2, kRegionTable2Offset}}) {
     std::vector<std::byte> bytes(kRegionTableSize);
     if (!file.ReadAt(offset, bytes).ok()) {
-      corrupt("cannot read region table " + std::to_string(number) + " at " + KiB(offset));
+      report.Corruption("cannot read region table " + std::to_string(number) + " at " +
+                        KiB(offset));
       continue;
     }
     const auto table = LoadAs<RegionTableHeader>(bytes);
@@ -87,19 +86,20 @@ CheckFindings CheckVhdxStructures(const Image& image) {
       problem = "differs from region table 1";
     }
     if (!problem.empty()) {
-      corrupt("region table " + std::to_string(number) + " at " + KiB(offset) + ": " + problem +
-              (number == 1 ? "; region table 2 is in use" : "") + " (--repair rewrites it)");
+      report.Corruption("region table " + std::to_string(number) + " at " + KiB(offset) + ": " +
+                        problem + (number == 1 ? "; region table 2 is in use" : "") +
+                        " (--repair rewrites it)");
       continue;
     }
     if (!regions) regions = std::move(bytes);
   }
-  if (!regions) return findings;
+  if (!regions) return report.Take();
 
   std::uint64_t bat_offset = 0, bat_length = 0, metadata_offset = 0;
   const auto table = LoadAs<RegionTableHeader>(*regions);
   for (std::uint32_t i = 0; i < std::min(table.entry_count.get(), kMaxRegionEntries); ++i) {
-    const auto entry =
-        LoadAs<RegionTableEntry>(*regions, sizeof(RegionTableHeader) + i * sizeof(RegionTableEntry));
+    const auto entry = LoadAs<RegionTableEntry>(
+        *regions, sizeof(RegionTableHeader) + i * sizeof(RegionTableEntry));
     const std::uint64_t begin = entry.file_offset.get();
     const std::uint64_t end = begin + entry.length.get();
     if (entry.guid == kBatRegionGuid) {
@@ -120,11 +120,12 @@ CheckFindings CheckVhdxStructures(const Image& image) {
   if (block_size == 0) {
     std::vector<std::byte> table_bytes(kMetadataTableSize);
     if (!file.ReadAt(metadata_offset, table_bytes).ok()) {
-      corrupt("cannot read the metadata table at " + KiB(metadata_offset));
-      return findings;
+      report.Corruption("cannot read the metadata table at " + KiB(metadata_offset));
+      return report.Take();
     }
     const auto header = LoadAs<MetadataTableHeader>(table_bytes);
-    for (std::uint32_t i = 0; i < std::min<std::uint32_t>(header.entry_count.get(), kMaxMetadataEntries); ++i) {
+    for (std::uint32_t i = 0;
+         i < std::min<std::uint32_t>(header.entry_count.get(), kMaxMetadataEntries); ++i) {
       const auto item = LoadAs<MetadataTableEntry>(
           table_bytes, sizeof(MetadataTableHeader) + i * sizeof(MetadataTableEntry));
       if (item.item_id != kFileParametersGuid) continue;
@@ -133,24 +134,24 @@ CheckFindings CheckVhdxStructures(const Image& image) {
         block_size = LoadAs<Le32>(parameters).get();
       }
     }
-    if (block_size < kMinBlockSize || block_size > kMaxBlockSize) return findings;
+    if (block_size < kMinBlockSize || block_size > kMaxBlockSize) return report.Take();
   }
-  const auto geometry = BatGeometry::Compute(image.virtual_size(), block_size,
-                                             image.logical_sector_size(),
-                                             image.subtype() == DiskSubtype::kDifferencing);
+  const auto geometry =
+      BatGeometry::Compute(image.virtual_size(), block_size, image.logical_sector_size(),
+                           image.subtype() == DiskSubtype::kDifferencing);
   const std::uint64_t entries = std::min(geometry.entry_count, bat_length / 8);
   std::vector<std::byte> bat(entries * 8);
   if (!file.ReadAt(bat_offset, bat).ok()) {
-    corrupt("cannot read the BAT at " + KiB(bat_offset));
-    return findings;
+    report.Corruption("cannot read the BAT at " + KiB(bat_offset));
+    return report.Take();
   }
   for (std::uint64_t i = 0; i < entries; ++i) {
     const std::uint64_t entry = LoadAs<Le64>(bat, i * 8).get();
     const bool bitmap = (i + 1) % (geometry.chunk_ratio + 1) == 0;
     const std::uint8_t state = BatState(entry);
-    const bool has_data = bitmap ? state == kBitmapPresent
-                                 : state == kPayloadFullyPresent ||
-                                       state == kPayloadPartiallyPresent;
+    const bool has_data = bitmap
+                              ? state == kBitmapPresent
+                              : state == kPayloadFullyPresent || state == kPayloadPartiallyPresent;
     if (!has_data) continue;
     const std::uint64_t begin = BatFileOffset(entry);
     const std::uint64_t length = bitmap ? kSectorBitmapBlockSize : block_size;
@@ -158,19 +159,20 @@ CheckFindings CheckVhdxStructures(const Image& image) {
         (bitmap ? "sector bitmap block of BAT entry " : "payload block of BAT entry ") +
         std::to_string(i);
     if (begin + length > *size) {
-      corrupt(what + " at " + std::to_string(begin) + " runs past the end of the file (" +
-              std::to_string(*size) + " bytes)");
+      report.Corruption(what + " at " + std::to_string(begin) + " runs past the end of the file (" +
+                        std::to_string(*size) + " bytes)");
       continue;
     }
     used.push_back({begin, begin + length, what});
   }
 
-  std::sort(used.begin(), used.end(), [](const Used& a, const Used& b) { return a.begin < b.begin; });
+  std::sort(used.begin(), used.end(),
+            [](const Used& a, const Used& b) { return a.begin < b.begin; });
   std::uint64_t end = 0;
   for (std::size_t i = 0; i < used.size(); ++i) {
     if (i > 0 && used[i].begin < used[i - 1].end) {
-      corrupt(used[i].what + " at " + std::to_string(used[i].begin) + " overlaps " +
-              used[i - 1].what + " at " + std::to_string(used[i - 1].begin));
+      report.Corruption(used[i].what + " at " + std::to_string(used[i].begin) + " overlaps " +
+                        used[i - 1].what + " at " + std::to_string(used[i - 1].begin));
     }
     end = std::max(end, used[i].end);
   }
@@ -179,12 +181,12 @@ CheckFindings CheckVhdxStructures(const Image& image) {
   // writers grow the file ahead of need): a note, not a leak.
   end = (end + kAlignment - 1) / kAlignment * kAlignment;
   if (*size > end) {
-    findings.push_back({CheckFinding::Kind::kNote,
-                        std::to_string(*size - end) + " bytes after offset " + std::to_string(end) +
-                            " are not in use yet (room for new blocks)",
-                        0});
+    report.Add({CheckFinding::Kind::kNote,
+                std::to_string(*size - end) + " bytes after offset " + std::to_string(end) +
+                    " are not in use yet (room for new blocks)",
+                0});
   }
-  return findings;
+  return report.Take();
 }
 
 }  // namespace vdisk::vhdx

@@ -241,8 +241,7 @@ Status VhdxImage::MoveBlock(std::uint64_t index, std::uint64_t from, std::uint64
 Status VhdxImage::TruncateAfterLastBlock() {
   VDISK_ASSIGN_OR_RETURN(const auto fixed, FixedRanges());
   std::lock_guard lock(update_mutex_);
-  std::uint64_t end = 0;
-  for (const auto& range : fixed) end = std::max(end, range.second);
+  std::uint64_t end = compaction::EndOfRanges(fixed);
   for (std::uint64_t index = 0; index < geometry_.entry_count; ++index) {
     VDISK_ASSIGN_OR_RETURN(const std::uint64_t entry, bat_->Get(index));
     const bool bitmap = (index + 1) % (geometry_.chunk_ratio + 1) == 0;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/bytes.h"
+#include "formats/locator_path.h"
 #include "formats/vhd/vhd_format.h"  // UTF-8 -> UTF-16
 #include "formats/vhdx/vhdx_format.h"
 #include "formats/vhdx/vhdx_image.h"
@@ -94,9 +95,9 @@ Result<Plan> CheckOptions(const CreateOptions& options) {
   // Windows' defaults as Microsoft's storage sample lists them (CreateVirtualDisk.cpp):
   // "Dynamic VHDX: ... 32mb (default)", "Differencing VHDX: ... 2mb (default)".
   constexpr std::uint32_t kDefaultDifferencingBlockSize = 2u << 20;
-  plan.block_size = options.block_size != 0 ? options.block_size
+  plan.block_size = options.block_size != 0                         ? options.block_size
                     : options.subtype == DiskSubtype::kDifferencing ? kDefaultDifferencingBlockSize
-                                                                   : kDefaultBlockSize;
+                                                                    : kDefaultBlockSize;
   if (!IsPowerOfTwo(plan.block_size) || plan.block_size < kMinBlockSize ||
       plan.block_size > kMaxBlockSize) {
     return Status(Code::kVhdInvalidBlockSize,
@@ -105,14 +106,6 @@ Result<Plan> CheckOptions(const CreateOptions& options) {
   }
   plan.page83 = options.unique_id.is_zero() ? Guid::Random() : options.unique_id;
   return plan;
-}
-
-// A path as Windows writes it in a locator: UTF-8 here, backslash separators.
-std::string WindowsStyle(const std::filesystem::path& path) {
-  const std::u8string u8 = path.generic_u8string();
-  std::string text(u8.begin(), u8.end());
-  std::replace(text.begin(), text.end(), '/', '\\');
-  return text;
 }
 
 std::vector<std::byte> MakeHeader(std::uint64_t sequence, const Guid& file_write,
@@ -282,11 +275,11 @@ Result<ParentLocator> MakeParentLocator(const std::filesystem::path& child_path,
   locator.Set("parent_linkage", std::move(linkage));
   const auto relative = parent.lexically_relative(child_dir);
   if (!relative.empty()) {
-    std::string text = WindowsStyle(relative);
+    std::string text = ToLocatorText(relative);
     if (!text.starts_with("..")) text = ".\\" + text;
     locator.Set("relative_path", std::move(text));
   }
-  std::string absolute = WindowsStyle(parent);
+  std::string absolute = ToLocatorText(parent);
   // §2.6.2.6.3: absolute_win32_path is an extended-length path ("\\?\d:\...") on Windows.
   if (absolute.size() >= 2 && absolute[1] == ':') absolute = "\\\\?\\" + absolute;
   locator.Set("absolute_win32_path", std::move(absolute));

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "base/bytes.h"
+#include "formats/locator_path.h"
 #include "formats/partition_table.h"
 #include "formats/vhdx/vhdx_create.h"
 
@@ -22,22 +23,6 @@ std::string HeaderName(int index) {
 std::string RegionTableName(int index) {
   return "region table " + std::to_string(index + 1) + " at " +
          DescribeOffset(kRegionTableOffsets[index]);
-}
-
-// A stored locator path as a path on this OS: on POSIX, "\\?\" prefixes go and backslashes
-// become slashes ("C:/x" stays relative there and simply will not exist).
-std::filesystem::path LocatorToPath(std::string text) {
-#ifndef _WIN32
-  for (std::string_view prefix : {"\\\\?\\UNC\\", "\\\\?\\", "\\\\.\\"}) {
-    if (text.starts_with(prefix)) {
-      text.erase(0, prefix.size());
-      if (prefix == "\\\\?\\UNC\\") text.insert(0, "\\\\");
-      break;
-    }
-  }
-  std::replace(text.begin(), text.end(), '\\', '/');
-#endif
-  return std::filesystem::path(std::u8string(text.begin(), text.end()));
 }
 
 }  // namespace
@@ -370,7 +355,7 @@ Status VhdxImage::BuildParentReference() {
     ref.stored_locations.push_back(*value);
     const bool relative = key == "relative_path";
     if (relative && ignore_relative_parent_locator_) continue;
-    std::filesystem::path candidate = LocatorToPath(*value);
+    std::filesystem::path candidate = FromLocatorText(*value);
     if (relative) candidate = dir / candidate;
     candidate = candidate.lexically_normal();
     if (std::find(ref.candidates.begin(), ref.candidates.end(), candidate) == ref.candidates.end())

@@ -11,11 +11,11 @@
 namespace vdisk {
 namespace {
 
-constexpr std::array<std::string_view, 2> kExtensions = {".vhdx", ".avhdx"};
+constexpr std::array<std::string_view, 2> kVhdxExtensions = {".vhdx", ".avhdx"};
 
-class VhdxProvider final : public NamedProvider {
+class VhdxProvider final : public ImageProvider<vhdx::VhdxImage> {
  public:
-  VhdxProvider() : NamedProvider(DiskFormat::kVhdx, "VHDX", kExtensions) {}
+  VhdxProvider() : ImageProvider(DiskFormat::kVhdx, "VHDX", kVhdxExtensions, &vhdx::CreateVhdxImage) {}
 
   // §2.2.1: the file type identifier at offset 0 is never overwritten, so it alone decides.
   int Probe(const ProbeData& data) const override {
@@ -25,16 +25,6 @@ class VhdxProvider final : public NamedProvider {
       return 100;
     }
     return 0;
-  }
-
-  Result<std::unique_ptr<Image>> Open(std::unique_ptr<platform::File> file,
-                                      const OpenOptions& options) const override {
-    return OpenImageAs<vhdx::VhdxImage>(std::move(file), options);
-  }
-
-  Result<std::unique_ptr<Image>> Create(const std::filesystem::path& path,
-                                        const CreateOptions& options) const override {
-    return vhdx::CreateVhdxImage(path, options);
   }
 };
 
