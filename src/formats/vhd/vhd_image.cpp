@@ -575,7 +575,7 @@ Status VhdImage::AllocateAndWrite(std::uint32_t block, std::uint32_t within,
   // even if the rest fails, so half-prepared space is never handed out twice.
   footer_offset_ = new_footer_offset;
   // (c) Data durable before the BAT points at it.
-  if (write_hardening_) VDISK_RETURN_IF_ERROR(file_->Flush());
+  VDISK_RETURN_IF_ERROR(FlushIfHardening());
   // (d) The BAT sector on disk, then the entry in memory: no thread writes into the block until
   // the file references it.
   const auto entry = static_cast<std::uint32_t>(block_offset / kSectorSize);
@@ -586,7 +586,7 @@ Status VhdImage::AllocateAndWrite(std::uint32_t block, std::uint32_t within,
   VDISK_RETURN_IF_ERROR(WriteBatSector(block, entry));
   bat_[block].store(entry, std::memory_order_release);
   // (e)
-  if (write_hardening_) VDISK_RETURN_IF_ERROR(file_->Flush());
+  VDISK_RETURN_IF_ERROR(FlushIfHardening());
   return Status::Ok();
 }
 
