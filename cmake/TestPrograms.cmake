@@ -22,6 +22,10 @@ function(virtdisk_test_program target)
     "$<$<COMPILE_LANGUAGE:CXX>:<vector$<ANGLE-R>>")
   target_compile_options(${target} PRIVATE
     "$<$<AND:$<COMPILE_LANGUAGE:CXX>,$<CONFIG:RelWithDebInfo,Release>>:-O1>")
+  # The Linux programs' heap keeps freed memory (tests/support/test_heap.cpp says why).
+  if(NOT WIN32)
+    target_sources(${target} PRIVATE ${PROJECT_SOURCE_DIR}/tests/support/test_heap.cpp)
+  endif()
   # Unity files, as the library's layers (src/CMakeLists.txt, VIRTDISK_UNITY_BUILD): GoogleTest's
   # templates and the test helpers are compiled once a batch rather than once a file. So the
   # helpers of two test files of one program may not share a name in an anonymous namespace.
