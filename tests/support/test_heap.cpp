@@ -5,8 +5,9 @@
 // own work (the Linux suite: 525 CPU-seconds with glibc's defaults, 340 with these settings).
 // So malloc uses only its main heap, grown 256 MiB at a time and never trimmed by itself.
 //
-// Only the test process is affected: the library, and the programs the tests start (vdisk, the
-// writers killed mid-run, qemu-img), keep glibc's defaults. The tests that measure resident
+// Only the test processes are affected (with the library code that runs in them): the programs
+// the tests start (vdisk, the attach host, the writers killed mid-run, qemu-img) keep glibc's
+// defaults. The tests that measure resident
 // memory call malloc_trim(0) before they start measuring, so reused heap still counts as growth.
 // Sanitizer builds replace malloc and are left alone.
 #if defined(__linux__)
