@@ -148,13 +148,32 @@ std::string TextOrderHex(const Guid& guid) {
 
 // --- qemu writes, we read ----------------------------------------------------------------------
 
+// Every combination of subformat, block size and block_state_zero natively; under Wine, where
+// each qemu command is a round trip through the host shell, one block size per pair of the other
+// two (the parsing is the same code on both; Windows adds its file layer).
+bool ComboRuns([[maybe_unused]] int subformat, [[maybe_unused]] int block,
+               [[maybe_unused]] int zero) {
+#ifdef _WIN32
+  return block == 2 * subformat + zero;
+#else
+  return true;
+#endif
+}
+
 TEST(VhdxInterop, ReadsFilesThatQemuCreatedAndWrote) {
   REQUIRE_TOOL("qemu-img");
   REQUIRE_TOOL("qemu-io");
   TempDir dir;
-  for (const char* subformat : {"dynamic", "fixed"}) {
-    for (const char* block : {"1M", "8M", "32M", "256M"}) {
-      for (const char* zero : {"off", "on"}) {
+  const char* const subformats[] = {"dynamic", "fixed"};
+  const char* const blocks[] = {"1M", "8M", "32M", "256M"};
+  const char* const zeros[] = {"off", "on"};
+  for (int s = 0; s < 2; ++s) {
+    for (int b = 0; b < 4; ++b) {
+      for (int z = 0; z < 2; ++z) {
+        if (!ComboRuns(s, b, z)) continue;
+        const char* subformat = subformats[s];
+        const char* block = blocks[b];
+        const char* zero = zeros[z];
         SCOPED_TRACE(std::string(subformat) + ", block_size=" + block +
                      ", block_state_zero=" + zero);
         const fs::path image = dir / "qemu.vhdx";
