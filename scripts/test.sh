@@ -69,27 +69,15 @@ if [[ "${SKIP_ASAN:-0}" != 1 ]]; then
     ctest --preset linux-asan -j "$jobs" --timeout 900
 fi
 
-# The fuzzers (VHD, VHDX, ISO/UDF, NBD server, security descriptors) compile alongside the
-# Windows build and run, one process at a time and 60 s in all, alongside the Wine tests, at a
-# lower priority: Wine's processes wait on wineserver often enough to leave a core idle. Their
-# output follows the Wine tests'.
+# The fuzzers (VHD, VHDX, ISO/UDF, NBD server, security descriptors) run one process at a time,
+# 60 s in all, each for its share: alongside the Windows build (with the Wine prefix's creation),
+# which has the other core; their output follows the build's.
 fuzz_pid=""
-start_fuzz() {  # start_fuzz SECONDS LOG [NICENESS]
-  [[ "${SKIP_FUZZ:-0}" != 1 ]] || return 0
-  nice -n "${3:-0}" bash tests/fuzz/run_fuzz.sh "$1" > "$2" 2>&1 &
+if [[ "${SKIP_FUZZ:-0}" != 1 ]]; then
+  section "Fuzzing the parsers (libFuzzer, ${FUZZ_SECONDS:-60} s in all) in the background"
+  bash tests/fuzz/run_fuzz.sh "${FUZZ_SECONDS:-60}" > build/fuzz.log 2>&1 &
   fuzz_pid=$!
-}
-finish_fuzz() {  # finish_fuzz LOG WHAT
-  [[ -n "$fuzz_pid" ]] || return 0
-  local status=0
-  wait "$fuzz_pid" || status=$?
-  fuzz_pid=""
-  if ((status != 0)); then
-    cat "$1"
-    echo "$2 failed (exit status $status)" >&2
-    exit 1
-  fi
-}
+fi
 # check_windows_build DIR x64|x86 TOOL_PREFIX: the DLL's export table and imports, the attach
 # host's imports, the import library's symbols (against mingw-w64's own libvirtdisk.a for the
 # decorations), and that the C client imports all 29 functions by their exported names.
@@ -106,6 +94,19 @@ check_windows_build() {
   scripts/check_exports.sh --client "$dir/c_client_test.objdump"
 }
 
+finish_fuzz() {
+  [[ -n "$fuzz_pid" ]] || return 0
+  local status=0
+  wait "$fuzz_pid" || status=$?
+  fuzz_pid=""
+  section "Fuzzing the parsers: their output"
+  cat build/fuzz.log
+  if ((status != 0)); then
+    echo "fuzzing failed (exit status $status)" >&2
+    exit 1
+  fi
+}
+
 if [[ "${SKIP_WINDOWS:-0}" != 1 ]]; then
   section "Windows build (mingw-w64)"
   export WINEPREFIX="$PWD/build/wineprefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
@@ -114,11 +115,10 @@ if [[ "${SKIP_WINDOWS:-0}" != 1 ]]; then
     (wineboot --init >/dev/null 2>&1 || true) &
     prefix_pid=$!
   fi
-  start_fuzz 0 build/fuzz-build.log
   cmake --preset mingw
   cmake --build --preset mingw -j "$jobs"
   check_windows_build build/mingw x64 x86_64-w64-mingw32
-  finish_fuzz build/fuzz-build.log "the fuzzers' build"
+  finish_fuzz
 
   # The 32-bit DLL is built and checked, never run: these machines cannot start 32-bit
   # programs (docs/testing-under-wine.md says why). Only what the checks need is built: the DLL, its attach host,
@@ -134,8 +134,7 @@ if [[ "${SKIP_WINDOWS:-0}" != 1 ]]; then
     x86_pid=$!
   fi
 
-  start_fuzz "${FUZZ_SECONDS:-60}" build/fuzz.log 10
-  section "Windows tests under Wine${x86_pid:+ (the 32-bit DLL compiles alongside)}${fuzz_pid:+ (the fuzzers run alongside)}"
+  section "Windows tests under Wine${x86_pid:+ (the 32-bit DLL compiles alongside)}"
   if [[ -n "$prefix_pid" ]]; then
     wait "$prefix_pid" || true
     wineserver --wait || true
@@ -158,12 +157,6 @@ if [[ "${SKIP_WINDOWS:-0}" != 1 ]]; then
     check_windows_build build/mingw-x86 x86 i686-w64-mingw32
   fi
 fi
-# Without the Windows part, the fuzzers build and run here.
-[[ -n "$fuzz_pid" || "${SKIP_WINDOWS:-0}" != 1 ]] || start_fuzz "${FUZZ_SECONDS:-60}" build/fuzz.log
-if [[ -n "$fuzz_pid" ]]; then
-  section "Fuzzing the parsers (libFuzzer, ${FUZZ_SECONDS:-60} s in all)"
-  finish_fuzz build/fuzz.log "fuzzing"
-  cat build/fuzz.log
-fi
+finish_fuzz
 
 section "Done"

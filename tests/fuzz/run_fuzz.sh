@@ -2,7 +2,6 @@
 # run_fuzz.sh [SECONDS [TARGET...]]: builds the libFuzzer targets with clang (build/fuzz),
 # writes their seed corpora, and fuzzes each target for its share of SECONDS (default 60, split
 # evenly; one process at a time, so one core). Targets: vhd vhdx iso nbd sd (default: all).
-# SECONDS 0 only builds them.
 #
 # Fails on any crash, leak, sanitizer report or timeout; the reproducer is left in
 # build/fuzz/artifacts/ (its name starts with the target's). Each target's final stats
@@ -30,7 +29,6 @@ cmake -S "$here" -B "$build" -G Ninja -DVIRTDISK_FUZZ=ON $launcher \
 build_targets="vhdx_seed_gen seed_gen"
 for t in $targets; do build_targets="$build_targets ${t}_fuzz"; done
 cmake --build "$build" --target $build_targets
-[ "$seconds" -gt 0 ] || exit 0
 
 mkdir -p "$build/artifacts"
 scratch=$(mktemp -d)
