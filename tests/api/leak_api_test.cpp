@@ -14,15 +14,8 @@
 #include <thread>
 
 #include "api_test_support.h"
+#include "support/sanitizers.h"
 #include "support/wait.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define VIRTDISK_TEST_ALLOCATOR_REPLACED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define VIRTDISK_TEST_ALLOCATOR_REPLACED 1
-#endif
-#endif
 
 namespace vdisk_test {
 namespace {
@@ -46,7 +39,7 @@ struct Cycles {
   int duplicate;
   int mirror;
 };
-#if defined(VIRTDISK_TEST_ALLOCATOR_REPLACED)
+#if defined(VIRTDISK_TEST_SANITIZED)
 constexpr Cycles kCycles{1000, 200, 100};
 #elif defined(_WIN32)
 constexpr Cycles kCycles{4000, 1000, 150};
@@ -76,7 +69,7 @@ void ExpectFlat(const Usage& before, const Usage& after, const char* what, int c
   ASSERT_GT(before.handles, 0) << "handles cannot be counted";
   EXPECT_LE(after.handles, before.handles + kHandleSlack)
       << what << ": handles " << before.handles << " -> " << after.handles;
-#ifndef VIRTDISK_TEST_ALLOCATOR_REPLACED
+#ifndef VIRTDISK_TEST_SANITIZED
   ASSERT_GT(before.memory, 0) << "memory cannot be measured";
   EXPECT_LE(after.memory - before.memory, kMemorySlack)
       << what << ": memory " << before.memory << " -> " << after.memory << " bytes";

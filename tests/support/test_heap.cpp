@@ -2,25 +2,19 @@
 // whole disks' worth of bytes over and over (a 48 MiB image read four ways per crash trial), and
 // glibc serves each allocation above 32 MiB with a fresh mmap and unmaps it when freed: every
 // page is then faulted in and zeroed again, which on a virtual machine cost more than the tests'
-// own work (the Linux suite: 525 CPU-seconds with glibc's defaults, 340 with these settings).
+// own work (the Linux suite: 525 CPU-seconds with glibc's defaults, 306 with these settings).
 // So malloc uses only its main heap, grown 256 MiB at a time and never trimmed by itself.
 //
 // Only the test processes are affected (with the library code that runs in them): the programs
 // the tests start (vdisk, the attach host, the writers killed mid-run, qemu-img) keep glibc's
-// defaults. The tests that measure resident
-// memory call malloc_trim(0) before they start measuring, so reused heap still counts as growth.
+// defaults. The tests that measure resident memory call malloc_trim(0) before they start
+// measuring, so reused heap still counts as growth.
 // Sanitizer builds replace malloc and are left alone.
 #if defined(__linux__)
 #include <malloc.h>
 #endif
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define VIRTDISK_TEST_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define VIRTDISK_TEST_SANITIZED 1
-#endif
-#endif
+#include "sanitizers.h"  // beside this file: not every test program has tests/ on its include path
 
 #if defined(__GLIBC__) && !defined(VIRTDISK_TEST_SANITIZED)
 namespace {

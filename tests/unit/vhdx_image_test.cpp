@@ -40,6 +40,7 @@
 #include "platform/file.h"
 #include "support/disk_calls.h"
 #include "support/provider_registry.h"
+#include "support/sanitizers.h"
 
 namespace vdisk {
 namespace {
@@ -988,17 +989,7 @@ TEST(VhdxConcurrency, FourWritersOnADifferencingDisk) {
 // --- memory ------------------------------------------------------------------------------------
 
 #if defined(__linux__) || defined(_WIN32)
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
+using vdisk_testing::kSanitized;
 
 #ifdef _WIN32
 // Windows has no resettable peak: the measure is the commit charge (PagefileUsage; Wine reports

@@ -42,6 +42,7 @@
 #include "support/crashing_file.h"
 #include "support/file_bytes.h"
 #include "support/provider_registry.h"
+#include "support/sanitizers.h"
 #include "support/wait.h"
 
 namespace vdisk {
@@ -686,18 +687,7 @@ std::uint64_t CountJournal(const fs::path& journal) {
   return static_cast<std::uint64_t>(std::count(text.begin(), text.end(), '\n'));
 }
 
-// Sanitizer builds run several times slower; the time limit is for plain builds.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
+using vdisk_testing::kSanitized;
 
 TEST(VhdxCrashSafety, WriterKilledWithSigkillLeavesAConsistentFile) {
   const std::string qemu_img = FindTool("qemu-img");
